@@ -1,0 +1,167 @@
+/**
+ * The topology and policy file (TOLLGATE_CONFIG): downstreams, routing, tenant id path and tuning.
+ * Parsed once by zod; every error names the file and the exact path inside it.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { TollgateError } from '../errors';
+
+const QUEUE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
+const queueName = z.string().regex(QUEUE_NAME, 'must be 1-100 characters from [A-Za-z0-9._-]');
+const dataPath = z
+  .string()
+  .regex(/^data(\.[A-Za-z0-9_$-]+)+$/, 'must be a dotted path into the job data, like data.tenantId');
+
+const DownstreamSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters from [a-z0-9_-], starting with a letter or digit'),
+  /** Execution queue; default `exec.<name>`. */
+  queue: queueName.optional(),
+  /** Max concurrent admitted jobs in the execution queue (enforced by the allocation policy). */
+  capacity: z.number().int().positive(),
+});
+
+const RoutingRuleSchema = z.strictObject({
+  /** Glob on the job name: `*` any run of characters, `?` one character. */
+  jobName: z.string().min(1),
+  downstream: z.string().min(1),
+});
+
+const ConfigSchema = z
+  .strictObject({
+    queues: z
+      .strictObject({
+        ingress: queueName.default('ingress'),
+        deadLetter: queueName.default('dead-letter'),
+      })
+      .prefault({}),
+    tenant: z.strictObject({ idPath: dataPath.default('data.tenantId') }).prefault({}),
+    downstreams: z.array(DownstreamSchema).min(1, 'declare at least one downstream'),
+    routing: z
+      .strictObject({
+        rules: z.array(RoutingRuleSchema).default([]),
+        /** Data field naming the downstream when no rule matches; null disables it. */
+        dataField: dataPath.nullable().default('data.downstream'),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxPayloadBytes: z.number().int().positive().default(1_048_576),
+      })
+      .prefault({}),
+    gate: z
+      .strictObject({
+        /** Ingress jobs one gate process works on at once; decisions are batched across them. */
+        concurrency: z.number().int().min(1).max(5000).default(200),
+        /** Max decisions per Redis script call. */
+        maxBatch: z.number().int().min(1).max(1000).default(200),
+        lockDurationMs: z.number().int().min(100).default(30_000),
+        stalledIntervalMs: z.number().int().min(50).default(30_000),
+        /** Promotion is idempotent, so a job may stall (its gate died) many times without harm. */
+        maxStalledCount: z.number().int().min(1).default(1000),
+      })
+      .prefault({}),
+    observer: z
+      .strictObject({
+        /** How long one XREADGROUP blocks. */
+        blockMs: z.number().int().min(10).max(60_000).default(1000),
+        /** Max events read per call. */
+        batch: z.number().int().min(1).max(10_000).default(500),
+        /** How often the reconciliation sweep looks for admitted jobs whose completion was missed. */
+        reconcileIntervalMs: z.number().int().min(100).default(30_000),
+        /** An admitted job is checked by the sweep only after this long. */
+        reconcileMinAgeMs: z.number().int().min(0).default(120_000),
+        /** Length kept of each execution queue's event stream (BullMQ's default is 10,000). */
+        eventsMaxLen: z.number().int().min(100).default(100_000),
+      })
+      .prefault({}),
+    retention: z
+      .strictObject({
+        /** How long a job's decision record (and its promotion marker) is kept. */
+        decisionSeconds: z.number().int().min(60).default(86_400),
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const names = new Map<string, number>();
+    const queues = new Map<string, string>([
+      [cfg.queues.ingress, 'queues.ingress'],
+      [cfg.queues.deadLetter, 'queues.deadLetter'],
+    ]);
+    if (cfg.queues.ingress === cfg.queues.deadLetter) {
+      ctx.addIssue({ code: 'custom', path: ['queues', 'deadLetter'], message: 'must differ from queues.ingress' });
+    }
+    cfg.downstreams.forEach((d, i) => {
+      if (names.has(d.name)) {
+        ctx.addIssue({ code: 'custom', path: ['downstreams', i, 'name'], message: `"${d.name}" is declared twice` });
+      }
+      names.set(d.name, i);
+      const q = d.queue ?? `exec.${d.name}`;
+      const clash = queues.get(q);
+      if (clash) {
+        ctx.addIssue({ code: 'custom', path: ['downstreams', i, 'queue'], message: `queue "${q}" is already used by ${clash}` });
+      }
+      queues.set(q, `downstreams[${i}]`);
+    });
+    cfg.routing.rules.forEach((r, i) => {
+      if (!names.has(r.downstream)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routing', 'rules', i, 'downstream'],
+          message: `"${r.downstream}" is not a declared downstream (declared: ${[...names.keys()].join(', ')})`,
+        });
+      }
+    });
+  });
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+type ParsedConfig = z.output<typeof ConfigSchema>;
+
+export interface DownstreamConfig {
+  name: string;
+  queue: string;
+  capacity: number;
+}
+
+export type Config = Omit<ParsedConfig, 'downstreams'> & { downstreams: DownstreamConfig[] };
+
+/** `['downstreams', 1, 'capacity']` → `downstreams[1].capacity`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out === '' ? '(root)' : out;
+}
+
+/** Validates a parsed JSON value; `source` names it in errors. */
+export function parseConfig(value: unknown, source = 'config'): Config {
+  const parsed = ConfigSchema.safeParse(value);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`);
+    throw new TollgateError('TG_ERR_CONFIG', `${source}: ${lines.join('; ')}`, { issues: lines });
+  }
+  const cfg = parsed.data;
+  return {
+    ...cfg,
+    downstreams: cfg.downstreams.map((d) => ({ name: d.name, queue: d.queue ?? `exec.${d.name}`, capacity: d.capacity })),
+  };
+}
+
+export function loadConfigFile(path: string): Config {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new TollgateError(
+      'TG_ERR_CONFIG',
+      `${file}: cannot read the config file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); set TOLLGATE_CONFIG to its path`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new TollgateError('TG_ERR_CONFIG', `${file}: not valid JSON: ${(err as Error).message}`);
+  }
+  return parseConfig(json, file);
+}

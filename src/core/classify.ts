@@ -1,0 +1,110 @@
+/**
+ * Pure classification of an ingress job: is it well-formed, whose is it, and where does it go.
+ * No I/O; the gate calls it once per job before any Redis work.
+ */
+import { ERRORS, type RejectionCode } from '../errors';
+import { compileGlob } from './glob';
+import { readPath } from './paths';
+
+export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+/** BullMQ's own priority range: 0 (none) to 2^21. */
+export const MAX_PRIORITY = 2_097_152;
+
+export interface RoutingConfig {
+  rules: ReadonlyArray<{ jobName: string; downstream: string }>;
+  dataField: string | null;
+  downstreams: ReadonlyArray<string>;
+}
+
+export interface ClassifyConfig {
+  tenantIdPath: string;
+  maxPayloadBytes: number;
+  routing: RoutingConfig;
+}
+
+export interface IngressJobView {
+  name: string;
+  data: unknown;
+  opts: { priority?: unknown };
+}
+
+export type Classification =
+  | { ok: true; tenantId: string; downstream: string; priority: number }
+  | { ok: false; code: RejectionCode; reason: string; message: string; tenantId?: string };
+
+export interface Router {
+  route(name: string, data: Record<string, unknown>): { downstream: string } | { code: RejectionCode; message: string };
+}
+
+/** Routing: the first rule whose glob matches the job name wins; else the data field, if enabled. */
+export function createRouter(cfg: RoutingConfig): Router {
+  const rules = cfg.rules.map((r) => ({ re: compileGlob(r.jobName), glob: r.jobName, downstream: r.downstream }));
+  const known = new Set(cfg.downstreams);
+  const field = cfg.dataField;
+  return {
+    route(name, data) {
+      for (const r of rules) if (r.re.test(name)) return { downstream: r.downstream };
+      if (field !== null) {
+        const named = readPath({ data }, field);
+        if (named !== undefined) {
+          if (typeof named === 'string' && known.has(named)) return { downstream: named };
+          return {
+            code: 'TG_ERR_UNKNOWN_DOWNSTREAM',
+            message: `${field} is ${JSON.stringify(named).slice(0, 80)}, not a declared downstream (declared: ${[...known].join(', ')})`,
+          };
+        }
+      }
+      return {
+        code: 'TG_ERR_NO_ROUTE',
+        message: `no routing rule matches job name ${JSON.stringify(name).slice(0, 120)}${field ? ` and ${field} is not set` : ''}`,
+      };
+    },
+  };
+}
+
+function reject(code: RejectionCode, message: string, tenantId?: string): Classification {
+  const out: Classification = { ok: false, code, reason: ERRORS[code].reason, message };
+  if (tenantId !== undefined) out.tenantId = tenantId;
+  return out;
+}
+
+export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => Classification {
+  const router = createRouter(cfg.routing);
+  return (job) => {
+    const data = job.data;
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+      const kind = data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data;
+      return reject('TG_ERR_INVALID_PAYLOAD', `job data must be a JSON object, got ${kind}`);
+    }
+    const record = data as Record<string, unknown>;
+    const size = Buffer.byteLength(JSON.stringify(record), 'utf8');
+    if (size > cfg.maxPayloadBytes) {
+      return reject('TG_ERR_PAYLOAD_TOO_LARGE', `job data is ${size} bytes, over the limit of ${cfg.maxPayloadBytes}`);
+    }
+    const tenant = readPath({ data: record }, cfg.tenantIdPath);
+    if (tenant === undefined || tenant === null || tenant === '') {
+      return reject('TG_ERR_MISSING_TENANT', `no tenant id at ${cfg.tenantIdPath}`);
+    }
+    if (typeof tenant !== 'string' || !TENANT_ID.test(tenant)) {
+      return reject(
+        'TG_ERR_INVALID_TENANT',
+        `${cfg.tenantIdPath} must be a string of 1-128 characters from [A-Za-z0-9._:@-], got ${JSON.stringify(tenant).slice(0, 80)}`,
+      );
+    }
+    const rawPriority = job.opts.priority !== undefined && job.opts.priority !== 0 ? job.opts.priority : record.priority;
+    let priority = 0;
+    if (rawPriority !== undefined && rawPriority !== null) {
+      if (typeof rawPriority !== 'number' || !Number.isInteger(rawPriority) || rawPriority < 0 || rawPriority > MAX_PRIORITY) {
+        return reject(
+          'TG_ERR_INVALID_PRIORITY',
+          `priority must be an integer from 0 to ${MAX_PRIORITY}, got ${JSON.stringify(rawPriority).slice(0, 40)}`,
+          tenant,
+        );
+      }
+      priority = rawPriority;
+    }
+    const routed = router.route(job.name, record);
+    if ('code' in routed) return reject(routed.code, routed.message, tenant);
+    return { ok: true, tenantId: tenant, downstream: routed.downstream, priority };
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * The one registry of errors a user can meet (Fastify's lib/errors.js is the model).
+ *
+ * Every entry has a code, an HTTP status (for API errors) and, for jobs the gate refuses, the
+ * machine-readable dead-letter `reason` stored with the job. docs/errors.md lists every code;
+ * test/unit/errors.test.ts keeps the two in sync.
+ */
+
+export interface ErrorSpec {
+  /** HTTP status when the error reaches an API client. */
+  status: number;
+  /** Dead-letter reason (kebab-case) when the error refuses an ingress job. */
+  reason?: string;
+  /** One line for docs/errors.md: when it happens and what to do. */
+  doc: string;
+}
+
+export const ERRORS = {
+  // Configuration and start-up
+  TG_ERR_ENV: { status: 500, doc: 'An environment variable has a bad value; the message names it. The process exits 1.' },
+  TG_ERR_CONFIG: {
+    status: 500,
+    doc: 'The config file (TOLLGATE_CONFIG) is missing, not JSON, or invalid; the message names the file and the exact path inside it. The process exits 1.',
+  },
+
+  // Jobs the gate refuses: each lands in the dead-letter queue with `reason`.
+  TG_ERR_INVALID_PAYLOAD: {
+    status: 400,
+    reason: 'invalid-payload',
+    doc: 'The job data is not a JSON object (a string, number, array or null).',
+  },
+  TG_ERR_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    reason: 'payload-too-large',
+    doc: 'The serialized job data is larger than `limits.maxPayloadBytes` of the config.',
+  },
+  TG_ERR_MISSING_TENANT: {
+    status: 400,
+    reason: 'missing-tenant',
+    doc: 'No tenant id at the configured path (`tenant.idPath`, default `data.tenantId`).',
+  },
+  TG_ERR_INVALID_TENANT: {
+    status: 400,
+    reason: 'invalid-tenant',
+    doc: 'The tenant id is not a string of 1-128 characters from [A-Za-z0-9._:@-].',
+  },
+  TG_ERR_INVALID_PRIORITY: {
+    status: 400,
+    reason: 'invalid-priority',
+    doc: 'The priority (BullMQ `priority` option or `data.priority`) is not an integer from 0 to 2097152.',
+  },
+  TG_ERR_NO_ROUTE: {
+    status: 400,
+    reason: 'no-route',
+    doc: 'No routing rule matches the job name and the job has no `data.downstream`.',
+  },
+  TG_ERR_UNKNOWN_DOWNSTREAM: {
+    status: 400,
+    reason: 'unknown-downstream',
+    doc: '`data.downstream` names a downstream that the config does not declare.',
+  },
+
+  // API
+  TG_ERR_VALIDATION: { status: 400, doc: 'A request parameter, query or body is invalid; `details` names each field.' },
+  TG_ERR_UNAUTHORIZED: { status: 401, doc: 'The request has no bearer token, or the token is unknown.' },
+  TG_ERR_FORBIDDEN: { status: 403, doc: "The token's scopes do not allow this request." },
+  TG_ERR_NOT_FOUND: { status: 404, doc: 'The route or the resource does not exist (or is outside the token\'s tenant).' },
+  TG_ERR_UNAVAILABLE: {
+    status: 503,
+    doc: 'Redis or Postgres does not answer in time; the request was not applied. Retry after the service is back.',
+  },
+  TG_ERR_INTERNAL: { status: 500, doc: 'An unexpected error; the log line with the same request id has the cause.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Dead-letter reasons, by the code that produces them. */
+export type RejectionCode = {
+  [K in ErrorCode]: (typeof ERRORS)[K] extends { reason: string } ? K : never;
+}[ErrorCode];
+
+export class TollgateError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'TollgateError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+  }
+}
+
+export function reasonOf(code: RejectionCode): string {
+  return ERRORS[code].reason;
+}
