@@ -1,0 +1,40 @@
+/**
+ * Postgres access: one pg Pool per process, wrapped by drizzle. Queries fail fast (connection and
+ * statement timeouts) so an outage surfaces as an error the caller can retry or answer 503 to.
+ */
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { Pool } from 'pg';
+import type { Logger } from 'pino';
+import * as schema from './schema';
+
+export type Db = NodePgDatabase<typeof schema>;
+
+export interface Database {
+  pool: Pool;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export function createDatabase(url: string, log: Logger, opts: { max?: number } = {}): Database {
+  const pool = new Pool({
+    connectionString: url,
+    max: opts.max ?? 5,
+    connectionTimeoutMillis: 3000,
+    statement_timeout: 5000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'tollgate',
+  });
+  // An idle client that loses its server emits here; without a listener the process would crash.
+  pool.on('error', (err) => log.warn({ err: err.message }, 'Postgres connection lost; the pool reconnects on next use'));
+  const db = drizzle(pool, { schema });
+  let closed = false;
+  return {
+    pool,
+    db,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Prometheus metrics (prom-client). One registry per process; components register what they own.
+ * Cluster-wide figures (decision counters, queue depths) are read from Redis at scrape time by the
+ * API (src/api/cluster-metrics.ts), so they are right whichever process made the decision.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  /** Gate decision latency: ingress job active in the gate → execution job added. */
+  readonly promotionSeconds = new Histogram({
+    name: 'tollgate_gate_promotion_seconds',
+    help: 'Time from an ingress job becoming active in the gate to its execution job being added',
+    labelNames: ['downstream'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  /** End-to-end wait: ingress job created → execution job added. */
+  readonly ingressToExecSeconds = new Histogram({
+    name: 'tollgate_ingress_to_exec_seconds',
+    help: 'Time from an ingress job being added by its producer to its execution job being added',
+    labelNames: ['downstream'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  readonly gateErrors = new Counter({
+    name: 'tollgate_gate_errors_total',
+    help: 'Infrastructure errors met by the gate (the job is retried, not lost)',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
+
+  readonly observerEvents = new Counter({
+    name: 'tollgate_observer_events_total',
+    help: 'Events read from execution queue event streams by this observer',
+    labelNames: ['downstream', 'event'] as const,
+    registers: [this.registry],
+  });
+
+  readonly observerReleases = new Counter({
+    name: 'tollgate_observer_releases_total',
+    help: 'Admitted jobs released by this observer, by outcome and by what found them (event or sweep)',
+    labelNames: ['downstream', 'outcome', 'source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly observerGaps = new Counter({
+    name: 'tollgate_observer_event_gaps_total',
+    help: 'Times an event stream was trimmed past events this observer had not read (the sweep then reconciles)',
+    labelNames: ['downstream'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_process_' });
+  }
+}
