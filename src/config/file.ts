@@ -71,6 +71,8 @@ const ConfigSchema = z
         reconcileIntervalMs: z.number().int().min(100).default(30_000),
         /** An admitted job is checked by the sweep only after this long. */
         reconcileMinAgeMs: z.number().int().min(0).default(120_000),
+        /** Events another observer read but did not acknowledge for this long are taken over (it died). */
+        claimIdleMs: z.number().int().min(100).default(30_000),
         /** Length kept of each execution queue's event stream (BullMQ's default is 10,000). */
         eventsMaxLen: z.number().int().min(100).default(100_000),
       })

@@ -1,0 +1,29 @@
+/**
+ * Options of the execution job the gate adds for an ingress job: the producer's retry and retention
+ * options pass through; the id and deduplication key derive from the ingress id so that adding the
+ * same job twice (after a gate died mid-promotion) is a no-op, even after the first copy finished
+ * and was removed (BullMQ keeps a deduplication key with a TTL past the job's removal).
+ */
+import type { JobsOptions } from 'bullmq';
+import { execJobId } from '../redis/keys';
+
+const PASS_THROUGH = [
+  'attempts',
+  'backoff',
+  'priority',
+  'lifo',
+  'removeOnComplete',
+  'removeOnFail',
+  'keepLogs',
+  'stackTraceLimit',
+  'sizeLimit',
+] as const satisfies ReadonlyArray<keyof JobsOptions>;
+
+export function execOptions(ingressJobId: string, producerOpts: JobsOptions, dedupTtlMs: number): JobsOptions {
+  const id = execJobId(ingressJobId);
+  const opts: JobsOptions = { jobId: id, deduplication: { id, ttl: dedupTtlMs } };
+  const src = producerOpts as Record<string, unknown>;
+  const dst = opts as Record<string, unknown>;
+  for (const k of PASS_THROUGH) if (src[k] !== undefined) dst[k] = src[k];
+  return opts;
+}

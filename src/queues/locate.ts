@@ -1,0 +1,80 @@
+/**
+ * Where is an ingress job now, and why: combines the gate's decision record with the live state of
+ * the BullMQ job in the place the decision sent it. Used by `GET /api/v1/jobs/:id`.
+ */
+import type { Governance } from '../redis/governance';
+import { execJobId } from '../redis/keys';
+import type { Topology } from './topology';
+
+export type Place = 'ingress' | 'exec' | 'dead-letter';
+
+export interface JobLocation {
+  id: string;
+  place: Place;
+  /** BullMQ state in that place; `removed` when the job finished there and was removed. */
+  state: string;
+  queue: string;
+  jobId: string;
+  tenantId?: string;
+  downstream?: string;
+  decision?: {
+    outcome: 'admitted' | 'dead-lettered';
+    at: string;
+    reason?: string;
+    code?: string;
+    message?: string;
+  };
+  /** Set once the observer saw the execution job end. */
+  finished?: { outcome: 'completed' | 'failed' | 'vanished'; at: string };
+}
+
+const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
+
+export async function locateJob(topology: Topology, governance: Governance, id: string): Promise<JobLocation | undefined> {
+  const [record, ingressState] = await Promise.all([
+    governance.findRecord(id, [...topology.downstreams.keys()]),
+    topology.ingress.getJobState(id),
+  ]);
+  const undecided = (): JobLocation => ({ id, place: 'ingress', state: ingressState, queue: topology.ingress.name, jobId: id });
+  if (!record) return ingressState === 'unknown' ? undefined : undecided();
+
+  const base = {
+    id,
+    ...(record.t ? { tenantId: record.t } : {}),
+    ...(record.ds ? { downstream: record.ds } : {}),
+  };
+  if (record.st === 'dead') {
+    const jobId = execJobId(id);
+    const state = await topology.deadLetter.getJobState(jobId);
+    // Decided but the dead-letter add has not happened yet (the gate is mid-step or died there).
+    if (state === 'unknown' && ingressState !== 'unknown') return { ...undecided(), ...base };
+    return {
+      ...base,
+      place: 'dead-letter',
+      state: state === 'unknown' ? 'removed' : state,
+      queue: topology.deadLetter.name,
+      jobId,
+      decision: { outcome: 'dead-lettered', at: iso(record.at), reason: record.reason, code: record.code, message: record.msg },
+    };
+  }
+
+  const downstream = record.ds!;
+  const queue = topology.exec.get(downstream);
+  const jobId = execJobId(id);
+  const state = queue ? await queue.getJobState(jobId) : 'unknown';
+  const loc: JobLocation = {
+    ...base,
+    place: 'exec',
+    state: state === 'unknown' ? 'removed' : state,
+    queue: record.q ?? queue?.name ?? '',
+    jobId,
+    decision: { outcome: 'admitted', at: iso(record.at) },
+  };
+  if (record.st === 'completed' || record.st === 'failed' || record.st === 'vanished') {
+    loc.finished = { outcome: record.st, at: iso(record.fin) };
+  } else if (state === 'unknown' && ingressState !== 'unknown') {
+    // Admitted, but the execution job is not added yet: the job is still the gate's.
+    return { ...undecided(), ...base, decision: loc.decision! };
+  }
+  return loc;
+}

@@ -1,0 +1,288 @@
+/**
+ * The failure observer: reads the event streams of every execution queue through a Redis consumer
+ * group, releases the admitted jobs that finished, and counts outcomes per downstream.
+ *
+ * Nothing is missed across a restart: an event is acknowledged only after its release was applied
+ * (releases are idempotent, so a redelivery after a crash is harmless), pending events of a dead
+ * observer are claimed by a live one, and a reconciliation sweep finds admitted jobs whose events
+ * were trimmed away while no observer was reading (that gap is detected and reported).
+ */
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/file';
+import type { Failpoints } from '../failpoints';
+import type { Metrics } from '../observability/metrics';
+import type { Governance, Outcome } from '../redis/governance';
+import { execJobId, ingressIdOf, type Keys } from '../redis/keys';
+import { scriptsFor } from '../redis/scripts';
+import type { Topology } from './topology';
+
+export const OBSERVER_GROUP = 'tollgate-observer';
+
+type StreamEntry = [id: string, fields: string[]];
+type ReadReply = Array<[stream: string, entries: StreamEntry[]]> | null;
+
+export interface ObserverDeps {
+  config: Config;
+  topology: Topology;
+  governance: Governance;
+  keys: Keys;
+  /** Non-blocking commands. */
+  redis: Redis;
+  /** A connection of its own for the blocking XREADGROUP. */
+  blockingRedis: Redis;
+  log: Logger;
+  metrics: Metrics;
+  failpoints: Failpoints;
+  now?: () => number;
+}
+
+interface StreamInfo {
+  downstream: string;
+  queue: string;
+  key: string;
+}
+
+export interface SweepReport {
+  checked: number;
+  released: number;
+}
+
+export class Observer {
+  private readonly consumer = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  private readonly streams: StreamInfo[];
+  private readonly byKey = new Map<string, StreamInfo>();
+  private running = false;
+  private loop?: Promise<void>;
+  private timer?: NodeJS.Timeout;
+  private sweeping?: Promise<unknown>;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: ObserverDeps) {
+    this.now = deps.now ?? Date.now;
+    this.streams = deps.config.downstreams.map((d) => ({ downstream: d.name, queue: d.queue, key: deps.keys.events(d.queue) }));
+    for (const s of this.streams) this.byKey.set(s.key, s);
+  }
+
+  async start(): Promise<void> {
+    await this.ensureGroups();
+    this.running = true;
+    this.loop = this.readLoop();
+    const every = this.deps.config.observer.reconcileIntervalMs;
+    this.timer = setInterval(() => void this.maintain(), every);
+    this.timer.unref();
+    this.deps.log.info({ streams: this.streams.map((s) => s.key), consumer: this.consumer }, 'observer reading execution events');
+  }
+
+  async close(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    await this.loop;
+    await this.sweeping;
+  }
+
+  private async ensureGroups(): Promise<void> {
+    const scripts = scriptsFor(this.deps.redis);
+    for (const s of this.streams) await scripts.ensureGroup([s.key], [OBSERVER_GROUP]);
+  }
+
+  private async readLoop(): Promise<void> {
+    const { blockingRedis, config, log } = this.deps;
+    let backoff = 100;
+    while (this.running) {
+      try {
+        const reply = (await blockingRedis.xreadgroup(
+          'GROUP',
+          OBSERVER_GROUP,
+          this.consumer,
+          'COUNT',
+          config.observer.batch,
+          'BLOCK',
+          config.observer.blockMs,
+          'STREAMS',
+          ...this.streams.map((s) => s.key),
+          ...this.streams.map(() => '>'),
+        )) as ReadReply;
+        if (reply) for (const [key, entries] of reply) await this.apply(this.byKey.get(key)!, entries);
+        backoff = 100;
+      } catch (err) {
+        if (!this.running) break;
+        const msg = String((err as Error).message);
+        // A flushed or restarted Redis lost the groups: recreate them (from 0, nothing skipped).
+        if (msg.includes('NOGROUP')) {
+          log.warn('observer consumer groups missing (Redis flushed?); recreating them');
+          await this.ensureGroups().catch(() => undefined);
+        } else {
+          log.warn({ err: msg, retryInMs: backoff }, 'observer read failed; retrying');
+        }
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  /** Applies a batch of events of one stream, then acknowledges it. */
+  private async apply(stream: StreamInfo, entries: StreamEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const { governance, metrics, failpoints, redis } = this.deps;
+    const releases: Array<{ ingressJobId: string; outcome: Outcome }> = [];
+    for (const [, fields] of entries) {
+      const ev = fieldsOf(fields);
+      const event = ev.event ?? 'unknown';
+      metrics.observerEvents.inc({ downstream: stream.downstream, event });
+      const outcome = outcomeOf(event, ev.prev);
+      const ingressJobId = ev.jobId ? ingressIdOf(ev.jobId) : undefined;
+      if (outcome && ingressJobId !== undefined) releases.push({ ingressJobId, outcome });
+    }
+    if (releases.length > 0) {
+      const released = await governance.release(stream.downstream, releases);
+      released.forEach((r, i) => {
+        if (r) metrics.observerReleases.inc({ downstream: stream.downstream, outcome: releases[i]!.outcome, source: 'event' });
+      });
+      await failpoints.hit('observer.after-release');
+    }
+    await failpoints.hit('observer.before-ack');
+    await redis.xack(stream.key, OBSERVER_GROUP, ...entries.map(([id]) => id));
+  }
+
+  /** Periodic upkeep: claim events a dead observer left pending, detect gaps, sweep. */
+  async maintain(): Promise<SweepReport> {
+    if (this.sweeping) return { checked: 0, released: 0 };
+    const work = (async () => {
+      await this.claimAbandoned();
+      await this.detectGaps();
+      return this.sweep();
+    })();
+    this.sweeping = work;
+    try {
+      return await work;
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'observer upkeep failed; retrying next interval');
+      return { checked: 0, released: 0 };
+    } finally {
+      this.sweeping = undefined;
+    }
+  }
+
+  private async claimAbandoned(): Promise<void> {
+    const { redis, log } = this.deps;
+    const minIdle = this.deps.config.observer.claimIdleMs;
+    for (const s of this.streams) {
+      let cursor = '0-0';
+      do {
+        const [next, entries] = (await redis.xautoclaim(s.key, OBSERVER_GROUP, this.consumer, minIdle, cursor, 'COUNT', 500)) as [
+          string,
+          StreamEntry[],
+          string[]?,
+        ];
+        // Entries trimmed from the stream come back as null fields; their ids are gone from the PEL.
+        await this.apply(
+          s,
+          entries.filter((e) => Array.isArray(e[1])),
+        );
+        cursor = next;
+      } while (cursor !== '0-0' && this.running);
+      // Forget consumers of dead observers once they hold nothing and were idle for a day.
+      const consumers = ((await redis.call('XINFO', 'CONSUMERS', s.key, OBSERVER_GROUP)) as unknown[][]).map(pairs);
+      for (const c of consumers) {
+        if (c.name !== this.consumer && Number(c.pending) === 0 && Number(c.idle) > 86_400_000) {
+          await redis.xgroup('DELCONSUMER', s.key, OBSERVER_GROUP, String(c.name));
+          log.debug({ consumer: c.name }, 'removed idle observer consumer');
+        }
+      }
+    }
+  }
+
+  /** A gap: the stream dropped entries the group had not read yet (observer down too long). */
+  private async detectGaps(): Promise<void> {
+    const { redis, log, metrics } = this.deps;
+    const scripts = scriptsFor(redis);
+    for (const s of this.streams) {
+      const [lost, lastDelivered] = await scripts.detectGap([s.key], [OBSERVER_GROUP]);
+      if (lost > 0) {
+        metrics.observerGaps.inc({ downstream: s.downstream });
+        log.warn(
+          { downstream: s.downstream, lostEvents: lost, lastDelivered },
+          'event stream was trimmed past unread events; the reconciliation sweep releases what they would have',
+        );
+      }
+    }
+  }
+
+  /**
+   * Finds admitted jobs older than `reconcileMinAgeMs` whose execution job finished or vanished
+   * without an event reaching us, and releases them. Order matters: the ingress job is checked
+   * first, because the gate completes it only after the execution job was added; an admitted job
+   * whose ingress job still exists may not have been added yet and is left alone.
+   */
+  async sweep(): Promise<SweepReport> {
+    const { redis, keys, config, governance, metrics, log } = this.deps;
+    const report: SweepReport = { checked: 0, released: 0 };
+    const olderThan = this.now() - config.observer.reconcileMinAgeMs;
+    for (const s of this.streams) {
+      let offset = 0;
+      for (;;) {
+        const ids = await redis.zrangebyscore(keys.inflight(s.downstream), '-inf', olderThan, 'LIMIT', offset, 200);
+        if (ids.length === 0) break;
+        offset += ids.length;
+        report.checked += ids.length;
+        const ingress = config.queues.ingress;
+        const first = redis.pipeline();
+        for (const id of ids) first.exists(keys.bullJob(ingress, id));
+        const ingressAlive = ((await first.exec()) ?? []).map(([, v]) => v === 1);
+        const candidates = ids.filter((_, i) => !ingressAlive[i]);
+        if (candidates.length === 0) continue;
+        const second = redis.pipeline();
+        for (const id of candidates) {
+          const jid = execJobId(id);
+          second.exists(keys.bullJob(s.queue, jid));
+          second.hget(keys.bullJob(s.queue, jid), 'finishedOn');
+          second.zscore(keys.bullSet(s.queue, 'completed'), jid);
+        }
+        const res = ((await second.exec()) ?? []).map(([, v]) => v);
+        const releases: Array<{ ingressJobId: string; outcome: Outcome }> = [];
+        candidates.forEach((id, i) => {
+          const [exists, finishedOn, completedScore] = res.slice(i * 3, i * 3 + 3);
+          if (exists !== 1) releases.push({ ingressJobId: id, outcome: 'vanished' });
+          else if (finishedOn) releases.push({ ingressJobId: id, outcome: completedScore !== null ? 'completed' : 'failed' });
+        });
+        if (releases.length === 0) continue;
+        const released = await governance.release(s.downstream, releases);
+        let n = 0;
+        released.forEach((r, i) => {
+          if (!r) return;
+          n++;
+          metrics.observerReleases.inc({ downstream: s.downstream, outcome: releases[i]!.outcome, source: 'sweep' });
+        });
+        offset -= n; // released entries left the zset; keep the window aligned
+        report.released += n;
+        if (n > 0) {
+          log.warn({ downstream: s.downstream, released: n }, 'reconciliation released admitted jobs whose completion events were missed');
+        }
+      }
+    }
+    return report;
+  }
+}
+
+function fieldsOf(fields: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!;
+  return out;
+}
+
+/** Which BullMQ events end an admitted job. `failed` is emitted only after the last attempt. */
+function outcomeOf(event: string, prev: string | undefined): Outcome | undefined {
+  if (event === 'completed') return 'completed';
+  if (event === 'failed') return 'failed';
+  // Removed by hand before it finished: its capacity must come back.
+  if (event === 'removed' && prev !== 'completed' && prev !== 'failed') return 'vanished';
+  return undefined;
+}
+
+function pairs(flat: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}
