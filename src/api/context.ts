@@ -1,0 +1,20 @@
+/** What API routes need, built once by the server. */
+import type { Config } from '../config/file';
+import type { ApiToken } from '../config/tokens';
+import type { Metrics } from '../observability/metrics';
+import type { Governance } from '../redis/governance';
+import type { Topology } from '../queues/topology';
+import type { Logger } from 'pino';
+
+export type CheckResult = Record<string, { ok: boolean; detail?: string }>;
+
+export interface ApiContext {
+  config: Config;
+  tokens: readonly ApiToken[];
+  topology: Topology;
+  governance: Governance;
+  metrics: Metrics;
+  log: Logger;
+  /** Live checks of Redis and Postgres (and anything else readiness depends on). */
+  readiness(): Promise<CheckResult>;
+}

@@ -1,0 +1,62 @@
+/**
+ * One way to declare an API route: zod schemas for params, query, body and responses, an access
+ * level, and a handler. The same declaration validates requests and generates the OpenAPI document
+ * (src/api/openapi.ts), so the two cannot drift apart.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z, type ZodType } from 'zod';
+import { TollgateError } from '../errors';
+import { authorize, type Access, type AuthContext } from './auth';
+import type { ApiToken } from '../config/tokens';
+
+export interface RouteDef<P = unknown, Q = unknown, B = unknown> {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Fastify path, e.g. `/api/v1/jobs/:id`. */
+  url: string;
+  summary: string;
+  tag: string;
+  access: Access;
+  params?: ZodType<P>;
+  query?: ZodType<Q>;
+  body?: ZodType<B>;
+  responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
+  handler(input: { params: P; query: Q; body: B; auth: AuthContext; req: FastifyRequest; reply: FastifyReply }): Promise<unknown>;
+}
+
+export function defineRoute<P, Q, B>(def: RouteDef<P, Q, B>): RouteDef {
+  return def as unknown as RouteDef;
+}
+
+function parse<T>(schema: ZodType<T> | undefined, value: unknown, where: string): T {
+  if (!schema) return undefined as T;
+  const r = schema.safeParse(value ?? {});
+  if (!r.success) {
+    const details = r.error.issues.map((i) => ({ field: [where, ...i.path.map(String)].join('.'), message: i.message }));
+    throw new TollgateError('TG_ERR_VALIDATION', `invalid ${where}: ${details.map((d) => `${d.field}: ${d.message}`).join('; ')}`, details);
+  }
+  return r.data;
+}
+
+export function registerRoutes(app: FastifyInstance, routes: readonly RouteDef[], tokens: readonly ApiToken[]): void {
+  for (const def of routes) {
+    app.route({
+      method: def.method,
+      url: def.url,
+      handler: async (req, reply) => {
+        const auth = authorize(req.headers.authorization, def.access, tokens);
+        const params = parse(def.params, req.params, 'params');
+        const query = parse(def.query, req.query, 'query');
+        const body = parse(def.body, req.body, 'body');
+        return def.handler({ params, query, body, auth, req, reply });
+      },
+    });
+  }
+}
+
+export const ErrorBody = z
+  .object({
+    error: z.string().describe('Error code from docs/errors.md, e.g. TG_ERR_VALIDATION'),
+    message: z.string(),
+    details: z.unknown().optional(),
+  })
+  .meta({ id: 'Error' });

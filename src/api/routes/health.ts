@@ -1,0 +1,35 @@
+/** Liveness and readiness. Both are public: orchestrators probe them without tokens. */
+import type { RouteDef } from '../route';
+import { defineRoute } from '../route';
+import { HealthSchema, ReadinessSchema } from '../schemas';
+import type { ApiContext } from '../context';
+
+export function healthRoutes(ctx: ApiContext): RouteDef[] {
+  return [
+    defineRoute({
+      method: 'GET',
+      url: '/healthz',
+      summary: 'Liveness: the process is up (does not check Redis or Postgres)',
+      tag: 'health',
+      access: 'public',
+      responses: { 200: { description: 'Alive', schema: HealthSchema } },
+      handler: async () => ({ status: 'ok' }),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/readyz',
+      summary: 'Readiness: Redis and Postgres answer and migrations are applied',
+      tag: 'health',
+      access: 'public',
+      responses: {
+        200: { description: 'Ready', schema: ReadinessSchema },
+        503: { description: 'Not ready; `checks` says which dependency is missing', schema: ReadinessSchema },
+      },
+      handler: async ({ reply }) => {
+        const checks = await ctx.readiness();
+        const ready = Object.values(checks).every((c) => c.ok);
+        return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', checks });
+      },
+    }),
+  ];
+}

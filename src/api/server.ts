@@ -1,0 +1,31 @@
+/** Builds the fastify app: routes, auth, errors, metrics. Listening is the caller's business. */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { registerClusterMetrics } from './cluster-metrics';
+import type { ApiContext } from './context';
+import { installErrorHandling } from './errors';
+import { buildOpenApi } from './openapi';
+import { registerRoutes, type RouteDef } from './route';
+import { dashboardRoutes } from './routes/dashboard';
+import { healthRoutes } from './routes/health';
+import { jobRoutes } from './routes/jobs';
+import { metaRoutes } from './routes/meta';
+import { queueRoutes } from './routes/queues';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const VERSION: string = require('../../package.json').version;
+
+export function apiRoutes(ctx: ApiContext): RouteDef[] {
+  const routes: RouteDef[] = [];
+  let doc: Record<string, unknown> | undefined;
+  const openapi = () => (doc ??= buildOpenApi(routes, VERSION));
+  routes.push(...healthRoutes(ctx), ...jobRoutes(ctx), ...queueRoutes(ctx), ...metaRoutes(ctx, openapi), ...dashboardRoutes());
+  return routes;
+}
+
+export function buildApi(ctx: ApiContext): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 1_048_576, maxParamLength: 1024, return503OnClosing: true });
+  installErrorHandling(app, ctx.log);
+  registerClusterMetrics(ctx);
+  registerRoutes(app, apiRoutes(ctx), ctx.tokens);
+  return app;
+}
