@@ -1,0 +1,55 @@
+/**
+ * Process entry shared by workers/*.ts: parse env and config (a bad value exits 1 with a message
+ * naming it), start the roles, and shut down gracefully on SIGTERM / SIGINT: in-flight promotions
+ * finish, nothing is left active; past the grace period the process exits 1.
+ */
+import { loadEnv } from './config/env';
+import { loadConfigFile } from './config/file';
+import { TollgateError } from './errors';
+import { createLogger } from './observability/log';
+import { startTollgate, type Role } from './runtime';
+
+export async function runProcess(roles: readonly Role[]): Promise<void> {
+  let env;
+  let config;
+  try {
+    env = loadEnv();
+    config = loadConfigFile(env.configPath);
+  } catch (err) {
+    const e = err as TollgateError;
+    // Before the logger exists: one structured line on stderr, then exit.
+    process.stderr.write(`${JSON.stringify({ level: 'fatal', code: e.code ?? 'TG_ERR_INTERNAL', msg: e.message })}\n`);
+    process.exit(1);
+  }
+  const log = createLogger(env.logLevel, roles.join('+'));
+  let tollgate;
+  try {
+    tollgate = await startTollgate({ roles, env, config, log });
+  } catch (err) {
+    log.fatal({ err }, 'tollgate could not start');
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, graceMs: env.shutdownGraceMs }, 'shutting down: finishing in-flight work');
+    const timer = setTimeout(() => {
+      log.error({ graceMs: env.shutdownGraceMs }, 'shutdown grace period exceeded; exiting with work unfinished (it will be retried)');
+      process.exit(1);
+    }, env.shutdownGraceMs);
+    timer.unref();
+    tollgate.close().then(
+      () => {
+        log.info('shut down cleanly');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,219 @@
+/**
+ * Starts and stops a tollgate process with any mix of roles (gate, observer, api). Owns every client
+ * (Redis, Postgres, BullMQ, HTTP) and closes them in one sequence.
+ *
+ * Start-up never fails on a missing Redis or Postgres: each is retried with backoff (logged with the
+ * variable to fix), `/healthz` answers at once and `/readyz` says what is missing.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { buildApi } from './api/server';
+import type { CheckResult } from './api/context';
+import type { Config } from './config/file';
+import type { Env } from './config/env';
+import { createDatabase, type Database } from './db/client';
+import { runMigrations } from './db/migrate';
+import { parseFailpoints } from './failpoints';
+import { createLogger, type Logger } from './observability/log';
+import { Metrics } from './observability/metrics';
+import { Gate } from './queues/gate';
+import { Observer } from './queues/observer';
+import { Topology } from './queues/topology';
+import { createRedis } from './redis/connection';
+import { Governance } from './redis/governance';
+import { Keys } from './redis/keys';
+import { CounterSync } from './sync/counters';
+
+export type Role = 'gate' | 'observer' | 'api';
+
+export interface StartOptions {
+  roles: readonly Role[];
+  env: Env;
+  config: Config;
+  log?: Logger;
+  metrics?: Metrics;
+  /** Port for the HTTP server; defaults to env.port for the api role, env.metricsPort otherwise. */
+  port?: number;
+}
+
+export interface Tollgate {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Listening address of the HTTP server, when one runs. */
+  readonly url?: string;
+  readonly app?: FastifyInstance;
+  readonly observer?: Observer;
+  /** Resolves once Redis answered and the gate / observer started. */
+  readonly started: Promise<void>;
+  close(): Promise<void>;
+}
+
+function backoffDelay(attempt: number): number {
+  return Math.min(250 * 2 ** attempt, 10_000);
+}
+
+export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
+  const { env, config, roles } = opts;
+  const log = opts.log ?? createLogger(env.logLevel, roles.join('+'));
+  const metrics = opts.metrics ?? new Metrics();
+  const failpoints = parseFailpoints(env.failpoints);
+  const keys = new Keys(env.prefix);
+  const retentionMs = config.retention.decisionSeconds * 1000;
+  // Shutdown runs these phases in order: stop HTTP, finish in-flight gate work, stop the observer,
+  // then close queues and connections.
+  type Closer = () => Promise<unknown> | unknown;
+  const phases: Record<'http' | 'gate' | 'observer' | 'queues' | 'connections', Closer[]> = {
+    http: [],
+    gate: [],
+    observer: [],
+    queues: [],
+    connections: [],
+  };
+  let closing = false;
+  let startDone = false;
+  const stopping = new AbortController();
+
+  const redis = createRedis(env.redisUrl, 'worker', log, 'main');
+  const database = createDatabase(env.databaseUrl, log);
+  phases.connections.push(
+    () => redis.quit().catch(() => redis.disconnect()),
+    () => database.close(),
+  );
+
+  // Postgres: migrate in the background until it works; nothing in the gate path waits for it.
+  let migrated = false;
+  const migrating = (async () => {
+    for (let attempt = 0; !closing; attempt++) {
+      try {
+        await runMigrations(database.pool, log);
+        migrated = true;
+        return;
+      } catch (err) {
+        const wait = backoffDelay(attempt);
+        log.warn({ err: (err as Error).message, retryInMs: wait }, 'Postgres not usable at DATABASE_URL; retrying');
+        await sleep(wait, stopping.signal);
+      }
+    }
+  })();
+
+  let app: FastifyInstance | undefined;
+  let url: string | undefined;
+  const httpPort = opts.port ?? (roles.includes('api') ? env.port : env.metricsPort);
+  if (httpPort !== undefined) {
+    const apiRedis = createRedis(env.redisUrl, 'api', log, 'api');
+    const apiTopology = new Topology(config, env.prefix, apiRedis);
+    const readiness = async (): Promise<CheckResult> => {
+      const [r, p] = await Promise.all([
+        apiRedis.ping().then(
+          () => ({ ok: true }),
+          (err: Error) => ({ ok: false, detail: `REDIS_URL: ${err.message}` }),
+        ),
+        database.pool.query('SELECT 1').then(
+          () => (migrated ? { ok: true } : { ok: false, detail: 'migrations not applied yet' }),
+          (err: Error) => ({ ok: false, detail: `DATABASE_URL: ${err.message}` }),
+        ),
+      ]);
+      return { redis: r, postgres: p };
+    };
+    app = buildApi({
+      config,
+      tokens: env.apiTokens,
+      topology: apiTopology,
+      governance: new Governance(apiRedis, keys, retentionMs),
+      metrics,
+      log: log.child({ component: 'api' }),
+      readiness,
+    });
+    phases.http.push(async () => {
+      await app!.close();
+      await apiTopology.close();
+      apiRedis.disconnect();
+    });
+    url = await app.listen({ port: httpPort, host: env.host });
+    log.info({ url }, roles.includes('api') ? 'API listening' : 'health and metrics listening');
+  }
+
+  let gate: Gate | undefined;
+  let observer: Observer | undefined;
+  const started = (async () => {
+    // With maxRetriesPerRequest null this waits for Redis however long it takes to appear.
+    await redis.ping();
+    if (closing) return;
+    const governance = new Governance(redis, keys, retentionMs);
+    const topology = new Topology(config, env.prefix, redis);
+    phases.queues.push(() => topology.close());
+    if (roles.includes('gate')) {
+      const workerConnection = createRedis(env.redisUrl, 'worker', log, 'gate-worker');
+      workerConnection.options.enableAutoPipelining = false;
+      gate = new Gate({
+        config,
+        topology,
+        governance,
+        workerConnection,
+        log: log.child({ component: 'gate' }),
+        metrics,
+        failpoints,
+      });
+      gate.start();
+      phases.gate.push(async () => {
+        await gate!.close();
+        workerConnection.disconnect();
+      });
+    }
+    if (roles.includes('observer')) {
+      const blockingRedis = createRedis(env.redisUrl, 'worker', log, 'observer-read');
+      const obsLog = log.child({ component: 'observer' });
+      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints });
+      const sync = new CounterSync(governance, database, [...topology.downstreams.keys()], obsLog);
+      void migrating.then(() => (closing ? undefined : sync.restore().catch((err: Error) => obsLog.warn({ err: err.message }, 'counter restore failed'))));
+      await observer.start();
+      sync.start();
+      phases.observer.push(async () => {
+        await observer!.close();
+        blockingRedis.disconnect();
+        if (migrated) await sync.close();
+      });
+    }
+  })().finally(() => {
+    startDone = true;
+  });
+  started.catch((err) => {
+    if (!closing) log.error({ err }, 'tollgate failed to start');
+  });
+
+  return {
+    log,
+    metrics,
+    url,
+    app,
+    get observer() {
+      return observer;
+    },
+    started,
+    async close() {
+      if (closing) return;
+      closing = true;
+      stopping.abort();
+      // Still waiting for Redis to appear: abort the wait instead of hanging.
+      if (!startDone) redis.disconnect();
+      await started.catch(() => undefined);
+      for (const phase of Object.values(phases)) {
+        for (const close of phase) {
+          try {
+            await close();
+          } catch (err) {
+            log.warn({ err: (err as Error).message }, 'error while closing');
+          }
+        }
+      }
+      await migrating.catch(() => undefined);
+    },
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return delay(ms, undefined, { signal }).catch(() => undefined);
+}
+
+export type { Redis };

@@ -1,0 +1,4 @@
+/** The gate alone in one process (scale each role independently). */
+import { runProcess } from '../src/process';
+
+void runProcess(['gate']);
