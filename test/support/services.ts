@@ -1,0 +1,123 @@
+/**
+ * Per-test-file isolation on the shared Redis and Postgres: a random BullMQ/governance prefix and a
+ * database of its own, dropped afterwards. Also builds Env and Config objects for tests.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+import type { Env } from '../../src/config/env';
+import { parseConfig, type Config, type ConfigInput } from '../../src/config/file';
+
+export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+export const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export function uniquePrefix(label = 't'): string {
+  return `tgtest-${label}-${randomBytes(4).toString('hex')}`;
+}
+
+export function testRedis(): Redis {
+  return new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+}
+
+export interface TestDatabase {
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh database on the test server; `drop()` removes it (terminating stray connections). */
+export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
+  const name = `tgtest_${label.replace(/[^a-z0-9_]/gi, '_')}_${randomBytes(4).toString('hex')}`.toLowerCase();
+  const admin = new Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(DATABASE_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      const c = new Client({ connectionString: DATABASE_URL });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** Deletes every Redis key under a test prefix. */
+export async function cleanupPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
+}
+
+export function testEnv(overrides: Partial<Env> & { prefix: string; databaseUrl: string }): Env {
+  return {
+    redisUrl: REDIS_URL,
+    configPath: 'unused',
+    port: 0,
+    host: '127.0.0.1',
+    apiTokens: [],
+    logLevel: (process.env.TEST_LOG_LEVEL as Env['logLevel']) ?? 'silent',
+    failpoints: undefined,
+    metricsPort: undefined,
+    shutdownGraceMs: 10_000,
+    ...overrides,
+  };
+}
+
+/** The demo topology with timings short enough for tests. */
+export function testConfigInput(overrides: Partial<ConfigInput> = {}): ConfigInput {
+  return {
+    downstreams: [
+      { name: 'scanner', capacity: 50 },
+      { name: 'attestor', capacity: 20 },
+      { name: 'policy', capacity: 100 },
+    ],
+    routing: {
+      rules: [
+        { jobName: 'scan.*', downstream: 'scanner' },
+        { jobName: 'attest.*', downstream: 'attestor' },
+        { jobName: 'policy.*', downstream: 'policy' },
+      ],
+    },
+    gate: { lockDurationMs: 1000, stalledIntervalMs: 500 },
+    observer: { blockMs: 200, reconcileIntervalMs: 500, reconcileMinAgeMs: 1000, claimIdleMs: 1000 },
+    ...overrides,
+  };
+}
+
+export function testConfig(overrides: Partial<ConfigInput> = {}): Config {
+  return parseConfig(testConfigInput(overrides), 'test config');
+}
+
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  what: string,
+  timeoutMs = 15_000,
+  everyMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
