@@ -17,13 +17,14 @@ const VERSION: string = require('../../package.json').version;
 export function apiRoutes(ctx: ApiContext): RouteDef[] {
   const routes: RouteDef[] = [];
   let doc: Record<string, unknown> | undefined;
+  // Built on first request, from the same declarations that serve the routes.
   const openapi = () => (doc ??= buildOpenApi(routes, VERSION));
   routes.push(...healthRoutes(ctx), ...jobRoutes(ctx), ...queueRoutes(ctx), ...metaRoutes(ctx, openapi), ...dashboardRoutes());
   return routes;
 }
 
 export function buildApi(ctx: ApiContext): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 1_048_576, maxParamLength: 1024, return503OnClosing: true });
+  const app = Fastify({ logger: false, bodyLimit: 1_048_576, routerOptions: { maxParamLength: 1024 }, return503OnClosing: true });
   installErrorHandling(app, ctx.log);
   registerClusterMetrics(ctx);
   registerRoutes(app, apiRoutes(ctx), ctx.tokens);
