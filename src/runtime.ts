@@ -164,11 +164,14 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     if (roles.includes('observer')) {
       const blockingRedis = createRedis(env.redisUrl, 'worker', log, 'observer-read');
       const obsLog = log.child({ component: 'observer' });
-      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints });
       const sync = new CounterSync(governance, database, [...topology.downstreams.keys()], obsLog);
-      void migrating.then(() => (closing ? undefined : sync.restore().catch((err: Error) => obsLog.warn({ err: err.message }, 'counter restore failed'))));
+      const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
+      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset });
       await observer.start();
-      sync.start();
+      // Counters sync with Postgres once migrations are in; until then there is no table to use.
+      void migrating.then(() => {
+        if (!closing) sync.start();
+      });
       phases.observer.push(async () => {
         await observer!.close();
         blockingRedis.disconnect();

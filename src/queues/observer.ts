@@ -36,6 +36,8 @@ export interface ObserverDeps {
   metrics: Metrics;
   failpoints: Failpoints;
   now?: () => number;
+  /** Called when Redis lost the consumer groups (flushed or replaced), after they are recreated. */
+  onRedisReset?: () => Promise<unknown>;
 }
 
 interface StreamInfo {
@@ -113,6 +115,7 @@ export class Observer {
         if (msg.includes('NOGROUP')) {
           log.warn('observer consumer groups missing (Redis flushed?); recreating them');
           await this.ensureGroups().catch(() => undefined);
+          await this.deps.onRedisReset?.().catch(() => undefined);
         } else {
           log.warn({ err: msg, retryInMs: backoff }, 'observer read failed; retrying');
         }

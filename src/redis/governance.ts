@@ -57,9 +57,14 @@ export class Governance {
     return (await this.scripts.deadLetter([this.keys.stats(tag)], args)) as Array<'N' | 'E'>;
   }
 
+  /** Adds a Postgres snapshot to the counters once per Redis lifetime; false if already done. */
   async restoreStats(tag: string, counters: Record<string, number>): Promise<boolean> {
     const args = Object.entries(counters).flatMap(([k, v]) => [k, v]);
-    return (await this.scripts.restoreStats([this.keys.stats(tag)], args)) === 1;
+    return (await this.scripts.restoreStats([this.keys.stats(tag), this.keys.statsRestored(tag)], args)) === 1;
+  }
+
+  async statsRestored(tag: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.statsRestored(tag))) === 1;
   }
 
   async inFlightCount(downstream: string): Promise<number> {

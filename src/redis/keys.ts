@@ -35,6 +35,11 @@ export class Keys {
     return `${this.gov(downstream)}stats`;
   }
 
+  /** Marker: this Redis holds the counters restored from Postgres (absent after a flush). */
+  statsRestored(downstream: string): string {
+    return `${this.gov(downstream)}stats-restored`;
+  }
+
   /** Key of a BullMQ job hash, for direct existence checks in sweeps. */
   bullJob(queue: string, jobId: string): string {
     return `${this.prefix}:${queue}:${jobId}`;

@@ -15,7 +15,7 @@ type Arg = string | number;
 export interface Scripts {
   admit(keys: [inflight: string, stats: string], args: Arg[]): Promise<string[]>;
   release(keys: [inflight: string, stats: string], args: Arg[]): Promise<number[]>;
-  restoreStats(keys: [stats: string], args: Arg[]): Promise<number>;
+  restoreStats(keys: [stats: string, restored: string], args: Arg[]): Promise<number>;
   deadLetter(keys: [stats: string], args: Arg[]): Promise<string[]>;
   detectGap(keys: [stream: string], args: Arg[]): Promise<[number, string]>;
   ensureGroup(keys: [stream: string], args: Arg[]): Promise<number>;

@@ -1,7 +1,8 @@
 /**
  * Keeps the per-downstream counters durable: snapshots them from Redis to Postgres periodically and
- * restores them into a Redis that lost them (fresh or flushed). A Postgres outage only delays the
- * next snapshot; it never stops the observer.
+ * restores them into a Redis that lost them (fresh or flushed). A tag whose counters were not
+ * restored into this Redis yet is never snapshotted, so a flush cannot overwrite the saved totals
+ * with the small counts made since. A Postgres outage only delays the next round.
  */
 import type { Logger } from 'pino';
 import type { Database } from '../db/client';
@@ -12,16 +13,20 @@ import { UNROUTED } from '../redis/keys';
 export class CounterSync {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
+  private readonly tags: string[];
 
   constructor(
     private readonly governance: Governance,
     private readonly database: Database,
-    private readonly tags: readonly string[],
+    downstreams: readonly string[],
     private readonly log: Logger,
     private readonly intervalMs = 10_000,
-  ) {}
+  ) {
+    this.tags = [...downstreams, UNROUTED];
+  }
 
   start(): void {
+    void this.tick();
     this.timer = setInterval(() => void this.tick(), this.intervalMs);
     this.timer.unref();
   }
@@ -32,28 +37,27 @@ export class CounterSync {
     await this.tick(); // last snapshot on the way out
   }
 
-  /** Restores counters missing from Redis; returns the tags restored. */
-  async restore(): Promise<string[]> {
-    const saved = await loadCounters(this.database.db);
-    const restored: string[] = [];
-    for (const tag of [...this.tags, UNROUTED]) {
-      const counters = saved.get(tag);
-      if (counters && (await this.governance.restoreStats(tag, counters))) restored.push(tag);
-    }
-    if (restored.length > 0) this.log.info({ restored }, 'counters restored from Postgres into Redis');
-    return restored;
-  }
-
-  async tick(): Promise<void> {
+  /** One round: restore what this Redis lacks, then snapshot what it has. Never throws. */
+  tick(): Promise<void> {
     if (this.running) return this.running;
     this.running = (async () => {
       try {
-        for (const tag of [...this.tags, UNROUTED]) {
+        const missing = [];
+        for (const tag of this.tags) if (!(await this.governance.statsRestored(tag))) missing.push(tag);
+        if (missing.length > 0) {
+          const saved = await loadCounters(this.database.db);
+          const restored = [];
+          for (const tag of missing) {
+            if (await this.governance.restoreStats(tag, saved.get(tag) ?? {})) restored.push(tag);
+          }
+          if (restored.some((t) => saved.has(t))) this.log.info({ restored }, 'counters restored from Postgres into Redis');
+        }
+        for (const tag of this.tags) {
           const counters = await this.governance.readStats(tag);
           if (Object.keys(counters).length > 0) await saveCounters(this.database.db, tag, counters);
         }
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'counter snapshot to Postgres failed; retrying next interval');
+        this.log.warn({ err: (err as Error).message }, 'counter sync with Postgres failed; retrying next interval');
       } finally {
         this.running = undefined;
       }

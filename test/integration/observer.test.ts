@@ -156,7 +156,16 @@ it('snapshots counters to Postgres and restores them into a Redis that lost them
   } finally {
     await pg.end();
   }
-  await h.redis.del(`${h.prefix}:gov:{policy}:stats`);
-  await h.start(['observer']);
-  await waitFor(async () => (await gov.readStats('policy')).completed === 12 || undefined, 'counters restored');
+  // Redis loses the governance keys (flush); gates keep counting before the observer is back.
+  await h.redis.del(`${h.prefix}:gov:{policy}:stats`, `${h.prefix}:gov:{policy}:stats-restored`);
+  await h.start(['gate']);
+  await addMany(3, 'policy.eval');
+  await waitFor(async () => (await gov.readStats('policy')).admitted === 3 || undefined, 'new admissions counted from zero');
+  await h.stop();
+  await h.start(['gate', 'observer']);
+  // The snapshot is added to what was counted since the loss, not written over it.
+  await waitFor(async () => {
+    const s = await gov.readStats('policy');
+    return s.admitted === 15 && s.completed === 15 || undefined;
+  }, 'counters restored and the new completions counted');
 });
