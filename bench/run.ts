@@ -18,6 +18,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { deleteKeysWithPrefix } from '../src/redis/maintenance';
 
 const ROOT = join(__dirname, '..');
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -81,14 +82,7 @@ function procStats(pid: number): { cpu: number; rssMb: number } {
   }
 }
 
-async function cleanup(prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 5000);
-    cursor = next;
-    if (keys.length) await redis.unlink(...keys);
-  } while (cursor !== '0');
-}
+const cleanup = (prefix: string) => deleteKeysWithPrefix(redis, prefix);
 
 function tenantOf(i: number): string {
   return `tenant-${i % 100}`;

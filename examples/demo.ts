@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { loadEnv } from '../src/config/env';
 import { loadConfigFile } from '../src/config/file';
 import { createLogger } from '../src/observability/log';
+import { deleteKeysWithPrefix } from '../src/redis/maintenance';
 import { startTollgate } from '../src/runtime';
 
 const TENANTS = ['acme', 'globex', 'initech', 'umbrella'];
@@ -20,21 +21,12 @@ const KINDS = [
   { name: 'policy.evaluate', downstream: 'policy' },
 ];
 
-async function clearPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.unlink(...keys);
-  } while (cursor !== '0');
-}
-
 async function main(): Promise<void> {
   const env = loadEnv({ TOLLGATE_PREFIX: 'tollgate-demo', LOG_LEVEL: 'warn', ...process.env });
   const config = loadConfigFile(env.configPath);
   const seconds = Number(process.env.DEMO_SECONDS ?? 10);
   const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
-  await clearPrefix(redis, env.prefix);
+  await deleteKeysWithPrefix(redis, env.prefix);
 
   const tollgate = await startTollgate({ roles: ['gate', 'observer', 'api'], env, config, log: createLogger(env.logLevel, 'demo') });
   await tollgate.started;

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import type { Env } from '../../src/config/env';
 import { parseConfig, type Config, type ConfigInput } from '../../src/config/file';
+import { deleteKeysWithPrefix } from '../../src/redis/maintenance';
 
 export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 export const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -54,12 +55,7 @@ export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
 
 /** Deletes every Redis key under a test prefix. */
 export async function cleanupPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
+  await deleteKeysWithPrefix(redis, prefix);
 }
 
 export function testEnv(overrides: Partial<Env> & { prefix: string; databaseUrl: string }): Env {
