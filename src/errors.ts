@@ -60,6 +60,12 @@ export const ERRORS = {
     doc: '`data.downstream` names a downstream that the config does not declare.',
   },
 
+  TG_ERR_QUOTA_EXCEEDED: {
+    status: 429,
+    reason: 'quota-exceeded',
+    doc: "A period total (hour, day or month) of the job's quota is used up and the quota says `onPeriodExceeded: reject`.",
+  },
+
   // API
   TG_ERR_VALIDATION: { status: 400, doc: 'A request parameter, query or body is invalid; `details` names each field.' },
   TG_ERR_UNAUTHORIZED: { status: 401, doc: 'The request has no bearer token, or the token is unknown.' },

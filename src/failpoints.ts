@@ -12,6 +12,9 @@ export const FAILPOINTS = [
   'gate.after-decision',
   'gate.after-exec-add',
   'gate.after-dead-letter',
+  'gate.after-enqueue',
+  'scheduler.after-drain',
+  'scheduler.after-exec-add',
   'observer.after-release',
   'observer.before-ack',
 ] as const;

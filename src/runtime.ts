@@ -18,6 +18,8 @@ import { parseFailpoints } from './failpoints';
 import { createLogger, type Logger } from './observability/log';
 import { Metrics } from './observability/metrics';
 import { Gate } from './queues/gate';
+import { Scheduler } from './queues/scheduler';
+import { defaultQuota } from './config/quotas';
 import { Observer } from './queues/observer';
 import { Topology } from './queues/topology';
 import { createRedis } from './redis/connection';
@@ -35,6 +37,8 @@ export interface StartOptions {
   metrics?: Metrics;
   /** Port for the HTTP server; defaults to env.port for the api role, env.metricsPort otherwise. */
   port?: number;
+  /** The governance clock (ms). Tests move it to cross quota windows; production leaves it. */
+  now?: () => number;
 }
 
 export interface Tollgate {
@@ -59,6 +63,8 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
   const metrics = opts.metrics ?? new Metrics();
   const failpoints = parseFailpoints(env.failpoints);
   const keys = new Keys(env.prefix);
+  const now = opts.now ?? Date.now;
+  const downstreamNames = config.downstreams.map((d) => d.name);
   const retentionMs = config.retention.decisionSeconds * 1000;
   // Shutdown runs these phases in order: stop HTTP, finish in-flight gate work, stop the observer,
   // then close queues and connections.
@@ -120,7 +126,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       config,
       tokens: env.apiTokens,
       topology: apiTopology,
-      governance: new Governance(apiRedis, keys, retentionMs),
+      governance: new Governance(apiRedis, keys, retentionMs, downstreamNames, now),
       metrics,
       log: log.child({ component: 'api' }),
       readiness,
@@ -140,25 +146,25 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     // With maxRetriesPerRequest null this waits for Redis however long it takes to appear.
     await redis.ping();
     if (closing) return;
-    const governance = new Governance(redis, keys, retentionMs);
+    const governance = new Governance(redis, keys, retentionMs, downstreamNames, now);
     const topology = new Topology(config, env.prefix, redis);
     phases.queues.push(() => topology.close());
     if (roles.includes('gate')) {
+      await governance.writeDefaultQuota(defaultQuota(config));
       const workerConnection = createRedis(env.redisUrl, 'worker', log, 'gate-worker');
       workerConnection.options.enableAutoPipelining = false;
-      gate = new Gate({
-        config,
-        topology,
-        governance,
-        workerConnection,
-        log: log.child({ component: 'gate' }),
-        metrics,
-        failpoints,
-      });
+      const subscriber = createRedis(env.redisUrl, 'worker', log, 'gate-wake');
+      const gateLog = log.child({ component: 'gate' });
+      const scheduler = new Scheduler({ config, topology, governance, subscriber, log: gateLog, metrics, failpoints, now });
+      await scheduler.start();
+      gate = new Gate({ config, topology, governance, scheduler, workerConnection, log: gateLog, metrics, failpoints });
       gate.start();
+      // Intake first (its in-flight jobs may still enqueue), then the scheduler's in-flight drains.
       phases.gate.push(async () => {
         await gate!.close();
+        await scheduler.close();
         workerConnection.disconnect();
+        subscriber.disconnect();
       });
     }
     if (roles.includes('observer')) {

@@ -3,7 +3,6 @@
  * and outcome counters every gate and observer keep in Redis. One Redis snapshot per scrape.
  */
 import { Counter, Gauge } from 'prom-client';
-import { UNROUTED } from '../redis/keys';
 import type { ApiContext } from './context';
 import { countJobs } from './routes/queues';
 
@@ -32,7 +31,7 @@ export function registerClusterMetrics(ctx: ApiContext): void {
         inflight.push({ downstream, n: await governance.inFlightCount(downstream) });
         stats.push({ downstream, counters: await governance.readStats(downstream) });
       }
-      stats.push({ downstream: '', counters: await governance.readStats(UNROUTED) });
+      stats.push({ downstream: '', counters: await governance.readStats(undefined) });
       return { up: true, depths, inflight, stats };
     } catch {
       return { up: false, depths: [], inflight: [], stats: [] };

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { QuotaLimitsSchema } from '../contracts/quotas';
 import { TollgateError } from '../errors';
 
 const QUEUE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
@@ -42,6 +43,24 @@ const ConfigSchema = z
         rules: z.array(RoutingRuleSchema).default([]),
         /** Data field naming the downstream when no rule matches; null disables it. */
         dataField: dataPath.nullable().default('data.downstream'),
+      })
+      .prefault({}),
+    quotas: z
+      .strictObject({
+        /** Applies to every tenant without a quota of its own; each tenant gets its own allowance. */
+        default: QuotaLimitsSchema.prefault({}),
+      })
+      .prefault({}),
+    scheduler: z
+      .strictObject({
+        /** Waiting jobs one scheduler call may admit. */
+        maxAdmitPerCall: z.number().int().min(1).max(5000).default(200),
+        /** Flows one scheduler call may evaluate (bounds the script's run time). */
+        maxEvaluationsPerCall: z.number().int().min(1).max(100_000).default(1000),
+        /** A job admitted from the waiting place is added again if its add is not confirmed by then. */
+        leaseMs: z.number().int().min(100).default(30_000),
+        /** Each scheduler looks at every downstream at least this often, whatever it was told. */
+        safetyTickMs: z.number().int().min(10).default(1000),
       })
       .prefault({}),
     limits: z

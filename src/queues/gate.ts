@@ -1,13 +1,14 @@
 /**
- * The governance gate: consumes `ingress`, classifies each job (validate, route), decides, and
- * promotes admitted jobs to `exec.<downstream>` with the same name, data and retry options, or
- * dead-letters refused ones with a reason.
+ * The governance gate's intake: consumes `ingress`, classifies each job (validate, route), and asks
+ * Redis for a decision: admit now (then promote to `exec.<downstream>` with the same name, data and
+ * retry options), wait (the job moves to its downstream's waiting place, drained by the Scheduler),
+ * or refuse (dead-letter with a reason).
  *
- * Crash safety (kill -9 at any instruction): the decision is recorded in Redis before the execution
- * job is added, the add is idempotent (job id and deduplication key derived from the ingress id), and
- * the ingress job completes only after the add. A gate that dies anywhere leaves its ingress job
- * active; BullMQ's stalled check returns it to `wait`, and the next attempt finds the decision
- * ('R': add again, a no-op if it happened; 'F': it already finished, skip).
+ * Crash safety (kill -9 at any instruction): the decision is recorded in Redis before anything is
+ * added, every add is idempotent (job id and deduplication key derived from the ingress id), and the
+ * ingress job completes only after its add or its move to the waiting place. A gate that dies anywhere
+ * leaves its ingress job active; BullMQ's stalled check returns it to `wait`, and the next attempt
+ * finds the record ('R': add again, a no-op if it happened; 'F' finished; 'Q' already waiting).
  */
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -17,15 +18,20 @@ import { createClassifier, type Classification } from '../core/classify';
 import { MicroBatcher } from '../core/batcher';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
-import type { AdmitCode, AdmitItem, Governance } from '../redis/governance';
-import { execJobId } from '../redis/keys';
+import { encodePayload } from '../redis/codec';
+import type { Governance, IntakeCode, IntakeItem, WaitItem } from '../redis/governance';
+import { addDeadLetter, type DeadLetterData } from './dead-letter';
 import { execOptions } from './exec-options';
+import type { Scheduler } from './scheduler';
 import type { Topology } from './topology';
+
+export type { DeadLetterData };
 
 export interface GateDeps {
   config: Config;
   topology: Topology;
   governance: Governance;
+  scheduler: Scheduler;
   /** Connection for the ingress Worker (BullMQ duplicates it for its blocking reads). */
   workerConnection: Redis;
   log: Logger;
@@ -33,24 +39,13 @@ export interface GateDeps {
   failpoints: Failpoints;
 }
 
-/** Envelope of a dead-lettered job: why, and the original job as the producer sent it. */
-export interface DeadLetterData {
-  reason: string;
-  code: string;
-  message: string;
-  ingressJobId: string;
-  tenantId?: string;
-  downstream?: string;
-  rejectedAt: string;
-  job: { name: string; data: unknown; opts: Record<string, unknown> };
-}
-
 const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
 
 export class Gate {
   private worker?: Worker;
   private readonly classify: (job: Pick<Job, 'name' | 'data' | 'opts'>) => Classification;
-  private readonly admissions: MicroBatcher<AdmitItem, AdmitCode>;
+  private readonly intake: MicroBatcher<IntakeItem, IntakeCode>;
+  private readonly enqueue: MicroBatcher<WaitItem, number>;
   private readonly retentionMs: number;
   private consecutiveErrors = 0;
 
@@ -62,10 +57,13 @@ export class Gate {
       maxPayloadBytes: config.limits.maxPayloadBytes,
       routing: { rules: config.routing.rules, dataField: config.routing.dataField, downstreams: [...topology.downstreams.keys()] },
     });
-    this.admissions = new MicroBatcher(
-      (downstream, items) => governance.admit(downstream, topology.downstreams.get(downstream)!.queue, items),
-      config.gate.maxBatch,
-    );
+    const ds = (name: string) => topology.downstreams.get(name)!;
+    this.intake = new MicroBatcher((d, items) => governance.intake(d, ds(d).queue, ds(d).capacity, items), config.gate.maxBatch);
+    // The batch result is the number stored; each caller only needs to know its batch succeeded.
+    this.enqueue = new MicroBatcher(async (d, items) => {
+      await governance.enqueue(d, ds(d).queue, items);
+      return items.map(() => 1);
+    }, config.gate.maxBatch);
   }
 
   start(): void {
@@ -95,55 +93,52 @@ export class Gate {
     // has done its work once handled, so it is always removed on completion.
     const producerOpts = { ...job.opts };
     job.opts.removeOnComplete = true;
+    const original = { name: job.name, data: job.data, opts: producerOpts as Record<string, unknown> };
     try {
       const verdict = this.classify(job);
       if (!verdict.ok) {
-        await this.deadLetter(job, producerOpts, verdict);
+        await this.deps.governance.deadLetter(undefined, [
+          { ingressJobId: job.id!, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
+        ]);
+        await addDeadLetter(this.deps.topology, {
+          ingressJobId: job.id!,
+          code: verdict.code,
+          message: verdict.message,
+          ...(verdict.tenantId !== undefined ? { tenantId: verdict.tenantId } : {}),
+          job: original,
+        });
+        await this.deps.failpoints.hit('gate.after-dead-letter');
         return;
       }
-      const code = await this.admissions.submit(verdict.downstream, {
-        ingressJobId: job.id!,
-        tenantId: verdict.tenantId,
-        name: job.name,
-      });
+      const { downstream, tenantId } = verdict;
+      const item: IntakeItem = { ingressJobId: job.id!, tenantId, name: job.name, cost: 1 };
+      const decision = await this.intake.submit(downstream, item);
       await this.deps.failpoints.hit('gate.after-decision');
-      if (code !== 'F') {
-        await this.deps.topology
-          .execQueue(verdict.downstream)
-          .add(job.name, job.data, execOptions(job.id!, producerOpts, this.retentionMs));
-        await this.deps.failpoints.hit('gate.after-exec-add');
+      switch (decision.code) {
+        case 'A':
+        case 'R':
+          await this.deps.topology.execQueue(downstream).add(job.name, job.data, execOptions(job.id!, producerOpts, this.retentionMs));
+          await this.deps.failpoints.hit('gate.after-exec-add');
+          this.deps.metrics.promotionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
+          this.deps.metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
+          break;
+        case 'W': {
+          const payload = encodePayload({ name: job.name, data: job.data, opts: producerOpts, addedAt: job.timestamp });
+          await this.enqueue.submit(downstream, { ...item, priority: verdict.priority, payload });
+          await this.deps.failpoints.hit('gate.after-enqueue');
+          this.deps.scheduler.kick(downstream);
+          break;
+        }
+        case 'X':
+        case 'D':
+          await addDeadLetter(this.deps.topology, { ingressJobId: job.id!, code: 'TG_ERR_QUOTA_EXCEEDED', message: decision.message, tenantId, downstream, job: original });
+          break;
+        default: // 'F' finished, 'Q' already waiting: the earlier attempt did the work
       }
-      const m = this.deps.metrics;
-      m.promotionSeconds.observe({ downstream: verdict.downstream }, (performance.now() - started) / 1000);
-      m.ingressToExecSeconds.observe({ downstream: verdict.downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
       this.consecutiveErrors = 0;
     } catch (err) {
       await this.onInfraError(job, token, err);
     }
-  }
-
-  private async deadLetter(
-    job: Job,
-    producerOpts: Job['opts'],
-    verdict: Extract<Classification, { ok: false }>,
-  ): Promise<void> {
-    const ingressJobId = job.id!;
-    await this.deps.governance.deadLetter(undefined, [
-      { ingressJobId, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
-    ]);
-    const data: DeadLetterData = {
-      reason: verdict.reason,
-      code: verdict.code,
-      message: verdict.message,
-      ingressJobId,
-      rejectedAt: new Date().toISOString(),
-      job: { name: job.name, data: job.data, opts: producerOpts as Record<string, unknown> },
-    };
-    if (verdict.tenantId !== undefined) data.tenantId = verdict.tenantId;
-    // Dead-letter jobs are kept until ops remove them, so the job id alone makes the add idempotent.
-    await this.deps.topology.deadLetter.add(job.name, data, { jobId: execJobId(ingressJobId) });
-    await this.deps.failpoints.hit('gate.after-dead-letter');
-    this.deps.log.debug({ jobId: ingressJobId, reason: verdict.reason }, 'dead-lettered');
   }
 
   /**
@@ -153,7 +148,7 @@ export class Gate {
   private async onInfraError(job: Job, token: string | undefined, err: unknown): Promise<never> {
     const delay = INFRA_BACKOFF_MS[Math.min(this.consecutiveErrors, INFRA_BACKOFF_MS.length - 1)]!;
     this.consecutiveErrors++;
-    this.deps.metrics.gateErrors.inc({ stage: 'promote' });
+    this.deps.metrics.gateErrors.inc({ stage: 'intake' });
     this.deps.log.warn({ err, jobId: job.id, retryInMs: delay }, 'gate could not decide or promote a job; it returns to ingress');
     await this.worker?.rateLimit(delay);
     void token;

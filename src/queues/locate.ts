@@ -32,7 +32,7 @@ const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
 
 export async function locateJob(topology: Topology, governance: Governance, id: string): Promise<JobLocation | undefined> {
   const [record, ingressState] = await Promise.all([
-    governance.findRecord(id, [...topology.downstreams.keys()]),
+    governance.findRecord(id),
     topology.ingress.getJobState(id),
   ]);
   const undecided = (): JobLocation => ({ id, place: 'ingress', state: ingressState, queue: topology.ingress.name, jobId: id });

@@ -139,11 +139,13 @@ export class Observer {
       if (outcome && ingressJobId !== undefined) releases.push({ ingressJobId, outcome });
     }
     if (releases.length > 0) {
-      const released = await governance.release(stream.downstream, releases);
+      const { released } = await governance.release(stream.downstream, releases);
       released.forEach((r, i) => {
         if (r) metrics.observerReleases.inc({ downstream: stream.downstream, outcome: releases[i]!.outcome, source: 'event' });
       });
       await failpoints.hit('observer.after-release');
+      // Capacity and tenant slots came back: schedulers with waiting work may admit more.
+      if (released.some(Boolean)) await governance.publishWake();
     }
     await failpoints.hit('observer.before-ack');
     await redis.xack(stream.key, OBSERVER_GROUP, ...entries.map(([id]) => id));
@@ -217,7 +219,9 @@ export class Observer {
    * Finds admitted jobs older than `reconcileMinAgeMs` whose execution job finished or vanished
    * without an event reaching us, and releases them. Order matters: the ingress job is checked
    * first, because the gate completes it only after the execution job was added; an admitted job
-   * whose ingress job still exists may not have been added yet and is left alone.
+   * whose ingress job still exists may not have been added yet and is left alone. Jobs admitted from
+   * the waiting place have no ingress job any more; until their add is confirmed they hold a
+   * promotion lease, and the release script refuses to call a leased job vanished.
    */
   async sweep(): Promise<SweepReport> {
     const { redis, keys, config, governance, metrics, log } = this.deps;
@@ -251,7 +255,7 @@ export class Observer {
           else if (finishedOn) releases.push({ ingressJobId: id, outcome: completedScore !== null ? 'completed' : 'failed' });
         });
         if (releases.length === 0) continue;
-        const released = await governance.release(s.downstream, releases);
+        const { released } = await governance.release(s.downstream, releases);
         let n = 0;
         released.forEach((r, i) => {
           if (!r) return;
@@ -261,6 +265,7 @@ export class Observer {
         offset -= n; // released entries left the zset; keep the window aligned
         report.released += n;
         if (n > 0) {
+          await governance.publishWake();
           log.warn({ downstream: s.downstream, released: n }, 'reconciliation released admitted jobs whose completion events were missed');
         }
       }

@@ -1,18 +1,32 @@
 /**
- * The governance state operations of the gate and observer, each one atomic Lua script call on the
- * keys of one downstream. Callers batch; this module only maps arguments and results.
+ * Governance operations of the gate, the observer and the API, each one atomic Lua script call on
+ * the governance slot. This module maps arguments and results; the rules are in the scripts (and,
+ * for quotas, mirrored in src/core/quota.ts).
  */
 import type { Redis } from 'ioredis';
-import { Keys, UNROUTED } from './keys';
+import { windowsAt } from '../core/periods';
+import type { QuotaDef, ThrottleDef } from '../core/quota';
+import { encodeQuota, encodeThrottle } from './codec';
+import type { Keys } from './keys';
 import { scriptsFor, type Scripts } from './scripts';
 
-export type AdmitCode = 'A' | 'R' | 'F';
 export type Outcome = 'completed' | 'failed' | 'vanished';
 
-export interface AdmitItem {
+export type IntakeCode =
+  | { code: 'A' | 'R' | 'F' | 'Q' | 'W' }
+  /** X: refused now; D: refused by an earlier attempt (its dead-letter job may be missing). */
+  | { code: 'X' | 'D'; message: string };
+
+export interface IntakeItem {
   ingressJobId: string;
   tenantId: string;
   name: string;
+  cost: number;
+}
+
+export interface WaitItem extends IntakeItem {
+  priority: number;
+  payload: string;
 }
 
 export interface DeadLetterItem {
@@ -23,6 +37,26 @@ export interface DeadLetterItem {
   tenantId?: string;
 }
 
+export interface DrainResult {
+  /** When the scheduler should look again (a timer or lease falls due), if ever. */
+  nextWake?: number;
+  /** More work may be admissible right away. */
+  more: boolean;
+  admitted: Array<{ id: string; payload: string }>;
+  refused: Array<{ id: string; payload: string; message: string }>;
+}
+
+export interface Explanation {
+  kind: 'admit' | 'wait' | 'reject';
+  quotaId: string;
+  reason?: string;
+  message?: string;
+  until?: number;
+  tatAfter?: number;
+}
+
+type Arg = string | number;
+
 export class Governance {
   private readonly scripts: Scripts;
 
@@ -30,62 +64,158 @@ export class Governance {
     private readonly redis: Redis,
     readonly keys: Keys,
     private readonly retentionMs: number,
+    /** Every downstream of the installation (a release may wake a tenant's flows on any). */
+    private readonly downstreams: readonly string[],
     private readonly now: () => number = Date.now,
   ) {
     this.scripts = scriptsFor(redis);
   }
 
-  async admit(downstream: string, queue: string, items: readonly AdmitItem[]): Promise<AdmitCode[]> {
-    const args: Array<string | number> = [this.keys.recordPrefix(downstream), this.now(), this.retentionMs, downstream, queue];
-    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name);
-    return (await this.scripts.admit([this.keys.inflight(downstream), this.keys.stats(downstream)], args)) as AdmitCode[];
+  /** G, now, retention and the UTC windows of now, as every governance script expects them. */
+  private context(now = this.now()): Arg[] {
+    const w = windowsAt(now);
+    const iso = (ms: number) => new Date(ms).toISOString();
+    return [
+      this.keys.gov,
+      now,
+      this.retentionMs,
+      w.hour.start,
+      w.hour.end,
+      iso(w.hour.end),
+      w.day.start,
+      w.day.end,
+      iso(w.day.end),
+      w.month.start,
+      w.month.end,
+      iso(w.month.end),
+    ];
   }
 
-  /** Returns, per item, whether this call released it (false: released before or never admitted). */
-  async release(downstream: string, items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome }>): Promise<boolean[]> {
-    const args: Array<string | number> = [this.keys.recordPrefix(downstream), this.now(), this.retentionMs];
+  async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[]): Promise<IntakeCode[]> {
+    const args = [...this.context(), downstream, queue, capacity];
+    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost);
+    const raw = await this.scripts.intake([this.keys.inflight(downstream)], args);
+    return raw.map((r) => (r[0] === 'X' || r[0] === 'D' ? { code: r[0], message: r.slice(1) } : { code: r as 'A' }));
+  }
+
+  async enqueue(downstream: string, queue: string, items: readonly WaitItem[]): Promise<number> {
+    const args = [...this.context(), downstream, queue];
+    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost, it.priority, it.payload);
+    return this.scripts.enqueue([this.keys.inflight(downstream)], args);
+  }
+
+  async drain(downstream: string, opts: { capacity: number; maxAdmit: number; leaseMs: number; maxEvaluations: number }): Promise<DrainResult> {
+    const args = [...this.context(), downstream, opts.capacity, opts.maxAdmit, opts.leaseMs, opts.maxEvaluations];
+    const raw = (await this.scripts.drain([this.keys.inflight(downstream)], args)) as Array<string | number>;
+    const nextWake = Number(raw[0]);
+    const sep = raw.indexOf('|', 2);
+    const admitted: DrainResult['admitted'] = [];
+    for (let i = 2; i < sep; i += 2) admitted.push({ id: String(raw[i]), payload: String(raw[i + 1]) });
+    const refused: DrainResult['refused'] = [];
+    for (let i = sep + 1; i < raw.length; i += 3) refused.push({ id: String(raw[i]), payload: String(raw[i + 1]), message: String(raw[i + 2]) });
+    return { ...(nextWake >= 0 ? { nextWake } : {}), more: Number(raw[1]) === 1, admitted, refused };
+  }
+
+  async confirm(downstream: string, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.scripts.confirm([this.keys.ds(downstream, 'promoting')], [this.keys.gov, ...ids]);
+  }
+
+  /** Returns, per item, whether this call released it, and how many waiting flows it woke. */
+  async release(downstream: string, items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome }>): Promise<{ released: boolean[]; woken: number }> {
+    const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream, this.downstreams.join(',')];
     for (const it of items) args.push(it.ingressJobId, it.outcome);
-    const out = await this.scripts.release([this.keys.inflight(downstream), this.keys.stats(downstream)], args);
-    return out.map((n) => n === 1);
+    const out = await this.scripts.release([this.keys.inflight(downstream)], args);
+    return { released: out.slice(0, -1).map((n) => n === 1), woken: out[out.length - 1] ?? 0 };
+  }
+
+  /** Re-evaluates waiting flows of a tenant (or of everyone) after a quota or throttle change. */
+  async wake(tenantId?: string): Promise<number> {
+    return this.scripts.wake([this.keys.throttles()], [this.keys.gov, this.downstreams.join(','), tenantId ?? '']);
   }
 
   /** Records refusals; `downstream` undefined for jobs refused before routing. Returns 'N' new / 'E' existing. */
   async deadLetter(downstream: string | undefined, items: readonly DeadLetterItem[]): Promise<Array<'N' | 'E'>> {
-    const tag = downstream ?? UNROUTED;
-    const args: Array<string | number> = [this.keys.recordPrefix(tag), this.now(), this.retentionMs, downstream ?? ''];
+    const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream ?? ''];
     for (const it of items) args.push(it.ingressJobId, it.reason, it.code, it.message, it.tenantId ?? '');
-    return (await this.scripts.deadLetter([this.keys.stats(tag)], args)) as Array<'N' | 'E'>;
+    return (await this.scripts.deadLetter([this.keys.stats(downstream)], args)) as Array<'N' | 'E'>;
   }
 
-  /** Adds a Postgres snapshot to the counters once per Redis lifetime; false if already done. */
-  async restoreStats(tag: string, counters: Record<string, number>): Promise<boolean> {
+  async explain(downstream: string, tenantId: string, name: string, cost = 1, now = this.now()): Promise<Explanation> {
+    const [kind = 'admit', quotaId = '', text, until, tat] = await this.scripts.explain([this.keys.throttles()], [...this.context(now), downstream, tenantId, name, cost]);
+    return {
+      kind: kind as Explanation['kind'],
+      quotaId,
+      ...(kind === 'wait' ? { reason: text } : kind === 'reject' ? { message: text } : {}),
+      ...(until ? { until: Number(until) } : {}),
+      ...(tat ? { tatAfter: Number(tat) } : {}),
+    };
+  }
+
+  // ---- definitions mirrored from Postgres (written by the API and the sync) ----
+
+  async writeDefaultQuota(def: QuotaDef): Promise<void> {
+    await this.redis.set(this.keys.quotaDefault(), encodeQuota(def));
+  }
+
+  /** Replaces the tenant's quota definitions (an empty list removes them). */
+  async writeTenantQuotas(tenantId: string, defs: readonly QuotaDef[]): Promise<void> {
+    const key = this.keys.quotaDefs(tenantId);
+    const multi = this.redis.multi().del(key);
+    if (defs.length > 0) multi.hset(key, Object.fromEntries(defs.map((d) => [d.id, encodeQuota(d)])));
+    await multi.exec();
+  }
+
+  async writeThrottle(def: ThrottleDef): Promise<void> {
+    await this.redis.multi().hset(this.keys.throttles(), def.id, encodeThrottle(def)).sadd(this.keys.throttlesOf(def.tenantId), def.id).exec();
+  }
+
+  async removeThrottle(def: Pick<ThrottleDef, 'id' | 'tenantId'>): Promise<void> {
+    await this.redis.multi().hdel(this.keys.throttles(), def.id).srem(this.keys.throttlesOf(def.tenantId), def.id).del(this.keys.throttleState(def.id)).exec();
+  }
+
+  /** Tells every gate's scheduler to look at these downstreams again. */
+  async publishWake(downstreams: readonly string[] = this.downstreams): Promise<void> {
+    await this.redis.publish(this.keys.wakeChannel(), downstreams.join(','));
+  }
+
+  // ---- reads ----
+
+  async restoreStats(downstream: string | undefined, counters: Record<string, number>): Promise<boolean> {
     const args = Object.entries(counters).flatMap(([k, v]) => [k, v]);
-    return (await this.scripts.restoreStats([this.keys.stats(tag), this.keys.statsRestored(tag)], args)) === 1;
+    return (await this.scripts.restoreStats([this.keys.stats(downstream), this.keys.statsRestored(downstream)], args)) === 1;
   }
 
-  async statsRestored(tag: string): Promise<boolean> {
-    return (await this.redis.exists(this.keys.statsRestored(tag))) === 1;
+  async statsRestored(downstream: string | undefined): Promise<boolean> {
+    return (await this.redis.exists(this.keys.statsRestored(downstream))) === 1;
   }
 
   async inFlightCount(downstream: string): Promise<number> {
     return this.redis.zcard(this.keys.inflight(downstream));
   }
 
-  async readStats(tag: string): Promise<Record<string, number>> {
-    const raw = await this.redis.hgetall(this.keys.stats(tag));
+  async readStats(downstream: string | undefined): Promise<Record<string, number>> {
+    const raw = await this.redis.hgetall(this.keys.stats(downstream));
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
   }
 
-  /** The decision record of a job, searched under every given tag (downstreams and unrouted). */
-  async findRecord(ingressJobId: string, tags: readonly string[]): Promise<Record<string, string> | undefined> {
-    const all = [...tags, UNROUTED];
-    const pipe = this.redis.pipeline();
-    for (const t of all) pipe.hgetall(this.keys.record(t, ingressJobId));
-    const res = (await pipe.exec()) ?? [];
-    for (const [err, val] of res) {
-      if (err) throw err;
-      if (val && Object.keys(val as object).length > 0) return val as Record<string, string>;
-    }
-    return undefined;
+  /** Waiting jobs per tenant on a downstream. */
+  async waitingByTenant(downstream: string): Promise<Record<string, number>> {
+    const raw = await this.redis.hgetall(this.keys.ds(downstream, 'wc'));
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
+  }
+
+  /** State of a waiting flow: eligible, a timer (reason, until) or parked (reason). */
+  async flowState(downstream: string, tenantId: string, name: string): Promise<{ state: 'eligible' | 'timer' | 'parked'; reason?: string; until?: number } | undefined> {
+    const raw = await this.redis.hget(this.keys.ds(downstream, 'fst'), `${tenantId}/${name}`);
+    if (!raw) return undefined;
+    if (raw === 'e') return { state: 'eligible' };
+    const [kind, reason, until] = raw.split('|');
+    return kind === 't' ? { state: 'timer', reason: reason!, until: Number(until) } : { state: 'parked', reason: reason! };
+  }
+
+  async findRecord(ingressJobId: string): Promise<Record<string, string> | undefined> {
+    const rec = await this.redis.hgetall(this.keys.record(ingressJobId));
+    return Object.keys(rec).length > 0 ? rec : undefined;
   }
 }

@@ -1,43 +1,71 @@
 /**
  * Every Redis key tollgate owns, in one place.
  *
- * Governance state of a downstream shares one hash tag (`{<downstream>}`) so each Lua script touches
- * keys of a single slot on Redis Cluster, and different downstreams can live on different shards.
- * Jobs the gate refuses before routing have no downstream; their records use the tag `{~}`.
- * BullMQ queue keys are BullMQ's own (`<prefix>:<queue>:...`).
+ * All governance state shares one hash tag, `{<prefix>.gov}`: a tenant quota spans downstreams, so
+ * admitting a job touches the tenant's quota state and the downstream's capacity together, and one
+ * Lua script can only do that atomically within one slot (on Redis Cluster as on a single node).
+ * BullMQ's queues keep their own keys (`<prefix>:<queue>:...`) and can spread across shards; the
+ * governance slot carries small records and counters only. src/redis/lua/includes/governance.lua
+ * documents each key under the governance prefix.
  */
-export const UNROUTED = '~';
-
 export class Keys {
-  constructor(readonly prefix: string) {}
+  /** Prefix of every governance key (ends with ':'); passed to the Lua scripts as G. */
+  readonly gov: string;
 
-  /** Common prefix of one downstream's governance keys (ends with ':'). */
-  gov(downstream: string): string {
-    return `${this.prefix}:gov:{${downstream}}:`;
+  constructor(readonly prefix: string) {
+    this.gov = `${prefix}:gov:{${prefix}.gov}:`;
   }
 
-  /** Prefix of decision records: `<gov>rec:<ingressJobId>` (hash). */
-  recordPrefix(downstream: string): string {
-    return `${this.gov(downstream)}rec:`;
+  record(ingressJobId: string): string {
+    return `${this.gov}rec:${ingressJobId}`;
   }
 
-  record(downstream: string, ingressJobId: string): string {
-    return `${this.recordPrefix(downstream)}${ingressJobId}`;
+  ds(downstream: string, suffix: string): string {
+    return `${this.gov}ds:${downstream}:${suffix}`;
   }
 
-  /** Admitted jobs not yet finished: zset ingressJobId → admission time (ms). */
+  /** Admitted jobs not yet finished: zset ingress id → admission time (ms). */
   inflight(downstream: string): string {
-    return `${this.gov(downstream)}inflight`;
+    return this.ds(downstream, 'inflight');
   }
 
-  /** Decision and outcome counters of a downstream (hash). */
-  stats(downstream: string): string {
-    return `${this.gov(downstream)}stats`;
+  /** Decision and outcome counters: of a downstream, or of jobs refused before routing. */
+  stats(downstream: string | undefined): string {
+    return downstream === undefined ? `${this.gov}unrouted:stats` : this.ds(downstream, 'stats');
   }
 
   /** Marker: this Redis holds the counters restored from Postgres (absent after a flush). */
-  statsRestored(downstream: string): string {
-    return `${this.gov(downstream)}stats-restored`;
+  statsRestored(downstream: string | undefined): string {
+    return `${this.stats(downstream)}-restored`;
+  }
+
+  quotaDefs(tenantId: string): string {
+    return `${this.gov}qd:${tenantId}`;
+  }
+
+  quotaDefault(): string {
+    return `${this.gov}qd-default`;
+  }
+
+  quotaState(quotaId: string, tenantId: string): string {
+    return `${this.gov}qs:${quotaId}:${tenantId}`;
+  }
+
+  throttles(): string {
+    return `${this.gov}th`;
+  }
+
+  throttlesOf(tenantId: string | undefined): string {
+    return tenantId === undefined ? `${this.gov}th-any` : `${this.gov}th-t:${tenantId}`;
+  }
+
+  throttleState(throttleId: string): string {
+    return `${this.gov}ths:${throttleId}`;
+  }
+
+  /** Pub/sub channel on which schedulers are told to look at a downstream again. */
+  wakeChannel(): string {
+    return `${this.prefix}:gov-wake`;
   }
 
   /** Key of a BullMQ job hash, for direct existence checks in sweeps. */

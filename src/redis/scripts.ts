@@ -13,22 +13,36 @@ const FILE = /^([A-Za-z]+)-(\d+)\.lua$/;
 type Arg = string | number;
 
 export interface Scripts {
-  admit(keys: [inflight: string, stats: string], args: Arg[]): Promise<string[]>;
-  release(keys: [inflight: string, stats: string], args: Arg[]): Promise<number[]>;
-  restoreStats(keys: [stats: string, restored: string], args: Arg[]): Promise<number>;
+  intake(keys: [inflight: string], args: Arg[]): Promise<string[]>;
+  enqueue(keys: [inflight: string], args: Arg[]): Promise<number>;
+  drain(keys: [inflight: string], args: Arg[]): Promise<unknown[]>;
+  confirm(keys: [promoting: string], args: Arg[]): Promise<number>;
+  release(keys: [inflight: string], args: Arg[]): Promise<number[]>;
+  wake(keys: [anchor: string], args: Arg[]): Promise<number>;
+  explain(keys: [anchor: string], args: Arg[]): Promise<string[]>;
   deadLetter(keys: [stats: string], args: Arg[]): Promise<string[]>;
+  restoreStats(keys: [stats: string, restored: string], args: Arg[]): Promise<number>;
   detectGap(keys: [stream: string], args: Arg[]): Promise<[number, string]>;
   ensureGroup(keys: [stream: string], args: Arg[]): Promise<number>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
 
+/** Inlines `--- @include "name"` lines with lua/includes/name.lua (each include once per script). */
+function withIncludes(lua: string, seen = new Set<string>()): string {
+  return lua.replace(/^--- @include "([A-Za-z0-9_-]+)"$/gm, (_, name: string) => {
+    if (seen.has(name)) return '';
+    seen.add(name);
+    return withIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), seen);
+  });
+}
+
 function loadSources() {
   if (!sources) {
     sources = readdirSync(LUA_DIR)
       .map((f) => FILE.exec(f))
       .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => ({ name: m[1]!, numberOfKeys: Number(m[2]), lua: readFileSync(join(LUA_DIR, m[0]), 'utf8') }));
+      .map((m) => ({ name: m[1]!, numberOfKeys: Number(m[2]), lua: withIncludes(readFileSync(join(LUA_DIR, m[0]), 'utf8')) }));
   }
   return sources;
 }
@@ -42,12 +56,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  return {
-    admit: (keys, args) => call('admit', keys, args) as Promise<string[]>,
-    release: (keys, args) => call('release', keys, args) as Promise<number[]>,
-    restoreStats: (keys, args) => call('restoreStats', keys, args) as Promise<number>,
-    deadLetter: (keys, args) => call('deadLetter', keys, args) as Promise<string[]>,
-    detectGap: (keys, args) => call('detectGap', keys, args) as Promise<[number, string]>,
-    ensureGroup: (keys, args) => call('ensureGroup', keys, args) as Promise<number>,
-  };
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup'] as const;
+  return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

@@ -8,12 +8,15 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/client';
 import { loadCounters, saveCounters } from '../db/counters';
 import type { Governance } from '../redis/governance';
-import { UNROUTED } from '../redis/keys';
+
+/** Row name of the counters of jobs refused before routing. */
+const UNROUTED_ROW = '~';
 
 export class CounterSync {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
-  private readonly tags: string[];
+  /** Downstream names, and undefined for the counters of jobs refused before routing. */
+  private readonly tags: Array<string | undefined>;
 
   constructor(
     private readonly governance: Governance,
@@ -22,7 +25,7 @@ export class CounterSync {
     private readonly log: Logger,
     private readonly intervalMs = 10_000,
   ) {
-    this.tags = [...downstreams, UNROUTED];
+    this.tags = [...downstreams, undefined];
   }
 
   start(): void {
@@ -48,13 +51,13 @@ export class CounterSync {
           const saved = await loadCounters(this.database.db);
           const restored = [];
           for (const tag of missing) {
-            if (await this.governance.restoreStats(tag, saved.get(tag) ?? {})) restored.push(tag);
+            if (await this.governance.restoreStats(tag, saved.get(tag ?? UNROUTED_ROW) ?? {})) restored.push(tag ?? UNROUTED_ROW);
           }
           if (restored.some((t) => saved.has(t))) this.log.info({ restored }, 'counters restored from Postgres into Redis');
         }
         for (const tag of this.tags) {
           const counters = await this.governance.readStats(tag);
-          if (Object.keys(counters).length > 0) await saveCounters(this.database.db, tag, counters);
+          if (Object.keys(counters).length > 0) await saveCounters(this.database.db, tag ?? UNROUTED_ROW, counters);
         }
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'counter sync with Postgres failed; retrying next interval');

@@ -2,6 +2,10 @@
  * Promotion survives kill -9 of the gate at any moment: real gate processes are killed mid-stream
  * and restarted while 10,000+ jobs flow; every job is executed exactly once.
  *
+ * Capacities (50 / 20 / 100) bind, so most jobs pass through the waiting place and the scheduler, and
+ * an observer process releases capacity as jobs finish: both promotion paths (at intake, and from the
+ * waiting place under a lease) are killed mid-step.
+ *
  * Execution jobs are removed on completion, so a second promotion of a finished job would run it
  * again (BullMQ would accept the re-add); counting executions per id catches any duplicate.
  */
@@ -98,6 +102,21 @@ function gateEnv(run: Run, configFile: string, failpoints?: string) {
   };
 }
 
+async function diagnose(run: Run): Promise<string> {
+  const G = `${run.prefix}:gov:{${run.prefix}.gov}:`;
+  const out: Record<string, unknown> = { executed: run.executions.size, ingress: await run.ingress.getJobCounts() };
+  for (const d of DOWNSTREAMS) {
+    out[d] = {
+      inflight: await run.redis.zcard(`${G}ds:${d}:inflight`),
+      promoting: await run.redis.zcard(`${G}ds:${d}:promoting`),
+      waiting: await run.redis.hgetall(`${G}ds:${d}:wc`),
+      flows: await run.redis.hgetall(`${G}ds:${d}:fst`),
+      sched: await run.redis.zrange(`${G}ds:${d}:sched`, '0', '-1', 'WITHSCORES'),
+    };
+  }
+  return JSON.stringify(out);
+}
+
 async function settle(run: Run, ids: string[]) {
   await waitFor(
     async () => {
@@ -107,7 +126,9 @@ async function settle(run: Run, ids: string[]) {
     'every ingress job to be promoted and executed',
     90_000,
     200,
-  );
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}; state: ${await diagnose(run)}`);
+  });
   // Give a late duplicate (if any) the chance to show up before counting.
   await new Promise((r) => setTimeout(r, 1500));
   const lost = ids.filter((id) => !run.executions.has(execJobId(id)));
@@ -124,6 +145,7 @@ it('loses and duplicates nothing over 10,000 jobs while two gates are killed -9 
   const run = await setUp('kill9');
   const gates: Child[] = [];
   let kills = 0;
+  const observer = spawnWorker('observer', gateEnv(run, config));
   try {
     const spawnGate = () => spawnWorker('gate', gateEnv(run, config));
     gates.push(spawnGate(), spawnGate());
@@ -150,8 +172,8 @@ it('loses and duplicates nothing over 10,000 jobs while two gates are killed -9 
     expect(kills).toBeGreaterThanOrEqual(5);
     expect(result).toEqual({ jobs: 10_000, executed: 10_000, lost: 0, duplicated: 0, ingressFailed: 0 });
   } finally {
-    gates.forEach((g) => g.kill('SIGKILL'));
-    await Promise.all(gates.map((g) => g.exited));
+    [...gates, observer].forEach((g) => g.kill('SIGKILL'));
+    await Promise.all([...gates, observer].map((g) => g.exited));
     await run.close();
   }
 });
@@ -161,9 +183,17 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
   const gates: Child[] = [];
   let deaths = 0;
   let stop = false;
+  const observer = spawnWorker('observer', gateEnv(run, config));
   try {
-    // Each gate kills itself at a random 0.15 % of hits of each step; a supervisor restarts it.
-    const failpoints = 'gate.after-decision=kill%0.15,gate.after-exec-add=kill%0.15,gate.after-dead-letter=kill%5';
+    // Each gate kills itself at a random small share of hits of each step; a supervisor restarts it.
+    const failpoints = [
+      'gate.after-decision=kill%0.15',
+      'gate.after-exec-add=kill%0.15',
+      'gate.after-enqueue=kill%0.15',
+      'gate.after-dead-letter=kill%5',
+      'scheduler.after-drain=kill%1',
+      'scheduler.after-exec-add=kill%1',
+    ].join(',');
     const supervise = (slot: number): void => {
       const g = spawnWorker('gate', gateEnv(run, config, failpoints));
       gates[slot] = g;
@@ -186,8 +216,8 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
     expect(result).toEqual({ jobs: 3000, executed: 3000, lost: 0, duplicated: 0, ingressFailed: 0 });
   } finally {
     stop = true;
-    gates.forEach((g) => g.kill('SIGKILL'));
-    await Promise.all(gates.map((g) => g.exited));
+    [...gates, observer].forEach((g) => g.kill('SIGKILL'));
+    await Promise.all([...gates, observer].map((g) => g.exited));
     await run.close();
   }
 });

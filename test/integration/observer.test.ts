@@ -19,7 +19,7 @@ let gov: Governance;
 
 beforeEach(async () => {
   h = await createHarness('observer');
-  gov = new Governance(h.redis, new Keys(h.prefix), 60_000);
+  gov = new Governance(h.redis, new Keys(h.prefix), 60_000, h.config.downstreams.map((d) => d.name));
 });
 afterEach(async () => {
   await h.close();
@@ -157,7 +157,7 @@ it('snapshots counters to Postgres and restores them into a Redis that lost them
     await pg.end();
   }
   // Redis loses the governance keys (flush); gates keep counting before the observer is back.
-  await h.redis.del(`${h.prefix}:gov:{policy}:stats`, `${h.prefix}:gov:{policy}:stats-restored`);
+  await h.redis.del(gov.keys.stats('policy'), gov.keys.statsRestored('policy'));
   await h.start(['gate']);
   await addMany(3, 'policy.eval');
   await waitFor(async () => (await gov.readStats('policy')).admitted === 3 || undefined, 'new admissions counted from zero');

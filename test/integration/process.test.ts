@@ -146,6 +146,8 @@ it('on SIGTERM under load, finishes in-flight promotions, leaves nothing active 
     concurrency: 50,
   });
   const env = { TOLLGATE_CONFIG: configFile, TOLLGATE_PREFIX: prefix, DATABASE_URL: db.url, REDIS_URL, LOG_LEVEL: 'info' };
+  // The observer releases capacity as jobs finish (scanner capacity is 50).
+  const observer = spawnWorker('observer', env);
   let gate = spawnWorker('gate', env);
   try {
     const jobs = await ingress.addBulk(Array.from({ length: 5000 }, (_, i) => ({ name: 'scan.image', data: { tenantId: `t${i % 5}`, i } })));
@@ -164,7 +166,8 @@ it('on SIGTERM under load, finishes in-flight promotions, leaves nothing active 
     expect(jobs.every((j) => executed.has(execJobId(j.id!)))).toBe(true);
   } finally {
     gate.kill('SIGKILL');
-    await gate.exited;
+    observer.kill('SIGKILL');
+    await Promise.all([gate.exited, observer.exited]);
     await worker.close();
     await ingress.close();
     await cleanupPrefix(redis, prefix);

@@ -1,0 +1,34 @@
+/**
+ * GCRA (generic cell rate algorithm): a token bucket kept as one number, the theoretical arrival time
+ * (TAT). `rate` jobs per second on average, up to `burst` at once. A job costing `cost` units is
+ * admissible at `now` if, after charging it, the TAT is at most `burst` emission intervals ahead.
+ * Because the TAT says exactly when the next unit frees up, a refused job gets the time it becomes
+ * admissible, so it is re-evaluated once then instead of being polled.
+ *
+ * src/redis/lua/includes/governance.lua implements the same arithmetic in the same order; the
+ * differential test (test/integration/lua-differential.test.ts) keeps the two equal.
+ */
+export interface RateLimit {
+  /** Jobs (cost units) per second, > 0. */
+  rate: number;
+  /** Units admissible at once, ≥ 1. */
+  burst: number;
+}
+
+export type GcraResult = { ok: true; tat: number } | { ok: false; retryAt: number };
+
+export function gcra(tat: number, now: number, limit: RateLimit, cost = 1): GcraResult {
+  const interval = 1000 / limit.rate;
+  const base = Math.max(tat, now);
+  const next = base + interval * cost;
+  const allowAt = next - limit.burst * interval;
+  if (allowAt <= now) return { ok: true, tat: next };
+  return { ok: false, retryAt: Math.ceil(allowAt) };
+}
+
+/** Whole units available right now (for usage reports). */
+export function gcraTokens(tat: number, now: number, limit: RateLimit): number {
+  const interval = 1000 / limit.rate;
+  const owed = Math.max(0, tat - now);
+  return Math.max(0, Math.floor((limit.burst * interval - owed) / interval + 1e-9));
+}

@@ -1,0 +1,166 @@
+/**
+ * Drains the waiting place: for each downstream, asks Redis (drain-1.lua) which waiting jobs may start
+ * now, adds them to their execution queue, and confirms. Runs in every gate process; the script is
+ * atomic, so several schedulers never admit the same job or exceed a limit.
+ *
+ * A downstream is looked at when something may have changed, not in a loop over the backlog:
+ * a job entered its waiting place (this process), a wake message arrived (another process enqueued,
+ * a job ended, an operator changed a quota), a timer fell due (the earliest token, window or lease),
+ * or the safety tick passed (covers lost pub/sub messages).
+ *
+ * Crash safety: a drained job is admitted with a promotion lease; the add is confirmed after it
+ * happened. A scheduler that dies in between leaves the lease to expire, and the next drain (any
+ * process) returns the job for another add, which the derived job id and deduplication key make
+ * idempotent.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/file';
+import { readPath } from '../core/paths';
+import type { Failpoints } from '../failpoints';
+import type { Metrics } from '../observability/metrics';
+import { decodePayload } from '../redis/codec';
+import type { Governance } from '../redis/governance';
+import { execOptions } from './exec-options';
+import { addDeadLetter } from './dead-letter';
+import type { Topology } from './topology';
+
+export interface SchedulerDeps {
+  config: Config;
+  topology: Topology;
+  governance: Governance;
+  /** A connection of its own for SUBSCRIBE. */
+  subscriber: Redis;
+  log: Logger;
+  metrics: Metrics;
+  failpoints: Failpoints;
+  now: () => number;
+}
+
+interface Lane {
+  running?: Promise<void>;
+  again: boolean;
+  timer?: NodeJS.Timeout;
+  timerAt?: number;
+}
+
+export class Scheduler {
+  private readonly lanes = new Map<string, Lane>();
+  private closed = false;
+  private tick?: NodeJS.Timeout;
+
+  constructor(private readonly deps: SchedulerDeps) {
+    for (const d of deps.topology.downstreams.keys()) this.lanes.set(d, { again: false });
+  }
+
+  async start(): Promise<void> {
+    const { subscriber, governance, log } = this.deps;
+    subscriber.on('message', (_channel: string, message: string) => {
+      for (const d of message.split(',')) if (this.lanes.has(d)) this.kick(d);
+    });
+    await subscriber.subscribe(governance.keys.wakeChannel());
+    this.tick = setInterval(() => this.kickAll(), this.deps.config.scheduler.safetyTickMs);
+    this.tick.unref();
+    this.kickAll();
+    log.debug('scheduler started');
+  }
+
+  kickAll(): void {
+    for (const d of this.lanes.keys()) this.kick(d);
+  }
+
+  /** Looks at `downstream` as soon as possible (coalesced: one run at a time per downstream). */
+  kick(downstream: string): void {
+    const lane = this.lanes.get(downstream);
+    if (!lane || this.closed) return;
+    if (lane.running) {
+      lane.again = true;
+      return;
+    }
+    lane.running = this.run(downstream, lane).finally(() => {
+      lane.running = undefined;
+      if (lane.again && !this.closed) {
+        lane.again = false;
+        this.kick(downstream);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.tick) clearInterval(this.tick);
+    for (const lane of this.lanes.values()) if (lane.timer) clearTimeout(lane.timer);
+    await Promise.all([...this.lanes.values()].map((l) => l.running));
+    await this.deps.subscriber.unsubscribe().catch(() => undefined);
+  }
+
+  private async run(downstream: string, lane: Lane): Promise<void> {
+    const { governance, config, topology, log, failpoints } = this.deps;
+    const capacity = topology.downstreams.get(downstream)!.capacity;
+    try {
+      for (let more = true; more && !this.closed; ) {
+        const res = await governance.drain(downstream, {
+          capacity,
+          maxAdmit: config.scheduler.maxAdmitPerCall,
+          leaseMs: config.scheduler.leaseMs,
+          maxEvaluations: config.scheduler.maxEvaluationsPerCall,
+        });
+        await failpoints.hit('scheduler.after-drain');
+        if (res.admitted.length > 0) await this.promote(downstream, res.admitted);
+        for (const r of res.refused) await this.refuse(downstream, r.id, r.payload, r.message);
+        this.schedule(downstream, lane, res.nextWake);
+        more = res.more;
+      }
+    } catch (err) {
+      this.deps.metrics.gateErrors.inc({ stage: 'schedule' });
+      log.warn({ err: (err as Error).message, downstream }, 'scheduler could not drain; retrying');
+      this.schedule(downstream, lane, this.deps.now() + 500);
+    }
+  }
+
+  private async promote(downstream: string, admitted: Array<{ id: string; payload: string }>): Promise<void> {
+    const { topology, config, governance, metrics, failpoints } = this.deps;
+    const queue = topology.execQueue(downstream);
+    const ttl = config.retention.decisionSeconds * 1000;
+    await Promise.all(
+      admitted.map(async ({ id, payload }) => {
+        const p = decodePayload(payload);
+        await queue.add(p.name, p.data, execOptions(id, p.opts, ttl));
+        metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
+      }),
+    );
+    await failpoints.hit('scheduler.after-exec-add');
+    await governance.confirm(
+      downstream,
+      admitted.map((a) => a.id),
+    );
+  }
+
+  private async refuse(downstream: string, id: string, payload: string, message: string): Promise<void> {
+    const p = decodePayload(payload);
+    const tenantId = readPath({ data: p.data }, this.deps.config.tenant.idPath);
+    await addDeadLetter(this.deps.topology, {
+      ingressJobId: id,
+      code: 'TG_ERR_QUOTA_EXCEEDED',
+      message,
+      downstream,
+      ...(typeof tenantId === 'string' ? { tenantId } : {}),
+      job: { name: p.name, data: p.data, opts: p.opts as Record<string, unknown> },
+    });
+  }
+
+  /** Arms the downstream's timer for `at` (earliest wins), so a due token or lease is not missed. */
+  private schedule(downstream: string, lane: Lane, at: number | undefined): void {
+    if (at === undefined || this.closed) return;
+    if (lane.timer && lane.timerAt !== undefined && lane.timerAt <= at) return;
+    if (lane.timer) clearTimeout(lane.timer);
+    const delay = Math.min(Math.max(at - this.deps.now(), 1), this.deps.config.scheduler.safetyTickMs);
+    lane.timerAt = at;
+    lane.timer = setTimeout(() => {
+      lane.timer = undefined;
+      lane.timerAt = undefined;
+      this.kick(downstream);
+    }, delay);
+    lane.timer.unref();
+  }
+}

@@ -1,0 +1,125 @@
+--[[
+  The scheduler of one downstream: admits waiting jobs while capacity is free, fairest first.
+
+  1. Leases of admitted jobs whose execution add was never confirmed (their gate died) have expired:
+     they are leased again and returned for a (idempotent) add.
+  2. Flows whose timer is due become eligible.
+  3. While capacity is free: the tenant with the lowest virtual time (fair queuing: each admission
+     advances the tenant's time by the job's cost) offers its best eligible flow; the flow's head job
+     is evaluated against its quota and throttles. Admitted: taken, leased, returned. Must wait: the
+     flow is blocked until a time (timer) or an event (parked). Refused: dead-lettered.
+
+  Input:
+    KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
+    ARGV[1..12]  governance context (see intake)
+    ARGV[13] downstream   ARGV[14] capacity   ARGV[15] max admissions   ARGV[16] lease (ms)
+    ARGV[17] max evaluations (bounds the script's run time)
+
+  Output: { nextWake (ms, -1 none), more (0/1), admitted: id, payload, ..., '|', refused: id, payload, message, ... }
+]]
+--- @include "governance"
+
+local ctx = contextFromArgs()
+local ds, capacity, maxAdmit, lease, maxEval =
+  ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+local inflight = KEYS[1]
+local promoting = dsKey(ctx, ds, 'promoting')
+local sched = dsKey(ctx, ds, 'sched')
+local timers = dsKey(ctx, ds, 'timers')
+local now = ctx.now
+
+local admitted, refused = {}, {}
+local nAdmitted, fresh = 0, 0
+
+-- 1. Expired promotion leases.
+for _, id in ipairs(rcall('ZRANGEBYSCORE', promoting, '-inf', fmt(now), 'LIMIT', 0, maxAdmit)) do
+  local rec = ctx.G .. 'rec:' .. id
+  local v = rcall('HMGET', rec, 'st', 'p')
+  if v[1] == 'admitted' and v[2] then
+    rcall('ZADD', promoting, fmt(now + lease), id)
+    admitted[#admitted + 1] = id
+    admitted[#admitted + 1] = v[2]
+    nAdmitted = nAdmitted + 1
+  else
+    rcall('ZREM', promoting, id)
+  end
+end
+
+-- 2. Due timers.
+for _, flow in ipairs(rcall('ZRANGEBYSCORE', timers, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
+  makeEligible(ctx, ds, flow)
+end
+
+-- 3. Admission.
+local evaluations, more = 0, 0
+local stats = dsKey(ctx, ds, 'stats')
+while nAdmitted < maxAdmit do
+  if evaluations >= maxEval then more = 1 break end
+  if rcall('ZCARD', inflight) >= capacity then break end
+  local top = rcall('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if #top == 0 then break end
+  local tenant, vt = top[1], tonumber(top[2])
+  local tf = dsKey(ctx, ds, 'tf:' .. tenant)
+  local ftop = rcall('ZRANGE', tf, 0, 0)
+  if #ftop == 0 then
+    rcall('ZREM', sched, tenant)
+  else
+    local flow = ftop[1]
+    local f = dsKey(ctx, ds, 'f:' .. flow)
+    local jobs = rcall('ZRANGE', f, 0, 0)
+    if #jobs == 0 then
+      afterHeadLeft(ctx, ds, flow)
+    else
+      local id = jobs[1]
+      local rec = ctx.G .. 'rec:' .. id
+      local _, name = splitFlow(flow)
+      local r = rcall('HMGET', rec, 'cost', 'p')
+      local cost = tonumber(r[1]) or 1
+      evaluations = evaluations + 1
+      local v = evaluate(ctx, tenant, name, ds, cost)
+      if v.k == 'admit' then
+        take(ctx, v, cost)
+        rcall('ZREM', f, id)
+        decWaiting(ctx, ds, tenant)
+        rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id)
+        rcall('PEXPIRE', rec, ctx.retention)
+        rcall('ZADD', inflight, fmt(now), id)
+        rcall('ZADD', promoting, fmt(now + lease), id)
+        local newVt = vt + cost
+        rcall('HSET', dsKey(ctx, ds, 'tvt'), tenant, fmt(newVt))
+        rcall('SET', dsKey(ctx, ds, 'gvt'), fmt(vt))
+        afterHeadLeft(ctx, ds, flow)
+        if rcall('ZSCORE', sched, tenant) then rcall('ZADD', sched, fmt(newVt), tenant) end
+        admitted[#admitted + 1] = id
+        admitted[#admitted + 1] = r[2] or ''
+        nAdmitted = nAdmitted + 1
+        fresh = fresh + 1
+      elseif v.k == 'wait' then
+        blockFlow(ctx, ds, flow, v.r, v.u)
+      else
+        rcall('ZREM', f, id)
+        decWaiting(ctx, ds, tenant)
+        local payload = r[2] or ''
+        recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
+        afterHeadLeft(ctx, ds, flow)
+        refused[#refused + 1] = id
+        refused[#refused + 1] = payload
+        refused[#refused + 1] = v.msg
+      end
+    end
+  end
+end
+if fresh > 0 then rcall('HINCRBY', stats, 'admitted', fresh) end
+if nAdmitted >= maxAdmit then more = 1 end
+
+local nextWake = -1
+local t = rcall('ZRANGE', timers, 0, 0, 'WITHSCORES')
+if #t > 0 then nextWake = tonumber(t[2]) end
+local lp = rcall('ZRANGE', promoting, 0, 0, 'WITHSCORES')
+if #lp > 0 and (nextWake < 0 or tonumber(lp[2]) < nextWake) then nextWake = tonumber(lp[2]) end
+
+local out = { nextWake, more }
+for _, x in ipairs(admitted) do out[#out + 1] = x end
+out[#out + 1] = '|'
+for _, x in ipairs(refused) do out[#out + 1] = x end
+return out

@@ -1,0 +1,340 @@
+--[[
+  Shared governance logic: which quota governs a job, may it start now, and the waiting place.
+
+  Mirrors src/core/quota.ts and src/core/gcra.ts operation for operation (the differential test
+  keeps them equal). All keys live under one governance prefix G (one hash tag), given by the caller.
+
+  Keys under G:
+    qd:<tenant>              hash   quota id -> cjson definition of the tenant's quotas
+    qd-default               string cjson definition of the default quota
+    qs:<quota>:<tenant>      hash   quota state: tat, inf, hw/hn, dw/dn, mw/mn (window start, used)
+    th                       hash   throttle id -> cjson definition
+    th-t:<tenant>, th-any    set    throttle ids by tenant (th-any: throttles for every tenant)
+    ths:<throttle>           string GCRA tat of a slow throttle
+    rec:<id>                 hash   a job's decision record (and its payload while waiting)
+    seq                      string arrival counter of waiting jobs
+    ds:<d>:inflight          zset   admitted, unfinished job ids -> admission time
+    ds:<d>:promoting         zset   admitted from the waiting place, add not yet confirmed -> lease end
+    ds:<d>:stats             hash   counters
+    ds:<d>:f:<flow>          zset   a flow's waiting job ids -> priority * 2^32 + arrival
+    ds:<d>:fl:<tenant>       set    the tenant's flows that have waiting jobs
+    ds:<d>:fst               hash   flow -> 'e' eligible | 't|<reason>|<until>' timer | 'p|<reason>' parked
+    ds:<d>:tf:<tenant>       zset   the tenant's eligible flows -> head job score
+    ds:<d>:sched             zset   tenants with an eligible flow -> virtual time (fair queuing)
+    ds:<d>:tvt               hash   tenant -> virtual time it reached
+    ds:<d>:gvt               string virtual time of the last admission
+    ds:<d>:timers            zset   flows waiting for a time -> that time
+    ds:<d>:pk:<tenant>       set    the tenant's flows parked until an event (release, resume, removal)
+    ds:<d>:wc                hash   tenant -> waiting jobs
+  A flow is (tenant, job name) within a downstream: every job of a flow is governed alike, so the head
+  job speaks for the whole flow and a blocked flow never blocks the tenant's other job types.
+]]
+local rcall = redis.call
+
+local function fmt(n)
+  return string.format('%.17g', n)
+end
+
+-- Context shared by one script call: prefix, clock, period windows and per-call caches.
+-- Windows: start, end (ms) and end as ISO text (for messages), per period.
+local function newContext(G, now, hs, he, hiso, dws, dwe, diso, ms, me, miso)
+  return {
+    G = G,
+    now = now,
+    W = { hour = { hs, he, hiso }, day = { dws, dwe, diso }, month = { ms, me, miso } },
+    quotas = {},
+    throttles = {},
+    default = nil,
+  }
+end
+
+local function dsKey(ctx, ds, suffix)
+  return ctx.G .. 'ds:' .. ds .. ':' .. suffix
+end
+
+local function defaultQuota(ctx)
+  if not ctx.default then
+    local raw = rcall('GET', ctx.G .. 'qd-default')
+    ctx.default = raw and cjson.decode(raw) or { id = 'default', sp = -1, rej = 0, p = 0 }
+  end
+  return ctx.default
+end
+
+local function tenantQuotas(ctx, tenant)
+  local list = ctx.quotas[tenant]
+  if not list then
+    list = {}
+    local raw = rcall('HGETALL', ctx.G .. 'qd:' .. tenant)
+    for i = 2, #raw, 2 do list[#list + 1] = cjson.decode(raw[i]) end
+    ctx.quotas[tenant] = list
+  end
+  return list
+end
+
+local function idNumber(id)
+  return tonumber(string.sub(id, 2)) or 0
+end
+
+-- The most specific matching quota (see src/core/quota.ts for the rule).
+local function resolveQuota(ctx, tenant, name, ds)
+  local best, bestSpec = nil, nil
+  for _, d in ipairs(tenantQuotas(ctx, tenant)) do
+    local ok = true
+    if d.ds and d.ds ~= ds then ok = false end
+    if ok and d.jt and not string.find(name, d.jt) then ok = false end
+    if ok then
+      if (not best) or d.sp > bestSpec or (d.sp == bestSpec and idNumber(d.id) < idNumber(best.id)) then
+        best, bestSpec = d, d.sp
+      end
+    end
+  end
+  return best or defaultQuota(ctx)
+end
+
+local function tenantThrottles(ctx, tenant)
+  local list = ctx.throttles[tenant]
+  if not list then
+    list = {}
+    local ids = rcall('SUNION', ctx.G .. 'th-t:' .. tenant, ctx.G .. 'th-any')
+    for _, id in ipairs(ids) do
+      local raw = rcall('HGET', ctx.G .. 'th', id)
+      if raw then list[#list + 1] = cjson.decode(raw) end
+    end
+    ctx.throttles[tenant] = list
+  end
+  return list
+end
+
+local function rateOf(r, b)
+  if not r then return nil end
+  return r, (b or math.max(1, math.ceil(r)))
+end
+
+-- GCRA: returns true, newTat or false, retryAt.
+local function gcra(tat, now, rate, burst, cost)
+  local interval = 1000 / rate
+  local base = math.max(tat, now)
+  local nextTat = base + interval * cost
+  local allowAt = nextTat - burst * interval
+  if allowAt <= now then return true, nextTat end
+  return false, math.ceil(allowAt)
+end
+
+local PERIODS = { { 'hour', 'h', 'hw', 'hn' }, { 'day', 'd', 'dw', 'dn' }, { 'month', 'm', 'mw', 'mn' } }
+
+local function quotaState(ctx, qid, tenant)
+  local key = ctx.G .. 'qs:' .. qid .. ':' .. tenant
+  local v = rcall('HMGET', key, 'tat', 'inf', 'hw', 'hn', 'dw', 'dn', 'mw', 'mn')
+  return {
+    key = key,
+    tat = tonumber(v[1]) or 0,
+    inf = tonumber(v[2]) or 0,
+    hw = tonumber(v[3]), hn = tonumber(v[4]) or 0,
+    dw = tonumber(v[5]), dn = tonumber(v[6]) or 0,
+    mw = tonumber(v[7]), mn = tonumber(v[8]) or 0,
+  }
+end
+
+local function usedIn(ctx, st, p)
+  local window = ctx.W[p[1]][1]
+  if st[p[3]] == window then return st[p[4]] end
+  return 0
+end
+
+--[[
+  May a job of `tenant` named `name` on `ds`, costing `cost`, start now?
+  Returns a verdict table:
+    { k = 'admit', q = quota, st = state, thr = { {id, tat}, ... } }
+    { k = 'wait', r = reason, u = until-or-nil }
+    { k = 'reject', msg = message }
+]]
+local function evaluate(ctx, tenant, name, ds, cost)
+  local now = ctx.now
+  local active = {}
+  for _, t in ipairs(tenantThrottles(ctx, tenant)) do
+    local live = (not t.u) or t.u > now
+    if live and ((not t.t) or t.t == tenant) and ((not t.jt) or string.find(name, t.jt)) then
+      active[#active + 1] = t
+    end
+  end
+  for _, t in ipairs(active) do
+    if t.a == 'pause' then return { k = 'wait', r = 'throttled', u = t.u } end
+  end
+  local q = resolveQuota(ctx, tenant, name, ds)
+  if q.p == 1 then return { k = 'wait', r = 'paused', q = q } end
+
+  local st = quotaState(ctx, q.id, tenant)
+  local untilT, untilR = nil, 'rate'
+  for _, p in ipairs(PERIODS) do
+    local limit = q[p[2]]
+    if limit and usedIn(ctx, st, p) + cost > limit then
+      if q.rej == 1 then
+        return { k = 'reject', msg = p[1] .. ' quota of ' .. limit .. ' used up (quota ' .. q.id .. '); the window resets at ' .. ctx.W[p[1]][3] }
+      end
+      local e = ctx.W[p[1]][2]
+      if (not untilT) or e > untilT then untilT, untilR = e, 'period' end
+    end
+  end
+  if q.c and st.inf + cost > q.c then return { k = 'wait', r = 'concurrency', q = q } end
+
+  local thr = {}
+  for _, t in ipairs(active) do
+    local rate, burst = rateOf(t.r, t.b)
+    if rate then
+      local ttat = tonumber(rcall('GET', ctx.G .. 'ths:' .. t.id)) or 0
+      local ok, v = gcra(ttat, now, rate, burst, cost)
+      if ok then thr[#thr + 1] = { t.id, v }
+      elseif (not untilT) or v > untilT then untilT, untilR = v, 'throttled' end
+    end
+  end
+  local newTat = st.tat
+  local rate, burst = rateOf(q.r, q.b)
+  if rate then
+    local ok, v = gcra(st.tat, now, rate, burst, cost)
+    if ok then newTat = v
+    elseif (not untilT) or v > untilT then untilT, untilR = v, 'rate' end
+  end
+  if untilT then return { k = 'wait', r = untilR, u = untilT } end
+  return { k = 'admit', q = q, st = st, tat = newTat, thr = thr }
+end
+
+-- Applies an 'admit' verdict: takes rate tokens, a concurrency slot and period usage together.
+local function take(ctx, v, cost)
+  local q, st = v.q, v.st
+  local fields = { 'tat', fmt(v.tat), 'inf', st.inf + cost }
+  for _, p in ipairs(PERIODS) do
+    if q[p[2]] then
+      local window = ctx.W[p[1]][1]
+      fields[#fields + 1] = p[3]
+      fields[#fields + 1] = fmt(window)
+      fields[#fields + 1] = p[4]
+      fields[#fields + 1] = usedIn(ctx, st, p) + cost
+    end
+  end
+  rcall('HSET', st.key, unpack(fields))
+  for _, t in ipairs(v.thr) do rcall('SET', ctx.G .. 'ths:' .. t[1], fmt(t[2])) end
+end
+
+-- Returns a slot of quota `qid` for `tenant` (a job ended).
+local function giveBack(ctx, qid, tenant, cost)
+  local key = ctx.G .. 'qs:' .. qid .. ':' .. tenant
+  local left = rcall('HINCRBY', key, 'inf', -cost)
+  if left < 0 then rcall('HSET', key, 'inf', 0) end
+end
+
+------------------------------------------------------------------------------------------------
+-- The waiting place
+------------------------------------------------------------------------------------------------
+
+local function flowOf(tenant, name)
+  return tenant .. '/' .. name
+end
+
+local function splitFlow(flow)
+  local i = string.find(flow, '/', 1, true)
+  return string.sub(flow, 1, i - 1), string.sub(flow, i + 1)
+end
+
+local function tenantVt(ctx, ds, tenant)
+  local gvt = tonumber(rcall('GET', dsKey(ctx, ds, 'gvt'))) or 0
+  local tvt = tonumber(rcall('HGET', dsKey(ctx, ds, 'tvt'), tenant)) or 0
+  return math.max(gvt, tvt)
+end
+
+-- Puts a flow that has waiting jobs into the eligible set, in its tenant's order and the fair queue.
+local function makeEligible(ctx, ds, flow)
+  local tenant = splitFlow(flow)
+  local head = rcall('ZRANGE', dsKey(ctx, ds, 'f:' .. flow), 0, 0, 'WITHSCORES')
+  if #head == 0 then return false end
+  rcall('ZREM', dsKey(ctx, ds, 'timers'), flow)
+  rcall('SREM', dsKey(ctx, ds, 'pk:' .. tenant), flow)
+  rcall('HSET', dsKey(ctx, ds, 'fst'), flow, 'e')
+  rcall('ZADD', dsKey(ctx, ds, 'tf:' .. tenant), head[2], flow)
+  if not rcall('ZSCORE', dsKey(ctx, ds, 'sched'), tenant) then
+    rcall('ZADD', dsKey(ctx, ds, 'sched'), fmt(tenantVt(ctx, ds, tenant)), tenant)
+  end
+  return true
+end
+
+-- Takes a flow out of the eligible set until `untilT` (a timer) or an event (parked).
+local function blockFlow(ctx, ds, flow, reason, untilT)
+  local tenant = splitFlow(flow)
+  local tf = dsKey(ctx, ds, 'tf:' .. tenant)
+  rcall('ZREM', tf, flow)
+  if rcall('ZCARD', tf) == 0 then rcall('ZREM', dsKey(ctx, ds, 'sched'), tenant) end
+  if untilT then
+    rcall('ZADD', dsKey(ctx, ds, 'timers'), fmt(untilT), flow)
+    rcall('HSET', dsKey(ctx, ds, 'fst'), flow, 't|' .. reason .. '|' .. fmt(untilT))
+  else
+    rcall('SADD', dsKey(ctx, ds, 'pk:' .. tenant), flow)
+    rcall('HSET', dsKey(ctx, ds, 'fst'), flow, 'p|' .. reason)
+  end
+end
+
+-- After a flow's head left (admitted or rejected): re-rank the flow, or forget it if empty.
+local function afterHeadLeft(ctx, ds, flow)
+  local tenant = splitFlow(flow)
+  local f = dsKey(ctx, ds, 'f:' .. flow)
+  local head = rcall('ZRANGE', f, 0, 0, 'WITHSCORES')
+  local tf = dsKey(ctx, ds, 'tf:' .. tenant)
+  if #head == 0 then
+    rcall('ZREM', tf, flow)
+    rcall('SREM', dsKey(ctx, ds, 'fl:' .. tenant), flow)
+    rcall('HDEL', dsKey(ctx, ds, 'fst'), flow)
+    rcall('ZREM', dsKey(ctx, ds, 'timers'), flow)
+    rcall('SREM', dsKey(ctx, ds, 'pk:' .. tenant), flow)
+  elseif rcall('ZSCORE', tf, flow) then
+    rcall('ZADD', tf, head[2], flow)
+  end
+  if rcall('ZCARD', tf) == 0 then rcall('ZREM', dsKey(ctx, ds, 'sched'), tenant) end
+end
+
+-- Makes every waiting flow of `tenant` on `ds` eligible again (after a release or a change).
+-- onlyParked: wake only flows parked until an event (a release frees a slot; timers stay).
+local function wakeTenant(ctx, ds, tenant, onlyParked)
+  local flows
+  if onlyParked then
+    flows = rcall('SMEMBERS', dsKey(ctx, ds, 'pk:' .. tenant))
+  else
+    flows = rcall('SMEMBERS', dsKey(ctx, ds, 'fl:' .. tenant))
+  end
+  local n = 0
+  for _, flow in ipairs(flows) do
+    if rcall('HGET', dsKey(ctx, ds, 'fst'), flow) ~= 'e' and makeEligible(ctx, ds, flow) then n = n + 1 end
+  end
+  return n
+end
+
+local function split(s, sep)
+  local out = {}
+  if s == '' then return out end
+  for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
+  return out
+end
+
+-- One job left the waiting place of `tenant` on `ds`.
+local function decWaiting(ctx, ds, tenant)
+  local key = dsKey(ctx, ds, 'wc')
+  if rcall('HINCRBY', key, tenant, -1) <= 0 then rcall('HDEL', key, tenant) end
+end
+
+-- Reads the context arguments every governance script starts with: G, now, retention, 9 window values.
+local function contextFromArgs()
+  local ctx = newContext(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6],
+    tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12])
+  ctx.retention = tonumber(ARGV[3])
+  return ctx
+end
+local CONTEXT_ARGS = 12
+
+-- Records a refusal (dead-letter) in the job's record and the counters, once.
+local function recordDead(ctx, id, ds, tenant, reason, code, msg)
+  local rec = ctx.G .. 'rec:' .. id
+  rcall('HSET', rec, 'st', 'dead', 'reason', reason, 'code', code, 'msg', msg, 'at', fmt(ctx.now))
+  if tenant and tenant ~= '' then rcall('HSET', rec, 't', tenant) end
+  if ds and ds ~= '' then rcall('HSET', rec, 'ds', ds) end
+  rcall('HDEL', rec, 'p')
+  rcall('PEXPIRE', rec, ctx.retention)
+  local stats = (ds and ds ~= '') and dsKey(ctx, ds, 'stats') or (ctx.G .. 'unrouted:stats')
+  rcall('HINCRBY', stats, 'dead:' .. reason, 1)
+end

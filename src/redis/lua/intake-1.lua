@@ -1,0 +1,68 @@
+--[[
+  The gate's decision for a batch of new ingress jobs of one downstream: admit now (fast path),
+  or send to the waiting place, or reject; idempotent per ingress job id.
+
+  A job is admitted at once only if nothing of the downstream waits already (no eligible flow, its own
+  flow empty: admission order belongs to the scheduler then), capacity is free, and its quota and
+  throttles allow it; tokens, slot and period usage are taken in the same step.
+
+  Input:
+    KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
+    ARGV[1..12]  governance context: G, now, retention (ms), hour start/end/iso, day start/end/iso,
+                 month start/end/iso
+    ARGV[13] downstream    ARGV[14] execution queue    ARGV[15] capacity
+    ARGV[16..] per job, 4 values: ingress id, tenant id, job name, cost
+
+  Output: one code per job, in order
+    'A'          admitted now: add it to the execution queue
+    'R'          admitted by an earlier attempt: add again (idempotent)
+    'F'          admitted earlier and finished: nothing to do
+    'Q'          already in the waiting place: nothing to do
+    'W'          must wait: store it with enqueue
+    'X<message>' refused now (period quota with reject): dead-letter it
+    'D<message>' refused by an earlier attempt: make sure its dead-letter job exists
+]]
+--- @include "governance"
+
+local ctx = contextFromArgs()
+local ds, queue, capacity = ARGV[13], ARGV[14], tonumber(ARGV[15])
+local inflight = KEYS[1]
+local sched = dsKey(ctx, ds, 'sched')
+
+local out = {}
+local admitted = 0
+for i = CONTEXT_ARGS + 4, #ARGV, 4 do
+  local id, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local rec = ctx.G .. 'rec:' .. id
+  local state = rcall('HGET', rec, 'st')
+  if state == 'admitted' then
+    out[#out + 1] = 'R'
+  elseif state == 'waiting' then
+    out[#out + 1] = 'Q'
+  elseif state == 'dead' then
+    out[#out + 1] = 'D' .. (rcall('HGET', rec, 'msg') or '')
+  elseif state then
+    out[#out + 1] = 'F'
+  elseif rcall('ZCARD', inflight) >= capacity or rcall('ZCARD', sched) > 0
+      or rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1 then
+    out[#out + 1] = 'W'
+  else
+    local v = evaluate(ctx, tenant, name, ds, cost)
+    if v.k == 'admit' then
+      take(ctx, v, cost)
+      rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
+        'qk', v.q.id, 'cost', cost)
+      rcall('PEXPIRE', rec, ctx.retention)
+      rcall('ZADD', inflight, fmt(ctx.now), id)
+      admitted = admitted + 1
+      out[#out + 1] = 'A'
+    elseif v.k == 'wait' then
+      out[#out + 1] = 'W'
+    else
+      recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
+      out[#out + 1] = 'X' .. v.msg
+    end
+  end
+end
+if admitted > 0 then rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted) end
+return out
