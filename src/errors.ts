@@ -71,6 +71,7 @@ export const ERRORS = {
   TG_ERR_UNAUTHORIZED: { status: 401, doc: 'The request has no bearer token, or the token is unknown.' },
   TG_ERR_FORBIDDEN: { status: 403, doc: "The token's scopes do not allow this request." },
   TG_ERR_NOT_FOUND: { status: 404, doc: 'The route or the resource does not exist (or is outside the token\'s tenant).' },
+  TG_ERR_CONFLICT: { status: 409, doc: 'The request conflicts with a concurrent change of the same resource; read it again and retry.' },
   TG_ERR_UNAVAILABLE: {
     status: 503,
     doc: 'Redis or Postgres does not answer in time; the request was not applied. Retry after the service is back.',

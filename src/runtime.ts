@@ -25,7 +25,8 @@ import { Topology } from './queues/topology';
 import { createRedis } from './redis/connection';
 import { Governance } from './redis/governance';
 import { Keys } from './redis/keys';
-import { CounterSync } from './sync/counters';
+import { GovernanceSync } from './governance/sync';
+import { Definitions } from './governance/definitions';
 
 export type Role = 'gate' | 'observer' | 'api';
 
@@ -122,13 +123,18 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       ]);
       return { redis: r, postgres: p };
     };
+    const apiGovernance = new Governance(apiRedis, keys, retentionMs, downstreamNames, now);
+    const apiLog = log.child({ component: 'api' });
     app = buildApi({
       config,
       tokens: env.apiTokens,
       topology: apiTopology,
-      governance: new Governance(apiRedis, keys, retentionMs, downstreamNames, now),
+      governance: apiGovernance,
+      redis: apiRedis,
+      database,
+      definitions: new Definitions(database, apiGovernance, apiLog),
       metrics,
-      log: log.child({ component: 'api' }),
+      log: apiLog,
       readiness,
     });
     phases.http.push(async () => {
@@ -170,7 +176,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     if (roles.includes('observer')) {
       const blockingRedis = createRedis(env.redisUrl, 'worker', log, 'observer-read');
       const obsLog = log.child({ component: 'observer' });
-      const sync = new CounterSync(governance, database, [...topology.downstreams.keys()], obsLog);
+      const sync = new GovernanceSync(governance, database, new Definitions(database, governance, obsLog), downstreamNames, obsLog, defaultQuota(config), 5_000, now);
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
       observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset });
       await observer.start();

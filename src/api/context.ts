@@ -5,6 +5,9 @@ import type { Metrics } from '../observability/metrics';
 import type { Governance } from '../redis/governance';
 import type { Topology } from '../queues/topology';
 import type { Logger } from 'pino';
+import type { Redis } from 'ioredis';
+import type { Database } from '../db/client';
+import type { Definitions } from '../governance/definitions';
 
 export type CheckResult = Record<string, { ok: boolean; detail?: string }>;
 
@@ -13,6 +16,10 @@ export interface ApiContext {
   tokens: readonly ApiToken[];
   topology: Topology;
   governance: Governance;
+  /** The API's own Redis client (fails fast). */
+  redis: Redis;
+  database: Database;
+  definitions: Definitions;
   metrics: Metrics;
   log: Logger;
   /** Live checks of Redis and Postgres (and anything else readiness depends on). */

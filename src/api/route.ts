@@ -31,7 +31,12 @@ function parse<T>(schema: ZodType<T> | undefined, value: unknown, where: string)
   if (!schema) return undefined as T;
   const r = schema.safeParse(value ?? {});
   if (!r.success) {
-    const details = r.error.issues.map((i) => ({ field: [where, ...i.path.map(String)].join('.'), message: i.message }));
+    // An unknown field is named as the field itself, not as its parent object.
+    const details = r.error.issues.flatMap((i) =>
+      i.code === 'unrecognized_keys'
+        ? i.keys.map((k) => ({ field: [where, ...i.path.map(String), k].join('.'), message: 'unknown field' }))
+        : [{ field: [where, ...i.path.map(String)].join('.'), message: i.message }],
+    );
     throw new TollgateError('TG_ERR_VALIDATION', `invalid ${where}: ${details.map((d) => `${d.field}: ${d.message}`).join('; ')}`, details);
   }
   return r.data;

@@ -10,6 +10,8 @@ import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
 import { metaRoutes } from './routes/meta';
 import { queueRoutes } from './routes/queues';
+import { quotaRoutes } from './routes/quotas';
+import { throttleRoutes } from './routes/throttles';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -19,7 +21,15 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
   let doc: Record<string, unknown> | undefined;
   // Built on first request, from the same declarations that serve the routes.
   const openapi = () => (doc ??= buildOpenApi(routes, VERSION));
-  routes.push(...healthRoutes(ctx), ...jobRoutes(ctx), ...queueRoutes(ctx), ...metaRoutes(ctx, openapi), ...dashboardRoutes());
+  routes.push(
+    ...healthRoutes(ctx),
+    ...jobRoutes(ctx),
+    ...queueRoutes(ctx),
+    ...quotaRoutes(ctx),
+    ...throttleRoutes(ctx),
+    ...metaRoutes(ctx, openapi),
+    ...dashboardRoutes(),
+  );
   return routes;
 }
 

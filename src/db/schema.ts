@@ -2,7 +2,21 @@
  * Postgres schema (drizzle-orm). Postgres holds the durable truth; Redis the live state.
  * Migrations in drizzle/ are generated from this file by `npm run db:generate` (drizzle-kit).
  */
-import { jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  serial,
+  text,
+  timestamp,
+  unique,
+} from 'drizzle-orm/pg-core';
 
 /** Snapshot of each downstream's decision and outcome counters, written by the observer. */
 export const downstreamCounters = pgTable('downstream_counters', {
@@ -10,4 +24,87 @@ export const downstreamCounters = pgTable('downstream_counters', {
   /** Counter name → value, as kept in Redis (`admitted`, `completed`, `failed`, `dead:<reason>`...). */
   counters: jsonb('counters').$type<Record<string, number>>().notNull(),
   updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+/**
+ * Tenant quotas. One row per (tenant, job type, downstream) scope; null job type or downstream means
+ * "any". The most specific matching row governs a job (src/core/quota.ts).
+ */
+export const quotas = pgTable(
+  'quotas',
+  {
+    id: serial('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    jobType: text('job_type'),
+    downstream: text('downstream'),
+    rate: doublePrecision('rate'),
+    burst: integer('burst'),
+    maxConcurrent: integer('max_concurrent'),
+    perHour: bigint('per_hour', { mode: 'number' }),
+    perDay: bigint('per_day', { mode: 'number' }),
+    perMonth: bigint('per_month', { mode: 'number' }),
+    onPeriodExceeded: text('on_period_exceeded').$type<'wait' | 'reject'>().notNull().default('wait'),
+    paused: boolean('paused').notNull().default(false),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [unique('quotas_scope').on(t.tenantId, t.jobType, t.downstream).nullsNotDistinct(), index('quotas_tenant').on(t.tenantId)],
+);
+
+/** Throttles: pause or slow a tenant, a job type, or both, until a time or until removed. */
+export const throttles = pgTable('throttles', {
+  id: serial('id').primaryKey(),
+  tenantId: text('tenant_id'),
+  jobType: text('job_type'),
+  action: text('action').$type<'pause' | 'slow'>().notNull(),
+  rate: doublePrecision('rate'),
+  burst: integer('burst'),
+  until: timestamp('until', { withTimezone: true, mode: 'date' }),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  createdBy: text('created_by').notNull(),
+});
+
+/** Every change made through the API: who, when, why, and the resource before and after. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    resourceType: text('resource_type').notNull(),
+    resourceId: text('resource_id').notNull(),
+    tenantId: text('tenant_id'),
+    before: jsonb('before'),
+    after: jsonb('after'),
+    reason: text('reason').notNull(),
+    ticket: text('ticket'),
+  },
+  (t) => [index('audit_log_resource').on(t.resourceType, t.resourceId), index('audit_log_at').on(t.at)],
+);
+
+/**
+ * Period usage per quota and tenant, snapshotted from Redis, so a Redis that lost its state can be
+ * given back the usage of the current windows (drift: at most one snapshot interval of admissions).
+ */
+export const usageLedger = pgTable(
+  'usage_ledger',
+  {
+    quotaId: text('quota_id').notNull(),
+    tenantId: text('tenant_id').notNull(),
+    period: text('period').$type<'hour' | 'day' | 'month'>().notNull(),
+    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
+    used: bigint('used', { mode: 'number' }).notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.quotaId, t.tenantId, t.period, t.windowStart] })],
+);
+
+/**
+ * Bumped by every change of quotas or throttles. The Redis mirror records the version it holds; a
+ * mirror behind Postgres (a failed write, a flushed Redis) is rebuilt by the sync.
+ */
+export const definitionsVersion = pgTable('definitions_version', {
+  id: integer('id').primaryKey().default(1),
+  version: bigint('version', { mode: 'number' }).notNull().default(0),
 });

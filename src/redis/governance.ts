@@ -4,7 +4,7 @@
  * for quotas, mirrored in src/core/quota.ts).
  */
 import type { Redis } from 'ioredis';
-import { windowsAt } from '../core/periods';
+import { PERIODS, windowsAt, type Period } from '../core/periods';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
 import { encodeQuota, encodeThrottle } from './codec';
 import type { Keys } from './keys';
@@ -162,16 +162,52 @@ export class Governance {
   async writeTenantQuotas(tenantId: string, defs: readonly QuotaDef[]): Promise<void> {
     const key = this.keys.quotaDefs(tenantId);
     const multi = this.redis.multi().del(key);
-    if (defs.length > 0) multi.hset(key, Object.fromEntries(defs.map((d) => [d.id, encodeQuota(d)])));
+    if (defs.length > 0) multi.hset(key, Object.fromEntries(defs.map((d) => [d.id, encodeQuota(d)]))).sadd(this.keys.quotaTenants(), tenantId);
+    else multi.srem(this.keys.quotaTenants(), tenantId);
     await multi.exec();
   }
 
   async writeThrottle(def: ThrottleDef): Promise<void> {
-    await this.redis.multi().hset(this.keys.throttles(), def.id, encodeThrottle(def)).sadd(this.keys.throttlesOf(def.tenantId), def.id).exec();
+    const multi = this.redis.multi().hset(this.keys.throttles(), def.id, encodeThrottle(def)).sadd(this.keys.throttlesOf(def.tenantId), def.id);
+    if (def.tenantId !== undefined) multi.sadd(this.keys.throttleTenants(), def.tenantId);
+    await multi.exec();
   }
 
   async removeThrottle(def: Pick<ThrottleDef, 'id' | 'tenantId'>): Promise<void> {
     await this.redis.multi().hdel(this.keys.throttles(), def.id).srem(this.keys.throttlesOf(def.tenantId), def.id).del(this.keys.throttleState(def.id)).exec();
+  }
+
+  /** Rebuilds the whole mirror from Postgres rows (after a flush, or when a change was not mirrored). */
+  async replaceDefinitions(quotasByTenant: ReadonlyMap<string, QuotaDef[]>, throttleDefs: readonly ThrottleDef[], version: number): Promise<void> {
+    const k = this.keys;
+    const [staleQuotaTenants, staleThrottleTenants] = await Promise.all([
+      this.redis.smembers(k.quotaTenants()),
+      this.redis.smembers(k.throttleTenants()),
+    ]);
+    const multi = this.redis.multi();
+    for (const t of staleQuotaTenants) if (!quotasByTenant.has(t)) multi.del(k.quotaDefs(t));
+    multi.del(k.quotaTenants());
+    for (const [tenant, defs] of quotasByTenant) {
+      multi.del(k.quotaDefs(tenant));
+      if (defs.length > 0) multi.hset(k.quotaDefs(tenant), Object.fromEntries(defs.map((d) => [d.id, encodeQuota(d)]))).sadd(k.quotaTenants(), tenant);
+    }
+    multi.del(k.throttles(), k.throttlesOf(undefined), k.throttleTenants());
+    for (const t of staleThrottleTenants) multi.del(k.throttlesOf(t));
+    for (const d of throttleDefs) {
+      multi.hset(k.throttles(), d.id, encodeThrottle(d)).sadd(k.throttlesOf(d.tenantId), d.id);
+      if (d.tenantId !== undefined) multi.sadd(k.throttleTenants(), d.tenantId);
+    }
+    multi.set(k.mirrorVersion(), version);
+    await multi.exec();
+  }
+
+  async mirrorVersion(): Promise<number> {
+    return Number((await this.redis.get(this.keys.mirrorVersion())) ?? 0);
+  }
+
+  /** Records that the mirror moved from `from` to `to`; false when it was not at `from` (a gap). */
+  async advanceMirrorVersion(from: number, to: number): Promise<boolean> {
+    return (await this.scripts.advanceVersion([this.keys.mirrorVersion()], [String(from), String(to)])) === 1;
   }
 
   /** Tells every gate's scheduler to look at these downstreams again. */
@@ -184,6 +220,46 @@ export class Governance {
   async restoreStats(downstream: string | undefined, counters: Record<string, number>): Promise<boolean> {
     const args = Object.entries(counters).flatMap(([k, v]) => [k, v]);
     return (await this.scripts.restoreStats([this.keys.stats(downstream), this.keys.statsRestored(downstream)], args)) === 1;
+  }
+
+  /** Period usage of every quota state in Redis, for the current windows only. */
+  async readUsage(now = this.now()): Promise<Array<{ quotaId: string; tenantId: string; period: Period; window: number; used: number }>> {
+    const windows = windowsAt(now);
+    const prefix = `${this.keys.gov}qs:`;
+    const out: Array<{ quotaId: string; tenantId: string; period: Period; window: number; used: number }> = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      const pipe = this.redis.pipeline();
+      for (const k of keys) pipe.hmget(k, 'hw', 'hn', 'dw', 'dn', 'mw', 'mn');
+      const res = (await pipe.exec()) ?? [];
+      keys.forEach((k, i) => {
+        const rest = k.slice(prefix.length);
+        const colon = rest.indexOf(':');
+        const quotaId = rest.slice(0, colon);
+        const tenantId = rest.slice(colon + 1);
+        const v = (res[i]?.[1] ?? []) as Array<string | null>;
+        PERIODS.forEach((p, j) => {
+          const window = Number(v[j * 2]);
+          if (window === windows[p].start) out.push({ quotaId, tenantId, period: p, window, used: Number(v[j * 2 + 1] ?? 0) });
+        });
+      });
+    } while (cursor !== '0');
+    return out;
+  }
+
+  /** Adds ledger usage to this Redis once (after a loss); false if it already had it. */
+  async restoreUsage(entries: ReadonlyArray<{ quotaId: string; tenantId: string; period: Period; window: number; used: number }>): Promise<boolean> {
+    const fields: Record<Period, [string, string]> = { hour: ['hw', 'hn'], day: ['dw', 'dn'], month: ['mw', 'mn'] };
+    const args: Arg[] = [];
+    for (const e of entries) args.push(this.keys.quotaState(e.quotaId, e.tenantId), fields[e.period][0], fields[e.period][1], String(e.window), e.used);
+    return (await this.scripts.restoreUsage([this.keys.usageRestored()], args)) === 1;
+  }
+
+  async usageRestored(): Promise<boolean> {
+    return (await this.redis.exists(this.keys.usageRestored())) === 1;
   }
 
   async statsRestored(downstream: string | undefined): Promise<boolean> {

@@ -43,12 +43,32 @@ export class Keys {
     return `${this.gov}qd:${tenantId}`;
   }
 
+  /** Tenants that have quota definitions in Redis (set). */
+  quotaTenants(): string {
+    return `${this.gov}qd-tenants`;
+  }
+
+  /** Tenants that have throttles of their own in Redis (set). */
+  throttleTenants(): string {
+    return `${this.gov}th-tenants`;
+  }
+
+  /** Version of the quota and throttle definitions the Redis mirror holds (string). */
+  mirrorVersion(): string {
+    return `${this.gov}mirror-version`;
+  }
+
   quotaDefault(): string {
     return `${this.gov}qd-default`;
   }
 
   quotaState(quotaId: string, tenantId: string): string {
     return `${this.gov}qs:${quotaId}:${tenantId}`;
+  }
+
+  /** Marker: this Redis holds the period usage restored from the Postgres ledger. */
+  usageRestored(): string {
+    return `${this.gov}usage-restored`;
   }
 
   throttles(): string {

@@ -24,6 +24,8 @@ export interface Scripts {
   restoreStats(keys: [stats: string, restored: string], args: Arg[]): Promise<number>;
   detectGap(keys: [stream: string], args: Arg[]): Promise<[number, string]>;
   ensureGroup(keys: [stream: string], args: Arg[]): Promise<number>;
+  advanceVersion(keys: [version: string], args: Arg[]): Promise<number>;
+  restoreUsage(keys: [marker: string], args: Arg[]): Promise<number>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
@@ -56,6 +58,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

@@ -1,0 +1,34 @@
+/** Opaque list cursors: base64url of the last id returned; `limit` is 1-200 (default 50). */
+import { z } from 'zod';
+import { TollgateError } from '../errors';
+
+export const PageQuery = {
+  limit: z.coerce.number().int().min(1).max(200).default(50).describe('Items per page, at most 200'),
+  cursor: z.string().max(200).optional().describe('Opaque cursor from the previous page\'s nextCursor'),
+};
+
+export function encodeCursor(lastId: number): string {
+  return Buffer.from(JSON.stringify({ after: lastId })).toString('base64url');
+}
+
+export function decodeCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown };
+    if (typeof v.after === 'number' && Number.isInteger(v.after) && v.after >= 0) return v.after;
+  } catch {
+    /* fall through */
+  }
+  throw new TollgateError('TG_ERR_VALIDATION', 'invalid query: query.cursor: not a cursor this API returned', [
+    { field: 'query.cursor', message: 'not a cursor this API returned' },
+  ]);
+}
+
+/** A page of rows (fetched with limit + 1) and the cursor to the next one. */
+export function page<T extends { id: number }, V>(rows: T[], limit: number, view: (r: T) => V): { items: V[]; nextCursor?: string } {
+  const items = rows.slice(0, limit);
+  return {
+    items: items.map(view),
+    ...(rows.length > limit ? { nextCursor: encodeCursor(items[items.length - 1]!.id) } : {}),
+  };
+}

@@ -1,0 +1,249 @@
+/**
+ * Changing quotas and throttles: Postgres first (the durable truth, with the audit entry and a new
+ * definitions version, in one transaction), then the Redis mirror the Lua scripts read, then a wake
+ * so waiting jobs are re-evaluated under the new rules at once. If the mirror write fails, the sync
+ * (src/governance/sync.ts) rebuilds the mirror from Postgres on its next round.
+ */
+import type { Logger } from 'pino';
+import type { QuotaLimitsParsed } from '../contracts/quotas';
+import type { Database } from '../db/client';
+import {
+  allQuotas,
+  allThrottles,
+  bumpVersion,
+  currentVersion,
+  findQuota,
+  insertAudit,
+  quotaDef,
+  quotasOfTenant,
+  throttleDef,
+  type QuotaRow,
+  type ThrottleRow,
+  type Tx,
+} from '../db/quotas';
+import { quotas, throttles } from '../db/schema';
+import { TollgateError } from '../errors';
+import type { Governance } from '../redis/governance';
+import { and, eq } from 'drizzle-orm';
+
+export interface Operator {
+  actor: string;
+  reason: string;
+  ticket?: string;
+}
+
+export interface QuotaScope {
+  jobType?: string;
+  downstream?: string;
+}
+
+function limitColumns(l: QuotaLimitsParsed) {
+  return {
+    rate: l.rate ?? null,
+    burst: l.burst ?? null,
+    maxConcurrent: l.maxConcurrent ?? null,
+    perHour: l.periods?.hour ?? null,
+    perDay: l.periods?.day ?? null,
+    perMonth: l.periods?.month ?? null,
+    onPeriodExceeded: l.onPeriodExceeded,
+    paused: l.paused,
+  };
+}
+
+/** The limits of a row, in the contract's shape (for PATCH merges). */
+export function limitsOf(r: QuotaRow): QuotaLimitsParsed {
+  const d = quotaDef(r);
+  return {
+    ...(d.rate !== undefined ? { rate: d.rate } : {}),
+    ...(d.burst !== undefined ? { burst: d.burst } : {}),
+    ...(d.maxConcurrent !== undefined ? { maxConcurrent: d.maxConcurrent } : {}),
+    ...(d.periods ? { periods: d.periods } : {}),
+    onPeriodExceeded: d.onPeriodExceeded,
+    paused: d.paused,
+  };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.code === '23505' || e?.cause?.code === '23505';
+}
+
+export class Definitions {
+  constructor(
+    private readonly database: Database,
+    private readonly governance: Governance,
+    private readonly log: Logger,
+  ) {}
+
+  private get db() {
+    return this.database.db;
+  }
+
+  // ---- quotas ----
+
+  async putQuota(tenantId: string, scope: QuotaScope, limits: QuotaLimitsParsed, op: Operator): Promise<{ row: QuotaRow; created: boolean }> {
+    const jobType = scope.jobType ?? null;
+    const downstream = scope.downstream ?? null;
+    const write = () =>
+      this.db.transaction(async (tx) => {
+        const before = await findQuota(tx, tenantId, jobType, downstream);
+        const values = { ...limitColumns(limits), updatedAt: new Date() };
+        const [row] = before
+          ? await tx.update(quotas).set(values).where(eq(quotas.id, before.id)).returning()
+          : await tx.insert(quotas).values({ tenantId, jobType, downstream, ...values }).returning();
+        const version = await bumpVersion(tx);
+        await this.audit(tx, op, before ? 'quota.replace' : 'quota.create', row!, before, row);
+        return { row: row!, created: !before, version };
+      });
+    let result;
+    try {
+      result = await write();
+    } catch (err) {
+      // Two creations of the same scope at once: the loser retries as an update.
+      if (!isUniqueViolation(err)) throw err;
+      result = await write();
+    }
+    await this.mirrorTenant(tenantId, result.version);
+    return { row: result.row, created: result.created };
+  }
+
+  async patchQuota(tenantId: string, scope: QuotaScope, merge: (current: QuotaLimitsParsed) => QuotaLimitsParsed, op: Operator): Promise<QuotaRow> {
+    const result = await this.db.transaction(async (tx) => {
+      const before = await findQuota(tx, tenantId, scope.jobType ?? null, scope.downstream ?? null);
+      if (!before) throw notFound(tenantId, scope);
+      const [row] = await tx
+        .update(quotas)
+        .set({ ...limitColumns(merge(limitsOf(before))), updatedAt: new Date() })
+        .where(eq(quotas.id, before.id))
+        .returning();
+      const version = await bumpVersion(tx);
+      await this.audit(tx, op, 'quota.update', row!, before, row);
+      return { row: row!, version };
+    });
+    await this.mirrorTenant(tenantId, result.version);
+    return result.row;
+  }
+
+  async deleteQuota(tenantId: string, scope: QuotaScope, op: Operator): Promise<QuotaRow> {
+    const result = await this.db.transaction(async (tx) => {
+      const before = await findQuota(tx, tenantId, scope.jobType ?? null, scope.downstream ?? null);
+      if (!before) throw notFound(tenantId, scope);
+      await tx.delete(quotas).where(eq(quotas.id, before.id));
+      const version = await bumpVersion(tx);
+      await this.audit(tx, op, 'quota.delete', before, before, null);
+      return { row: before, version };
+    });
+    await this.mirrorTenant(tenantId, result.version);
+    return result.row;
+  }
+
+  /** Pauses or resumes every quota of a tenant. */
+  async setPaused(tenantId: string, paused: boolean, op: Operator): Promise<QuotaRow[]> {
+    const result = await this.db.transaction(async (tx) => {
+      const before = await quotasOfTenant(tx, tenantId);
+      if (before.length === 0) {
+        throw new TollgateError('TG_ERR_NOT_FOUND', `tenant ${tenantId} has no quota of its own to ${paused ? 'pause' : 'resume'}; create one, or pause it with a throttle`);
+      }
+      const rows = await tx.update(quotas).set({ paused, updatedAt: new Date() }).where(eq(quotas.tenantId, tenantId)).returning();
+      const version = await bumpVersion(tx);
+      for (const row of rows) {
+        await this.audit(tx, op, paused ? 'quota.pause' : 'quota.resume', row, before.find((b) => b.id === row.id), row);
+      }
+      return { rows, version };
+    });
+    await this.mirrorTenant(tenantId, result.version);
+    return result.rows.sort((a, b) => a.id - b.id);
+  }
+
+  // ---- throttles ----
+
+  async createThrottle(values: Omit<typeof throttles.$inferInsert, 'id' | 'createdAt' | 'createdBy'>, op: Operator): Promise<ThrottleRow> {
+    const result = await this.db.transaction(async (tx) => {
+      const [row] = await tx.insert(throttles).values({ ...values, createdBy: op.actor }).returning();
+      const version = await bumpVersion(tx);
+      await insertAudit(tx, { ...this.operatorFields(op), action: 'throttle.create', resourceType: 'throttle', resourceId: `t${row!.id}`, tenantId: row!.tenantId, after: row });
+      return { row: row!, version };
+    });
+    await this.mirror(result.version, async () => {
+      await this.governance.writeThrottle(throttleDef(result.row));
+      await this.governance.wake(result.row.tenantId ?? undefined);
+    });
+    return result.row;
+  }
+
+  async deleteThrottle(id: number, op: Operator): Promise<ThrottleRow> {
+    const result = await this.db.transaction(async (tx) => {
+      const [row] = await tx.delete(throttles).where(and(eq(throttles.id, id))).returning();
+      if (!row) throw new TollgateError('TG_ERR_NOT_FOUND', `no throttle t${id}`);
+      const version = await bumpVersion(tx);
+      await insertAudit(tx, { ...this.operatorFields(op), action: 'throttle.delete', resourceType: 'throttle', resourceId: `t${row.id}`, tenantId: row.tenantId, before: row });
+      return { row, version };
+    });
+    await this.mirror(result.version, async () => {
+      await this.governance.removeThrottle(throttleDef(result.row));
+      await this.governance.wake(result.row.tenantId ?? undefined);
+    });
+    return result.row;
+  }
+
+  // ---- the Redis mirror ----
+
+  private async mirrorTenant(tenantId: string, version: number): Promise<void> {
+    await this.mirror(version, async () => {
+      const rows = await quotasOfTenant(this.db, tenantId);
+      await this.governance.writeTenantQuotas(tenantId, rows.map(quotaDef));
+      await this.governance.wake(tenantId);
+    });
+  }
+
+  private async mirror(version: number, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+      await this.governance.advanceMirrorVersion(version - 1, version);
+      await this.governance.publishWake();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, version }, 'change saved in Postgres but not yet mirrored to Redis; the sync will mirror it');
+    }
+  }
+
+  /** Rebuilds the Redis mirror from Postgres if it is not at Postgres's version. Returns true if rebuilt. */
+  async repairMirror(): Promise<boolean> {
+    const [pgVersion, redisVersion] = await Promise.all([currentVersion(this.db), this.governance.mirrorVersion()]);
+    if (pgVersion === redisVersion) return false;
+    const [quotaRows, throttleRows] = await Promise.all([allQuotas(this.db), allThrottles(this.db)]);
+    const byTenant = new Map<string, ReturnType<typeof quotaDef>[]>();
+    for (const r of quotaRows) {
+      const list = byTenant.get(r.tenantId) ?? [];
+      list.push(quotaDef(r));
+      byTenant.set(r.tenantId, list);
+    }
+    await this.governance.replaceDefinitions(byTenant, throttleRows.map(throttleDef), pgVersion);
+    await this.governance.wake();
+    await this.governance.publishWake();
+    this.log.info({ from: redisVersion, to: pgVersion, quotas: quotaRows.length, throttles: throttleRows.length }, 'quota and throttle definitions mirrored from Postgres into Redis');
+    return true;
+  }
+
+  private operatorFields(op: Operator) {
+    return { actor: op.actor, reason: op.reason, ticket: op.ticket ?? null };
+  }
+
+  private async audit(tx: Tx, op: Operator, action: string, row: QuotaRow, before: QuotaRow | undefined | null, after: QuotaRow | undefined | null) {
+    await insertAudit(tx, {
+      ...this.operatorFields(op),
+      action,
+      resourceType: 'quota',
+      resourceId: `q${row.id}`,
+      tenantId: row.tenantId,
+      before: before ?? null,
+      after: after ?? null,
+    });
+  }
+}
+
+function notFound(tenantId: string, scope: QuotaScope): TollgateError {
+  const parts = [scope.jobType !== undefined ? `jobType ${scope.jobType}` : '', scope.downstream !== undefined ? `downstream ${scope.downstream}` : '']
+    .filter(Boolean)
+    .join(', ');
+  return new TollgateError('TG_ERR_NOT_FOUND', `tenant ${tenantId} has no quota${parts ? ` for ${parts}` : ' of its own (tenant-wide)'}`);
+}
