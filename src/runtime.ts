@@ -136,6 +136,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       metrics,
       log: apiLog,
       readiness,
+      postgresReady: () => migrated,
     });
     phases.http.push(async () => {
       await app!.close();
@@ -176,7 +177,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     if (roles.includes('observer')) {
       const blockingRedis = createRedis(env.redisUrl, 'worker', log, 'observer-read');
       const obsLog = log.child({ component: 'observer' });
-      const sync = new GovernanceSync(governance, database, new Definitions(database, governance, obsLog), downstreamNames, obsLog, defaultQuota(config), 5_000, now);
+      const sync = new GovernanceSync(governance, database, new Definitions(database, governance, obsLog), downstreamNames, obsLog, defaultQuota(config), config.observer.syncIntervalMs, now);
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
       observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset });
       await observer.start();

@@ -24,4 +24,6 @@ export interface ApiContext {
   log: Logger;
   /** Live checks of Redis and Postgres (and anything else readiness depends on). */
   readiness(): Promise<CheckResult>;
+  /** False until the migrations are applied: Postgres-backed routes answer 503 meanwhile. */
+  postgresReady(): boolean;
 }

@@ -16,6 +16,8 @@ export interface RouteDef<P = unknown, Q = unknown, B = unknown> {
   summary: string;
   tag: string;
   access: Access;
+  /** The route reads or writes Postgres: 503 until migrations are applied. */
+  postgres?: boolean;
   params?: ZodType<P>;
   query?: ZodType<Q>;
   body?: ZodType<B>;
@@ -42,13 +44,21 @@ function parse<T>(schema: ZodType<T> | undefined, value: unknown, where: string)
   return r.data;
 }
 
-export function registerRoutes(app: FastifyInstance, routes: readonly RouteDef[], tokens: readonly ApiToken[]): void {
+export function registerRoutes(
+  app: FastifyInstance,
+  routes: readonly RouteDef[],
+  tokens: readonly ApiToken[],
+  postgresReady: () => boolean,
+): void {
   for (const def of routes) {
     app.route({
       method: def.method,
       url: def.url,
       handler: async (req, reply) => {
         const auth = authorize(req.headers.authorization, def.access, tokens);
+        if (def.postgres && !postgresReady()) {
+          throw new TollgateError('TG_ERR_UNAVAILABLE', 'Postgres is not ready (unreachable at DATABASE_URL, or migrations not applied yet); retry shortly');
+        }
         const params = parse(def.params, req.params, 'params');
         const query = parse(def.query, req.query, 'query');
         const body = parse(def.body, req.body, 'body');

@@ -4,8 +4,10 @@ import { z } from 'zod';
 export const JobLocationSchema = z
   .object({
     id: z.string().describe('Ingress job id'),
-    place: z.enum(['ingress', 'exec', 'dead-letter']).describe('Where the job is now'),
-    state: z.string().describe('BullMQ state in that place (waiting, active, completed, failed, ...), or `removed`'),
+    place: z.enum(['ingress', 'waiting', 'exec', 'dead-letter']).describe('Where the job is now'),
+    state: z
+      .string()
+      .describe('BullMQ state in that place (waiting, active, completed, failed, ...), `removed`; in the waiting place: eligible, timer or parked'),
     queue: z.string(),
     jobId: z.string().describe('Job id in that queue (execution and dead-letter ids are `tg-<ingress id>`)'),
     tenantId: z.string().optional(),
@@ -23,6 +25,14 @@ export const JobLocationSchema = z
       .object({ outcome: z.enum(['completed', 'failed', 'vanished']), at: z.string() })
       .optional()
       .describe('Set once the observer saw the execution job end'),
+    waiting: z
+      .object({
+        since: z.string(),
+        reason: z.enum(['capacity', 'rate', 'concurrency', 'period', 'paused', 'throttled']).or(z.string()),
+        until: z.string().optional().describe('When it will be looked at again, for time-based reasons'),
+      })
+      .optional()
+      .describe('Set in the waiting place: what holds the job'),
   })
   .meta({ id: 'JobLocation' });
 
@@ -37,6 +47,7 @@ export const QueuesOverviewSchema = z
         queue: z.string(),
         capacity: z.number().int(),
         inFlight: z.number().int().describe('Admitted jobs not yet finished'),
+        waiting: z.number().int().describe('Jobs in the waiting place of this downstream'),
         counts: Counts,
       }),
     ),

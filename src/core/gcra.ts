@@ -32,3 +32,13 @@ export function gcraTokens(tat: number, now: number, limit: RateLimit): number {
   const owed = Math.max(0, tat - now);
   return Math.max(0, Math.floor((limit.burst * interval - owed) / interval + 1e-9));
 }
+
+/**
+ * A quota's rate changed: convert the debt the old TAT represents (units owed, at the old interval)
+ * into the same number of units at the new interval, so the change takes effect at once instead of
+ * after the old debt is paid off at the old rate.
+ */
+export function rescaleTat(tat: number, now: number, oldInterval: number | undefined, newInterval: number): number {
+  if (oldInterval === undefined || oldInterval === newInterval || tat <= now) return tat;
+  return now + ((tat - now) / oldInterval) * newInterval;
+}

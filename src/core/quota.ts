@@ -12,7 +12,7 @@
  * This is the reference implementation; src/redis/lua/includes/governance.lua applies the same rules
  * atomically in Redis, and test/integration/lua-differential.test.ts runs both on the same inputs.
  */
-import { gcra, type RateLimit } from './gcra';
+import { gcra, rescaleTat, type RateLimit } from './gcra';
 import { compileGlob, globSpecificity } from './glob';
 import { PERIODS, type Period, type Windows } from './periods';
 
@@ -55,6 +55,8 @@ export interface ThrottleDef {
 export interface QuotaState {
   /** GCRA theoretical arrival time (ms). */
   tat: number;
+  /** Emission interval (ms) the TAT was computed with; a rate change rescales the debt. */
+  interval?: number;
   /** Cost units admitted and not finished. */
   inflight: number;
   /** Units used in the window starting at `window`, per period. */
@@ -183,8 +185,9 @@ export function evaluate(input: EvaluationInput): Evaluation {
   }
   const rate = rateOf(quota);
   let tat = state.tat;
+  const interval = rate ? 1000 / rate.rate : undefined;
   if (rate) {
-    const r = gcra(state.tat, now, rate, cost);
+    const r = gcra(rescaleTat(state.tat, now, state.interval, interval!), now, rate, cost);
     if (r.ok) tat = r.tat;
     else if (r.retryAt > until) {
       until = r.retryAt;
@@ -198,5 +201,9 @@ export function evaluate(input: EvaluationInput): Evaluation {
     if (quota.periods?.[p] === undefined) continue;
     used[p] = { window: windows[p].start, n: usedIn(state, p, windows) + cost };
   }
-  return { verdict: { kind: 'admit' }, state: { tat, inflight: state.inflight + cost, used }, throttleTats };
+  return {
+    verdict: { kind: 'admit' },
+    state: { tat, ...(interval !== undefined ? { interval } : {}), inflight: state.inflight + cost, used },
+    throttleTats,
+  };
 }

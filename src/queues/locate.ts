@@ -6,7 +6,7 @@ import type { Governance } from '../redis/governance';
 import { execJobId } from '../redis/keys';
 import type { Topology } from './topology';
 
-export type Place = 'ingress' | 'exec' | 'dead-letter';
+export type Place = 'ingress' | 'waiting' | 'exec' | 'dead-letter';
 
 export interface JobLocation {
   id: string;
@@ -26,6 +26,8 @@ export interface JobLocation {
   };
   /** Set once the observer saw the execution job end. */
   finished?: { outcome: 'completed' | 'failed' | 'vanished'; at: string };
+  /** Set while the job is in the waiting place: what holds it, and until when if that is known. */
+  waiting?: { since: string; reason: string; until?: string };
 }
 
 const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
@@ -59,6 +61,19 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
   }
 
   const downstream = record.ds!;
+  if (record.st === 'waiting') {
+    const flow = await governance.flowState(downstream, record.t!, record.n!);
+    // An eligible flow waits for its turn or for capacity of the downstream.
+    const reason = flow?.reason ?? 'capacity';
+    return {
+      ...base,
+      place: 'waiting',
+      state: flow?.state ?? 'eligible',
+      queue: record.q ?? '',
+      jobId: id,
+      waiting: { since: iso(record.enq), reason, ...(flow?.until !== undefined ? { until: new Date(flow.until).toISOString() } : {}) },
+    };
+  }
   const queue = topology.exec.get(downstream);
   const jobId = execJobId(id);
   const state = queue ? await queue.getJobState(jobId) : 'unknown';

@@ -139,13 +139,13 @@ export class Observer {
       if (outcome && ingressJobId !== undefined) releases.push({ ingressJobId, outcome });
     }
     if (releases.length > 0) {
-      const { released } = await governance.release(stream.downstream, releases);
+      const { released, wake } = await governance.release(stream.downstream, releases);
       released.forEach((r, i) => {
         if (r) metrics.observerReleases.inc({ downstream: stream.downstream, outcome: releases[i]!.outcome, source: 'event' });
       });
       await failpoints.hit('observer.after-release');
-      // Capacity and tenant slots came back: schedulers with waiting work may admit more.
-      if (released.some(Boolean)) await governance.publishWake();
+      // Capacity or tenant slots came back where jobs wait for them: tell the schedulers.
+      if (wake.length > 0) await governance.publishWake(wake);
     }
     await failpoints.hit('observer.before-ack');
     await redis.xack(stream.key, OBSERVER_GROUP, ...entries.map(([id]) => id));
@@ -255,7 +255,8 @@ export class Observer {
           else if (finishedOn) releases.push({ ingressJobId: id, outcome: completedScore !== null ? 'completed' : 'failed' });
         });
         if (releases.length === 0) continue;
-        const { released } = await governance.release(s.downstream, releases);
+        const { released, wake } = await governance.release(s.downstream, releases);
+        if (wake.length > 0) await governance.publishWake(wake);
         let n = 0;
         released.forEach((r, i) => {
           if (!r) return;
@@ -265,7 +266,6 @@ export class Observer {
         offset -= n; // released entries left the zset; keep the window aligned
         report.released += n;
         if (n > 0) {
-          await governance.publishWake();
           log.warn({ downstream: s.downstream, released: n }, 'reconciliation released admitted jobs whose completion events were missed');
         }
       }

@@ -121,12 +121,16 @@ export class Governance {
     return this.scripts.confirm([this.keys.ds(downstream, 'promoting')], [this.keys.gov, ...ids]);
   }
 
-  /** Returns, per item, whether this call released it, and how many waiting flows it woke. */
-  async release(downstream: string, items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome }>): Promise<{ released: boolean[]; woken: number }> {
+  /**
+   * Returns, per item, whether this call released it, and the downstreams whose schedulers should
+   * look again (a flow woke there, or capacity came back where flows wait for it).
+   */
+  async release(downstream: string, items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome }>): Promise<{ released: boolean[]; wake: string[] }> {
     const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream, this.downstreams.join(',')];
     for (const it of items) args.push(it.ingressJobId, it.outcome);
     const out = await this.scripts.release([this.keys.inflight(downstream)], args);
-    return { released: out.slice(0, -1).map((n) => n === 1), woken: out[out.length - 1] ?? 0 };
+    const wake = String(out[out.length - 1] ?? '');
+    return { released: out.slice(0, -1).map((n) => n === 1), wake: wake === '' ? [] : wake.split(',') };
   }
 
   /** Re-evaluates waiting flows of a tenant (or of everyone) after a quota or throttle change. */

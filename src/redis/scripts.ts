@@ -17,7 +17,7 @@ export interface Scripts {
   enqueue(keys: [inflight: string], args: Arg[]): Promise<number>;
   drain(keys: [inflight: string], args: Arg[]): Promise<unknown[]>;
   confirm(keys: [promoting: string], args: Arg[]): Promise<number>;
-  release(keys: [inflight: string], args: Arg[]): Promise<number[]>;
+  release(keys: [inflight: string], args: Arg[]): Promise<Array<number | string>>;
   wake(keys: [anchor: string], args: Arg[]): Promise<number>;
   explain(keys: [anchor: string], args: Arg[]): Promise<string[]>;
   deadLetter(keys: [stats: string], args: Arg[]): Promise<string[]>;

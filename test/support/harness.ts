@@ -14,6 +14,7 @@ import {
   testEnv,
   testRedis,
   uniquePrefix,
+  waitFor,
   type TestDatabase,
 } from './services';
 
@@ -29,7 +30,9 @@ export interface Harness {
   worker(name: string, processor: Processor, opts?: { concurrency?: number }): Worker;
   /** Closes the execution workers started so far (call in afterEach so tests do not share them). */
   closeWorkers(): Promise<void>;
-  start(roles?: readonly Role[], envOverrides?: Partial<Env>): Promise<Tollgate>;
+  start(roles?: readonly Role[], envOverrides?: Partial<Env>, now?: () => number): Promise<Tollgate>;
+  /** Calls the API of the running tollgate; JSON in and out. */
+  api(method: string, path: string, opts?: { body?: unknown; token?: string; reason?: string | null; ticket?: string }): Promise<{ status: number; body: any }>;
   stop(): Promise<void>;
   close(): Promise<void>;
 }
@@ -71,10 +74,26 @@ export async function createHarness(
       const ws = workers.splice(0);
       await Promise.all(ws.map((w) => w.close()));
     },
-    async start(roles = ['gate', 'observer', 'api'], envOverrides = {}) {
-      h.tollgate = await startTollgate({ roles, env: { ...env, ...envOverrides }, config });
+    async start(roles = ['gate', 'observer', 'api'], envOverrides = {}, now) {
+      h.tollgate = await startTollgate({ roles, env: { ...env, ...envOverrides }, config, ...(now ? { now } : {}) });
       await h.tollgate.started;
+      // Tests start once the process is ready (migrations applied), as a load balancer would.
+      if (h.tollgate.url) await waitFor(async () => (await fetch(`${h.tollgate!.url}/readyz`)).status === 200, 'readiness');
       return h.tollgate;
+    },
+    async api(method, path, opts = {}) {
+      const headers: Record<string, string> = {};
+      if (opts.body !== undefined) headers['content-type'] = 'application/json';
+      if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+      if (opts.reason !== null && method !== 'GET') headers['x-operator-reason'] = opts.reason ?? 'test';
+      if (opts.ticket) headers['x-operator-ticket'] = opts.ticket;
+      const res = await fetch(`${h.tollgate!.url}${path}`, {
+        method,
+        headers,
+        ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
     },
     async stop() {
       await h.tollgate?.close();

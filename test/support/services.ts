@@ -90,7 +90,7 @@ export function testConfigInput(overrides: Partial<ConfigInput> = {}): ConfigInp
     },
     gate: { lockDurationMs: 1000, stalledIntervalMs: 500 },
     scheduler: { leaseMs: 1000, safetyTickMs: 200 },
-    observer: { blockMs: 200, reconcileIntervalMs: 500, reconcileMinAgeMs: 1000, claimIdleMs: 1000 },
+    observer: { blockMs: 200, reconcileIntervalMs: 500, reconcileMinAgeMs: 1000, claimIdleMs: 1000, syncIntervalMs: 500 },
     ...overrides,
   };
 }

@@ -1,4 +1,4 @@
-import { gcra, gcraTokens } from '../../src/core/gcra';
+import { gcra, gcraTokens, rescaleTat } from '../../src/core/gcra';
 import { windowOf, windowsAt } from '../../src/core/periods';
 import { EMPTY_STATE, evaluate, resolveQuota, specificity, type QuotaDef, type QuotaState, type ThrottleDef } from '../../src/core/quota';
 
@@ -43,6 +43,13 @@ describe('GCRA', () => {
     expect(gcraTokens(0, T0, limit)).toBe(5);
     expect(gcraTokens(T0 + 300, T0, limit)).toBe(2);
     expect(gcraTokens(T0 + 500, T0, limit)).toBe(0);
+  });
+
+  it('rescales an old debt when the rate changes, so the new rate applies at once', () => {
+    // 1 job/s left a TAT 900 ms ahead (0.9 units owed); at 100/s that is 9 ms.
+    expect(rescaleTat(T0 + 900, T0, 1000, 10)).toBe(T0 + 9);
+    expect(rescaleTat(T0 + 900, T0, undefined, 10)).toBe(T0 + 900);
+    expect(rescaleTat(T0 - 5, T0, 1000, 10)).toBe(T0 - 5);
   });
 
   it('charges a job costing several units as several', () => {
@@ -102,6 +109,7 @@ describe('evaluation', () => {
     expect(e.verdict).toEqual({ kind: 'admit' });
     expect(e.state).toEqual({
       tat: T0 + 200,
+      interval: 200,
       inflight: 1,
       used: { hour: { window: windows.hour.start, n: 1 }, month: { window: windows.month.start, n: 1 } },
     });

@@ -19,6 +19,7 @@ export async function queuesOverview(ctx: ApiContext) {
       queue: queue.name,
       capacity: topology.downstreams.get(downstream)!.capacity,
       inFlight: await governance.inFlightCount(downstream),
+      waiting: Object.values(await governance.waitingByTenant(downstream)).reduce((a, b) => a + b, 0),
       counts: await countJobs(queue),
     })),
   );
@@ -34,7 +35,7 @@ export function queueRoutes(ctx: ApiContext): RouteDef[] {
     defineRoute({
       method: 'GET',
       url: '/api/v1/queues',
-      summary: 'Job counts of every place: ingress, each execution queue (with jobs in flight), dead-letter',
+      summary: 'Job counts of every place: ingress, the waiting place and execution queue of each downstream (with jobs in flight), dead-letter',
       tag: 'queues',
       access: 'read',
       responses: { 200: { description: 'Counts', schema: QueuesOverviewSchema } },

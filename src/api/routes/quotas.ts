@@ -115,6 +115,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: 'List quotas (filter by tenant, job type, paused), paginated',
       tag: 'quotas',
       access: 'read',
+      postgres: true,
       query: z.strictObject({
         tenantId: z.string().regex(TENANT_ID).optional(),
         jobType: z.string().min(1).optional(),
@@ -141,6 +142,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: 'Totals across tenants: quotas, paused, the default quota, waiting jobs and who waits most',
       tag: 'quotas',
       access: 'read',
+      postgres: true,
       responses: { 200: { description: 'Summary', schema: SummarySchema } },
       handler: async ({ auth }) => {
         requireGlobalReader(auth);
@@ -175,6 +177,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: "A tenant's quotas, and the default quota that covers the rest of its jobs",
       tag: 'quotas',
       access: 'read',
+      postgres: true,
       params: TenantParams,
       responses: { 200: { description: 'The tenant\'s quotas', schema: TenantQuotas }, 404: { description: 'Another tenant\'s (tenant tokens)', schema: ErrorBody } },
       handler: async ({ params, auth }) => {
@@ -190,6 +193,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: `Create or replace a quota of a tenant. ${scopeDoc}`,
       tag: 'quotas',
       access: 'admin',
+      postgres: true,
       params: TenantParams,
       query: Scope,
       body: QuotaLimitsSchema,
@@ -210,6 +214,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: `Change some limits of a quota (null clears a limit). ${scopeDoc}`,
       tag: 'quotas',
       access: 'admin',
+      postgres: true,
       params: TenantParams,
       query: Scope,
       body: QuotaPatchSchema,
@@ -251,6 +256,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: `Delete a quota of a tenant (its jobs fall back to the next most specific quota). ${scopeDoc}`,
       tag: 'quotas',
       access: 'admin',
+      postgres: true,
       params: TenantParams,
       query: Scope,
       responses: { 200: { description: 'The deleted quota', schema: z.object({ deleted: QuotaSchema }) }, 404: { description: 'No such quota', schema: ErrorBody } },
@@ -280,6 +286,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       summary: 'Live usage of each quota of a tenant: rate tokens left, in flight, period used / limit, jobs waiting',
       tag: 'quotas',
       access: 'read',
+      postgres: true,
       params: TenantParams,
       responses: { 200: { description: 'Usage', schema: UsageSchema } },
       handler: async ({ params, auth }) => {

@@ -36,6 +36,7 @@ export function throttleRoutes(ctx: ApiContext): RouteDef[] {
       summary: 'List throttles (filter by tenant, active), paginated',
       tag: 'throttles',
       access: 'read',
+      postgres: true,
       query: z.strictObject({ tenantId: z.string().regex(TENANT_ID).optional(), active: z.enum(['true', 'false']).optional(), ...PageQuery }),
       responses: { 200: { description: 'A page of throttles', schema: z.object({ items: z.array(ThrottleSchema), nextCursor: z.string().optional() }) } },
       handler: async ({ query, auth }) => {
@@ -56,6 +57,7 @@ export function throttleRoutes(ctx: ApiContext): RouteDef[] {
       summary: 'Pause or slow a tenant, a job type, or both, until a time or until removed',
       tag: 'throttles',
       access: 'admin',
+      postgres: true,
       body: ThrottleInputSchema,
       responses: { 201: { description: 'Created', schema: ThrottleSchema }, 400: { description: 'Invalid body or missing X-Operator-Reason', schema: ErrorBody } },
       handler: async ({ body, auth, req, reply }) => {
@@ -84,6 +86,7 @@ export function throttleRoutes(ctx: ApiContext): RouteDef[] {
       summary: 'Remove a throttle: the jobs it held are re-evaluated at once',
       tag: 'throttles',
       access: 'admin',
+      postgres: true,
       params: z.strictObject({ id: z.string().regex(/^t\d{1,12}$/, 'must be a throttle id like t12') }),
       responses: { 200: { description: 'The removed throttle', schema: z.object({ deleted: ThrottleSchema }) }, 404: { description: 'No such throttle', schema: ErrorBody } },
       handler: async ({ params, auth, req }) => {

@@ -11,7 +11,9 @@
   A job still under a promotion lease (admitted from the waiting place, add not confirmed) is not
   released as 'vanished': its execution job may simply not exist yet, and lease recovery will add it.
 
-  Output: { released per job (1/0)..., woken flows }
+  Output: { released per job (1/0)..., downstreams whose scheduler should look again (comma-separated) }
+    A downstream is named when a flow of it was woken, or when it is this job's downstream (capacity came
+    back) and it has eligible flows waiting for it.
 ]]
 --- @include "governance"
 
@@ -23,7 +25,6 @@ local inflight = KEYS[1]
 local stats = dsKey(ctx, ds, 'stats')
 
 local out = {}
-local woken = 0
 local wake = {}
 for i = 6, #ARGV, 2 do
   local id, outcome = ARGV[i], ARGV[i + 1]
@@ -51,8 +52,14 @@ for i = 6, #ARGV, 2 do
     out[#out + 1] = 0
   end
 end
+local toWake = {}
 for tenant in pairs(wake) do
-  for _, d in ipairs(all) do woken = woken + wakeTenant(ctx, d, tenant, true) end
+  for _, d in ipairs(all) do
+    if wakeTenant(ctx, d, tenant, true) > 0 then toWake[d] = true end
+  end
 end
-out[#out + 1] = woken
+if rcall('ZCARD', dsKey(ctx, ds, 'sched')) > 0 then toWake[ds] = true end
+local names = {}
+for d in pairs(toWake) do names[#names + 1] = d end
+out[#out + 1] = table.concat(names, ',')
 return out

@@ -124,7 +124,7 @@ local PERIODS = { { 'hour', 'h', 'hw', 'hn' }, { 'day', 'd', 'dw', 'dn' }, { 'mo
 
 local function quotaState(ctx, qid, tenant)
   local key = ctx.G .. 'qs:' .. qid .. ':' .. tenant
-  local v = rcall('HMGET', key, 'tat', 'inf', 'hw', 'hn', 'dw', 'dn', 'mw', 'mn')
+  local v = rcall('HMGET', key, 'tat', 'inf', 'hw', 'hn', 'dw', 'dn', 'mw', 'mn', 'iv')
   return {
     key = key,
     tat = tonumber(v[1]) or 0,
@@ -132,7 +132,14 @@ local function quotaState(ctx, qid, tenant)
     hw = tonumber(v[3]), hn = tonumber(v[4]) or 0,
     dw = tonumber(v[5]), dn = tonumber(v[6]) or 0,
     mw = tonumber(v[7]), mn = tonumber(v[8]) or 0,
+    iv = tonumber(v[9]),
   }
+end
+
+-- A rate change converts the owed units of the old TAT to the new interval (see gcra.ts rescaleTat).
+local function rescaleTat(tat, now, oldInterval, newInterval)
+  if (not oldInterval) or oldInterval == newInterval or tat <= now then return tat end
+  return now + ((tat - now) / oldInterval) * newInterval
 end
 
 local function usedIn(ctx, st, p)
@@ -189,19 +196,25 @@ local function evaluate(ctx, tenant, name, ds, cost)
   end
   local newTat = st.tat
   local rate, burst = rateOf(q.r, q.b)
+  local interval = nil
   if rate then
-    local ok, v = gcra(st.tat, now, rate, burst, cost)
+    interval = 1000 / rate
+    local ok, v = gcra(rescaleTat(st.tat, now, st.iv, interval), now, rate, burst, cost)
     if ok then newTat = v
     elseif (not untilT) or v > untilT then untilT, untilR = v, 'rate' end
   end
   if untilT then return { k = 'wait', r = untilR, u = untilT } end
-  return { k = 'admit', q = q, st = st, tat = newTat, thr = thr }
+  return { k = 'admit', q = q, st = st, tat = newTat, iv = interval, thr = thr }
 end
 
 -- Applies an 'admit' verdict: takes rate tokens, a concurrency slot and period usage together.
 local function take(ctx, v, cost)
   local q, st = v.q, v.st
   local fields = { 'tat', fmt(v.tat), 'inf', st.inf + cost }
+  if v.iv then
+    fields[#fields + 1] = 'iv'
+    fields[#fields + 1] = fmt(v.iv)
+  end
   for _, p in ipairs(PERIODS) do
     if q[p[2]] then
       local window = ctx.W[p[1]][1]
