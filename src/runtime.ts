@@ -26,6 +26,7 @@ import { createRedis } from './redis/connection';
 import { Governance } from './redis/governance';
 import { Keys } from './redis/keys';
 import { GovernanceSync } from './governance/sync';
+import { adoptLiveJobs } from './governance/adopt';
 import { Definitions } from './governance/definitions';
 
 export type Role = 'gate' | 'observer' | 'api';
@@ -177,7 +178,17 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     if (roles.includes('observer')) {
       const blockingRedis = createRedis(env.redisUrl, 'worker', log, 'observer-read');
       const obsLog = log.child({ component: 'observer' });
-      const sync = new GovernanceSync(governance, database, new Definitions(database, governance, obsLog), downstreamNames, obsLog, defaultQuota(config), config.observer.syncIntervalMs, now);
+      const sync = new GovernanceSync(
+        governance,
+        database,
+        new Definitions(database, governance, obsLog),
+        downstreamNames,
+        obsLog,
+        defaultQuota(config),
+        () => adoptLiveJobs(topology, governance, config),
+        config.observer.syncIntervalMs,
+        now,
+      );
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
       observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset });
       await observer.start();

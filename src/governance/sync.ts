@@ -36,6 +36,8 @@ export class GovernanceSync {
     downstreams: readonly string[],
     private readonly log: Logger,
     private readonly defaults: QuotaDef,
+    /** Re-creates accounting of execution jobs that outlived the governance state (see adopt.ts). */
+    private readonly adoptLiveJobs: () => Promise<number>,
     private readonly intervalMs = 5_000,
     private readonly now: () => number = Date.now,
   ) {
@@ -98,6 +100,8 @@ export class GovernanceSync {
   private async syncUsage(): Promise<void> {
     const now = this.now();
     if (!(await this.governance.usageRestored())) {
+      const adopted = await this.adoptLiveJobs();
+      if (adopted > 0) this.log.warn({ adopted }, 'governance state was lost: live execution jobs re-counted as in flight');
       const w = windowsAt(now);
       const saved = await loadUsage(this.database.db, [w.hour.start, w.day.start, w.month.start]);
       const current = saved.filter((e) => e.window === w[e.period].start);

@@ -254,6 +254,14 @@ export class Governance {
     return out;
   }
 
+  /** Records live execution jobs that have no governance record as admitted (see adopt-1.lua). */
+  async adopt(items: ReadonlyArray<{ ingressJobId: string; tenantId: string; name: string; downstream: string; queue: string; cost: number }>): Promise<number> {
+    if (items.length === 0) return 0;
+    const args = this.context();
+    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.downstream, it.queue, it.cost);
+    return this.scripts.adopt([this.keys.throttles()], args);
+  }
+
   /** Adds ledger usage to this Redis once (after a loss); false if it already had it. */
   async restoreUsage(entries: ReadonlyArray<{ quotaId: string; tenantId: string; period: Period; window: number; used: number }>): Promise<boolean> {
     const fields: Record<Period, [string, string]> = { hour: ['hw', 'hn'], day: ['dw', 'dn'], month: ['mw', 'mn'] };

@@ -26,6 +26,7 @@ export interface Scripts {
   ensureGroup(keys: [stream: string], args: Arg[]): Promise<number>;
   advanceVersion(keys: [version: string], args: Arg[]): Promise<number>;
   restoreUsage(keys: [marker: string], args: Arg[]): Promise<number>;
+  adopt(keys: [anchor: string], args: Arg[]): Promise<number>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
@@ -58,6 +59,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

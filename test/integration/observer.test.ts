@@ -169,3 +169,50 @@ it('snapshots counters to Postgres and restores them into a Redis that lost them
     return s.admitted === 15 && s.completed === 15 || undefined;
   }, 'counters restored and the new completions counted');
 });
+
+describe('tenant concurrency slots', () => {
+  const quota = { id: 'q1', tenantId: 'slotty', maxConcurrent: 2, onPeriodExceeded: 'wait' as const, paused: false };
+  const inFlight = async () => Number((await h.redis.hget(gov.keys.quotaState('q1', 'slotty'), 'inf')) ?? 0);
+
+  it('holds a slot through retries and gives it back after the last attempt fails', async () => {
+    await gov.writeTenantQuotas('slotty', [quota]);
+    await h.start();
+    const attempts = new Map<string, number>();
+    h.worker('exec.scanner', async (job) => {
+      attempts.set(job.id!, (attempts.get(job.id!) ?? 0) + 1);
+      if (job.data.fail) throw new Error('scanner down');
+    });
+    await addMany(2, 'scan.image', { tenantId: 'slotty', fail: true }, { attempts: 3, backoff: { type: 'fixed', delay: 200 } });
+    await addMany(3, 'scan.image', { tenantId: 'slotty' });
+    // While the two failing jobs retry, they hold both slots: the others wait.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await inFlight()).toBe(2);
+    expect([...attempts.keys()].length).toBe(2);
+    await waitFor(async () => (await gov.readStats('scanner')).completed === 3 || undefined, 'the others after the failures');
+    expect(await gov.readStats('scanner')).toMatchObject({ failed: 2, completed: 3 });
+    expect([...attempts.values()].filter((n) => n === 3)).toHaveLength(2);
+    await waitFor(async () => (await inFlight()) === 0 || undefined, 'every slot back');
+  });
+
+  it('frees slots through the sweep when completions were missed', async () => {
+    await gov.writeTenantQuotas('slotty', [quota]);
+    await h.start(['gate']);
+    h.worker('exec.scanner', async () => 'ok');
+    await addMany(4, 'scan.image', { tenantId: 'slotty' });
+    // Two ran; no observer released them, so the other two wait for slots that never come back...
+    await waitFor(async () => (await h.queue('exec.scanner').getJobCounts('completed')).completed === 2 || undefined, 'two executed');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await inFlight()).toBe(2);
+    expect((await h.queue('exec.scanner').getJobCounts('completed')).completed).toBe(2);
+    // ...and their events are gone from the stream.
+    await h.redis.xtrim(`${h.prefix}:exec.scanner:events`, 'MAXLEN', 0);
+    const observer = await startTollgate({ roles: ['observer'], env: h.env, config: h.config });
+    await observer.started;
+    try {
+      await waitFor(async () => (await h.queue('exec.scanner').getJobCounts('completed')).completed === 4 || undefined, 'the waiting two admitted once the sweep freed the slots');
+      await waitFor(async () => (await inFlight()) === 0 || undefined, 'no slot leaked');
+    } finally {
+      await observer.close();
+    }
+  });
+});

@@ -186,3 +186,32 @@ async function commandCount(): Promise<number> {
   return n;
 }
 
+
+it('re-counts running jobs as in flight when Redis loses the governance state but not the queues', async () => {
+  await h.start();
+  await h.api('PUT', '/api/v1/quotas/adoptee', { body: { maxConcurrent: 2 }, token: ADMIN });
+  const starts: Array<{ i: number; at: number }> = [];
+  const ends: Array<{ i: number; at: number }> = [];
+  h.worker(
+    'exec.policy',
+    async (job) => {
+      starts.push({ i: job.data.i, at: Date.now() });
+      await new Promise((r) => setTimeout(r, job.data.i < 2 ? 2500 : 10));
+      ends.push({ i: job.data.i, at: Date.now() });
+    },
+    { concurrency: 10 },
+  );
+  await h.ingress.addBulk([0, 1].map((i) => ({ name: 'policy.eval', data: { tenantId: 'adoptee', i } })));
+  await waitFor(() => starts.length === 2, 'two long jobs running');
+  await h.stop();
+  const redis = testRedis();
+  await deleteKeysWithPrefix(redis, `${h.prefix}:gov`);
+  redis.disconnect();
+  await h.start();
+  await waitFor(async () => (await h.api('GET', '/api/v1/quotas/adoptee/usage', { token: ADMIN })).body.quotas[0].inFlight === 2, 'the running jobs adopted');
+  await h.ingress.addBulk([2, 3].map((i) => ({ name: 'policy.eval', data: { tenantId: 'adoptee', i } })));
+  await waitFor(() => ends.length === 4, 'all four done', 20_000);
+  // The two new jobs started only after the adopted ones finished: the limit held across the loss.
+  const firstEnd = Math.min(...ends.filter((e) => e.i < 2).map((e) => e.at));
+  for (const s of starts.filter((x) => x.i >= 2)) expect(s.at).toBeGreaterThanOrEqual(firstEnd);
+});
