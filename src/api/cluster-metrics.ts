@@ -10,6 +10,7 @@ interface Snapshot {
   up: boolean;
   depths: Array<{ queue: string; role: string; state: string; n: number }>;
   inflight: Array<{ downstream: string; n: number }>;
+  waiting: Array<{ downstream: string; tenant: string; n: number }>;
   stats: Array<{ downstream: string; counters: Record<string, number> }>;
 }
 
@@ -26,15 +27,17 @@ export function registerClusterMetrics(ctx: ApiContext): void {
         for (const [state, n] of Object.entries(await countJobs(queue))) depths.push({ queue: queue.name, role, state, n });
       }
       const inflight: Snapshot['inflight'] = [];
+      const waiting: Snapshot['waiting'] = [];
       const stats: Snapshot['stats'] = [];
       for (const downstream of topology.downstreams.keys()) {
         inflight.push({ downstream, n: await governance.inFlightCount(downstream) });
+        for (const [tenant, n] of Object.entries(await governance.waitingByTenant(downstream))) waiting.push({ downstream, tenant, n });
         stats.push({ downstream, counters: await governance.readStats(downstream) });
       }
       stats.push({ downstream: '', counters: await governance.readStats(undefined) });
-      return { up: true, depths, inflight, stats };
+      return { up: true, depths, inflight, waiting, stats };
     } catch {
-      return { up: false, depths: [], inflight: [], stats: [] };
+      return { up: false, depths: [], inflight: [], waiting: [], stats: [] };
     }
   };
   const snapshot = () => {
@@ -64,6 +67,16 @@ export function registerClusterMetrics(ctx: ApiContext): void {
     },
   });
   new Gauge({
+    name: 'tollgate_waiting_jobs',
+    help: 'Jobs in the waiting place, per downstream and tenant',
+    labelNames: ['downstream', 'tenant'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of (await snapshot()).waiting) this.set({ downstream: w.downstream, tenant: w.tenant }, w.n);
+    },
+  });
+  new Gauge({
     name: 'tollgate_inflight_jobs',
     help: 'Admitted jobs not yet finished, per downstream',
     labelNames: ['downstream'] as const,
@@ -82,7 +95,7 @@ export function registerClusterMetrics(ctx: ApiContext): void {
       this.reset();
       for (const { downstream, counters } of (await snapshot()).stats) {
         for (const [field, n] of Object.entries(counters)) {
-          if (field === 'admitted') this.inc({ downstream, outcome: 'admitted', reason: '' }, n);
+          if (field === 'admitted' || field === 'queued') this.inc({ downstream, outcome: field, reason: '' }, n);
           else if (field.startsWith('dead:')) this.inc({ downstream, outcome: 'dead-lettered', reason: field.slice(5) }, n);
         }
       }
