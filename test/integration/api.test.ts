@@ -93,7 +93,7 @@ describe('without tokens (loopback only, read-only)', () => {
     const job = body.paths['/api/v1/jobs/{id}'].get;
     expect(job.parameters).toEqual([expect.objectContaining({ name: 'id', in: 'path', required: true })]);
     expect(job.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/JobLocation' });
-    expect(body.components.schemas.JobLocation.properties.place.enum).toEqual(['ingress', 'exec', 'dead-letter']);
+    expect(body.components.schemas.JobLocation.properties.place.enum).toEqual(['ingress', 'waiting', 'exec', 'dead-letter']);
     expect(job.responses['404'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Error' });
   });
 

@@ -24,7 +24,7 @@ import {
   type TestDatabase,
 } from '../support/services';
 
-jest.setTimeout(180_000);
+jest.setTimeout(300_000);
 
 const DOWNSTREAMS = ['scanner', 'attestor', 'policy'] as const;
 const NAMES = { scanner: 'scan.image', attestor: 'attest.sbom', policy: 'policy.eval' } as const;
@@ -124,7 +124,7 @@ async function settle(run: Run, ids: string[]) {
       return sum(c) === 0 && run.executions.size >= ids.length;
     },
     'every ingress job to be promoted and executed',
-    90_000,
+    120_000,
     200,
   ).catch(async (err: Error) => {
     throw new Error(`${err.message}; state: ${await diagnose(run)}`);
@@ -163,8 +163,9 @@ it('loses and duplicates nothing over 10,000 jobs while two gates are killed -9 
       }
     })();
     const ids = await producing;
-    // Keep killing until the backlog is mostly through, then let the survivors finish.
-    await waitFor(() => run.executions.size >= ids.length * 0.9, '90 % executed', 90_000, 100);
+    // Keep killing until half the jobs ran (at least 20 kills), then let the survivors finish. Bounded
+    // by kills, not by progress, so a slow machine gets as much chaos, not an endless one.
+    await waitFor(() => run.executions.size >= ids.length / 2 && kills >= 20, 'half executed under fire', 120_000, 100);
     chaos = false;
     await monkey;
     const result = await settle(run, ids);
@@ -183,6 +184,8 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
   const gates: Child[] = [];
   let deaths = 0;
   let stop = false;
+  // A gate that exits any other way than by its failpoint crashed: that is a bug, and fails the test.
+  const crashes: unknown[] = [];
   const observer = spawnWorker('observer', gateEnv(run, config));
   try {
     // Each gate kills itself at a random small share of hits of each step; a supervisor restarts it.
@@ -197,11 +200,11 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
     const supervise = (slot: number): void => {
       const g = spawnWorker('gate', gateEnv(run, config, failpoints));
       gates[slot] = g;
-      void g.exited.then(({ signal }) => {
-        if (signal === 'SIGKILL' && !stop) {
-          deaths++;
-          supervise(slot);
-        }
+      void g.exited.then(({ code, signal }) => {
+        if (stop) return;
+        if (signal === 'SIGKILL') deaths++;
+        else crashes.push({ code, signal, logs: g.logs.slice(-5) });
+        supervise(slot);
       });
     };
     supervise(0);
@@ -212,6 +215,7 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
     const result = await settle(run, ids);
     await waitFor(async () => (await new Queue('dead-letter', { connection: run.redis, prefix: run.prefix }).count()) === bad.length, 'all refused jobs dead-lettered');
     process.stdout.write(`failpoint run: ${JSON.stringify({ ...result, deaths })}\n`);
+    expect(crashes).toEqual([]);
     expect(deaths).toBeGreaterThanOrEqual(3);
     expect(result).toEqual({ jobs: 3000, executed: 3000, lost: 0, duplicated: 0, ingressFailed: 0 });
   } finally {

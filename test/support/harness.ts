@@ -45,7 +45,7 @@ export async function createHarness(
   const db = await createTestDatabase(label);
   const config = testConfig(opts.config);
   const env = testEnv({ prefix, databaseUrl: db.url, ...opts.env });
-  const redis = testRedis();
+  const redis = testRedis(env.redisUrl);
   const queues = new Map<string, Queue>();
   const workers: Worker[] = [];
   const workerConnections: Redis[] = [];
@@ -63,7 +63,7 @@ export async function createHarness(
     ingress: queue(config.queues.ingress),
     queue,
     worker(name, processor, wopts = {}) {
-      const conn = testRedis();
+      const conn = testRedis(env.redisUrl);
       workerConnections.push(conn);
       const w = new Worker(name, processor, { connection: conn, prefix, concurrency: wopts.concurrency ?? 20 });
       w.on('error', () => undefined);

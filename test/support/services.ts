@@ -16,8 +16,8 @@ export function uniquePrefix(label = 't'): string {
   return `tgtest-${label}-${randomBytes(4).toString('hex')}`;
 }
 
-export function testRedis(): Redis {
-  return new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+export function testRedis(url = REDIS_URL): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null });
 }
 
 export interface TestDatabase {
