@@ -36,22 +36,24 @@ export const QuotaSelectorSchema = z.strictObject({
   downstream: z.string().min(1).max(63).optional(),
 });
 
-export const QuotaSchema = z
-  .object({
-    id: z.string().describe('`q<n>`'),
-    tenantId: z.string(),
-    jobType: z.string().optional(),
-    downstream: z.string().optional(),
-    rate: z.number().optional(),
-    burst: z.number().optional(),
-    maxConcurrent: z.number().optional(),
-    periods: z.object({ hour: z.number().optional(), day: z.number().optional(), month: z.number().optional() }).optional(),
-    onPeriodExceeded: z.enum(['wait', 'reject']),
-    paused: z.boolean(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .meta({ id: 'Quota' });
+/** The limits of a quota as the API returns them (absent = not limited). */
+export const QuotaLimitsView = z.object({
+  rate: z.number().optional(),
+  burst: z.number().optional(),
+  maxConcurrent: z.number().optional(),
+  periods: z.object({ hour: z.number().optional(), day: z.number().optional(), month: z.number().optional() }).optional(),
+  onPeriodExceeded: z.enum(['wait', 'reject']),
+  paused: z.boolean(),
+});
+
+export const QuotaSchema = QuotaLimitsView.extend({
+  id: z.string().describe('`q<n>`'),
+  tenantId: z.string(),
+  jobType: z.string().optional(),
+  downstream: z.string().optional(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+}).meta({ id: 'Quota' });
 
 export const ThrottleInputSchema = z
   .strictObject({

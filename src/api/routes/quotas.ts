@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { defaultQuota } from '../../config/quotas';
-import { QuotaLimitsSchema, QuotaSchema, QuotaSelectorSchema, type QuotaLimitsParsed } from '../../contracts/quotas';
+import { QuotaLimitsSchema, QuotaLimitsView, QuotaSchema, QuotaSelectorSchema, type QuotaLimitsParsed } from '../../contracts/quotas';
 import { TENANT_ID } from '../../core/classify';
 import { PERIODS } from '../../core/periods';
 import { listQuotas, quotaDef, quotasOfTenant, type QuotaRow } from '../../db/quotas';
@@ -30,14 +30,7 @@ const QuotaPatchSchema = z.strictObject({
   paused: z.boolean().optional(),
 });
 
-const LimitsView = z.object({
-  rate: z.number().optional(),
-  burst: z.number().optional(),
-  maxConcurrent: z.number().optional(),
-  periods: z.object({ hour: z.number().optional(), day: z.number().optional(), month: z.number().optional() }).optional(),
-  onPeriodExceeded: z.enum(['wait', 'reject']),
-  paused: z.boolean(),
-});
+const LimitsView = QuotaLimitsView;
 
 const QuotaList = z.object({ items: z.array(QuotaSchema), nextCursor: z.string().optional() }).meta({ id: 'QuotaList' });
 const TenantQuotas = z

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { ThrottleInputSchema, ThrottleSchema } from '../../contracts/quotas';
 import { TENANT_ID } from '../../core/classify';
-import { listThrottles, type ThrottleRow } from '../../db/quotas';
+import { listThrottles, throttleDef, type ThrottleRow } from '../../db/quotas';
 import { TollgateError } from '../../errors';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
@@ -14,15 +14,11 @@ import { decodeCursor, page, PageQuery } from '../pagination';
 import { defineRoute, ErrorBody, type RouteDef } from '../route';
 
 export function throttleView(r: ThrottleRow, now = Date.now()): z.infer<typeof ThrottleSchema> {
+  const { until, ...def } = throttleDef(r);
   return {
-    id: `t${r.id}`,
-    ...(r.tenantId !== null ? { tenantId: r.tenantId } : {}),
-    ...(r.jobType !== null ? { jobType: r.jobType } : {}),
-    action: r.action,
-    ...(r.rate !== null ? { rate: r.rate } : {}),
-    ...(r.burst !== null ? { burst: r.burst } : {}),
-    ...(r.until !== null ? { until: r.until.toISOString() } : {}),
-    active: r.until === null || r.until.getTime() > now,
+    ...def,
+    ...(until !== undefined ? { until: new Date(until).toISOString() } : {}),
+    active: until === undefined || until > now,
     createdAt: r.createdAt.toISOString(),
     createdBy: r.createdBy,
   };
