@@ -73,6 +73,28 @@ it('two gate processes sharing 2,000 jobs never exceed a tenant\'s max concurren
   }
 });
 
+it('a quota change applies on every running gate process within 1 s', async () => {
+  await h.start(['api', 'observer']);
+  await h.api('PUT', '/api/v1/quotas/retuned', { body: { rate: 0.5, burst: 1 }, token: ADMIN });
+  const gates = await twoGates();
+  const admittedAt: number[] = [];
+  h.worker('exec.attestor', async (job) => void admittedAt.push(job.timestamp), { concurrency: 50 });
+  try {
+    await h.ingress.addBulk(Array.from({ length: 400 }, (_, i) => ({ name: 'attest.sbom', data: { tenantId: 'retuned', i } })));
+    await waitFor(async () => (await h.ingress.count()) === 0 && admittedAt.length >= 1, 'intake done, the backlog waiting on the rate');
+    await new Promise((r) => setTimeout(r, 500));
+    const before = admittedAt.length;
+    const t0 = Date.now();
+    expect((await h.api('PUT', '/api/v1/quotas/retuned', { body: { rate: 2000, burst: 500 }, token: ADMIN })).status).toBe(200);
+    await waitFor(() => admittedAt.length === 400, 'the whole backlog at the new rate', 10_000, 10);
+    const lastAt = Math.max(...admittedAt);
+    process.stdout.write(`two gates: ${400 - before} waiting jobs admitted within ${lastAt - t0} ms of the change\n`);
+    expect(lastAt - t0).toBeLessThan(1000);
+  } finally {
+    await stopAll(gates);
+  }
+});
+
 it('two gate processes never exceed a period total', async () => {
   await h.start(['api', 'observer']);
   await h.api('PUT', '/api/v1/quotas/metered', { body: { periods: { day: 700 }, onPeriodExceeded: 'reject' }, token: ADMIN });
