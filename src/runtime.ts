@@ -133,7 +133,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       governance: apiGovernance,
       redis: apiRedis,
       database,
-      definitions: new Definitions(database, apiGovernance, apiLog),
+      definitions: new Definitions(database, apiGovernance, config, apiLog),
       metrics,
       log: apiLog,
       readiness,
@@ -159,6 +159,8 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     phases.queues.push(() => topology.close());
     if (roles.includes('gate')) {
       await governance.writeDefaultQuota(defaultQuota(config));
+      // The config's policies apply until an operator sets one at runtime (kept in Postgres and Redis).
+      for (const d of config.downstreams) await governance.writePolicy(d.name, d.policy, 'config');
       const workerConnection = createRedis(env.redisUrl, 'worker', log, 'gate-worker');
       workerConnection.options.enableAutoPipelining = false;
       const subscriber = createRedis(env.redisUrl, 'worker', log, 'gate-wake');
@@ -181,7 +183,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       const sync = new GovernanceSync(
         governance,
         database,
-        new Definitions(database, governance, obsLog),
+        new Definitions(database, governance, config, obsLog),
         downstreamNames,
         obsLog,
         defaultQuota(config),

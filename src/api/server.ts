@@ -12,6 +12,7 @@ import { metaRoutes } from './routes/meta';
 import { queueRoutes } from './routes/queues';
 import { quotaRoutes } from './routes/quotas';
 import { throttleRoutes } from './routes/throttles';
+import { policyRoutes } from './routes/policies';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -27,6 +28,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...queueRoutes(ctx),
     ...quotaRoutes(ctx),
     ...throttleRoutes(ctx),
+    ...policyRoutes(ctx),
     ...metaRoutes(ctx, openapi),
     ...dashboardRoutes(),
   );

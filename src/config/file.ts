@@ -5,8 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { PolicyInputSchema } from '../contracts/policies';
 import { QuotaLimitsSchema } from '../contracts/quotas';
 import { TollgateError } from '../errors';
+import type { Policy } from '../core/policy';
+import { toPolicy } from '../config/policies';
 
 const QUEUE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
 const queueName = z.string().regex(QUEUE_NAME, 'must be 1-100 characters from [A-Za-z0-9._-]');
@@ -18,8 +21,10 @@ const DownstreamSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters from [a-z0-9_-], starting with a letter or digit'),
   /** Execution queue; default `exec.<name>`. */
   queue: queueName.optional(),
-  /** Max concurrent admitted jobs in the execution queue (enforced by the allocation policy). */
+  /** Max admitted, unfinished cost units in the execution queue (enforced by the allocation policy). */
   capacity: z.number().int().positive(),
+  /** Allocation policy when capacity binds; default proportional with equal weights. */
+  policy: PolicyInputSchema.optional(),
 });
 
 const RoutingRuleSchema = z.strictObject({
@@ -125,6 +130,13 @@ const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['downstreams', i, 'queue'], message: `queue "${q}" is already used by ${clash}` });
       }
       queues.set(q, `downstreams[${i}]`);
+      if (d.policy?.kind === 'reserved') {
+        const total = Object.values(d.policy.tenants ?? {}).reduce((sum, t) => sum + (t.reserve ?? 0), 0);
+        const cap = d.policy.capacity ?? d.capacity;
+        if (total > cap) {
+          ctx.addIssue({ code: 'custom', path: ['downstreams', i, 'policy', 'tenants'], message: `reserves add up to ${total}, over the capacity of ${cap}` });
+        }
+      }
     });
     cfg.routing.rules.forEach((r, i) => {
       if (!names.has(r.downstream)) {
@@ -144,6 +156,7 @@ export interface DownstreamConfig {
   name: string;
   queue: string;
   capacity: number;
+  policy: Policy;
 }
 
 export type Config = Omit<ParsedConfig, 'downstreams'> & { downstreams: DownstreamConfig[] };
@@ -165,7 +178,12 @@ export function parseConfig(value: unknown, source = 'config'): Config {
   const cfg = parsed.data;
   return {
     ...cfg,
-    downstreams: cfg.downstreams.map((d) => ({ name: d.name, queue: d.queue ?? `exec.${d.name}`, capacity: d.capacity })),
+    downstreams: cfg.downstreams.map((d) => ({
+      name: d.name,
+      queue: d.queue ?? `exec.${d.name}`,
+      capacity: d.capacity,
+      policy: toPolicy(d.policy ?? { kind: 'proportional' }, d.capacity),
+    })),
   };
 }
 

@@ -2,7 +2,7 @@
 import { and, asc, eq, gt, isNull, sql, type SQL } from 'drizzle-orm';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
 import type { Db } from './client';
-import { auditLog, definitionsVersion, quotas, throttles } from './schema';
+import { auditLog, definitionsVersion, policies, quotas, throttles } from './schema';
 
 export type QuotaRow = typeof quotas.$inferSelect;
 export type ThrottleRow = typeof throttles.$inferSelect;
@@ -139,4 +139,14 @@ export async function insertAudit(tx: Tx, e: AuditEntry): Promise<void> {
     reason: e.reason,
     ticket: e.ticket ?? null,
   });
+}
+
+export type PolicyRow = typeof policies.$inferSelect;
+
+export async function allPolicies(db: Tx): Promise<PolicyRow[]> {
+  return db.select().from(policies);
+}
+
+export async function findPolicy(db: Tx, downstream: string): Promise<PolicyRow | undefined> {
+  return (await db.select().from(policies).where(eq(policies.downstream, downstream)))[0];
 }

@@ -108,3 +108,11 @@ export const definitionsVersion = pgTable('definitions_version', {
   id: integer('id').primaryKey().default(1),
   version: bigint('version', { mode: 'number' }).notNull().default(0),
 });
+
+/** Allocation policies set at runtime over the API; a downstream without a row uses its config policy. */
+export const policies = pgTable('policies', {
+  downstream: text('downstream').primaryKey(),
+  policy: jsonb('policy').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  updatedBy: text('updated_by').notNull(),
+});

@@ -8,8 +8,10 @@ import type { Logger } from 'pino';
 import type { QuotaLimitsParsed } from '../contracts/quotas';
 import type { Database } from '../db/client';
 import {
+  allPolicies,
   allQuotas,
   allThrottles,
+  findPolicy,
   bumpVersion,
   currentVersion,
   findQuota,
@@ -21,7 +23,11 @@ import {
   type ThrottleRow,
   type Tx,
 } from '../db/quotas';
-import { quotas, throttles } from '../db/schema';
+import { policies, quotas, throttles } from '../db/schema';
+import type { Config } from '../config/file';
+import { toPolicy } from '../config/policies';
+import type { PolicyInput, PolicyParsed } from '../contracts/policies';
+import type { Policy } from '../core/policy';
 import { TollgateError } from '../errors';
 import type { Governance } from '../redis/governance';
 import { and, eq } from 'drizzle-orm';
@@ -72,8 +78,56 @@ export class Definitions {
   constructor(
     private readonly database: Database,
     private readonly governance: Governance,
+    private readonly config: Config,
     private readonly log: Logger,
   ) {}
+
+  // ---- policies ----
+
+  /** The policy in force for each downstream: set at runtime, else the config file's. */
+  async effectivePolicies(): Promise<Array<{ downstream: string; policy: Policy; source: 'config' | 'runtime'; updatedAt?: Date }>> {
+    const rows = new Map((await allPolicies(this.db)).map((r) => [r.downstream, r]));
+    return this.config.downstreams.map((d) => {
+      const row = rows.get(d.name);
+      return row
+        ? { downstream: d.name, policy: toPolicy(row.policy as PolicyInput, d.capacity), source: 'runtime' as const, updatedAt: row.updatedAt }
+        : { downstream: d.name, policy: d.policy, source: 'config' as const };
+    });
+  }
+
+  async putPolicy(downstream: string, input: PolicyParsed, op: Operator): Promise<Policy> {
+    const ds = this.config.downstreams.find((d) => d.name === downstream);
+    if (!ds) throw new TollgateError('TG_ERR_NOT_FOUND', `no downstream ${downstream}`);
+    const policy = toPolicy(input, ds.capacity);
+    const reserves = Object.values(policy.tenants).reduce((sum, t) => sum + (t.reserve ?? 0), 0);
+    if (policy.kind === 'reserved' && reserves > policy.capacity) {
+      throw new TollgateError('TG_ERR_VALIDATION', `invalid body: body.tenants: reserves add up to ${reserves}, over the capacity of ${policy.capacity}`, [
+        { field: 'body.tenants', message: `reserves add up to ${reserves}, over the capacity of ${policy.capacity}` },
+      ]);
+    }
+    const result = await this.db.transaction(async (tx) => {
+      const before = await findPolicy(tx, downstream);
+      await tx
+        .insert(policies)
+        .values({ downstream, policy: input, updatedBy: op.actor })
+        .onConflictDoUpdate({ target: policies.downstream, set: { policy: input, updatedBy: op.actor, updatedAt: new Date() } });
+      const version = await bumpVersion(tx);
+      await insertAudit(tx, {
+        ...this.operatorFields(op),
+        action: before ? 'policy.replace' : 'policy.create',
+        resourceType: 'policy',
+        resourceId: downstream,
+        before: before?.policy ?? ds.policy,
+        after: input,
+      });
+      return { version };
+    });
+    await this.mirror(result.version, async () => {
+      await this.governance.writePolicy(downstream, policy, 'runtime');
+      await this.governance.repolicy(downstream);
+    });
+    return policy;
+  }
 
   private get db() {
     return this.database.db;
@@ -218,6 +272,10 @@ export class Definitions {
       byTenant.set(r.tenantId, list);
     }
     await this.governance.replaceDefinitions(byTenant, throttleRows.map(throttleDef), pgVersion);
+    for (const { downstream, policy, source } of await this.effectivePolicies()) {
+      await this.governance.writePolicy(downstream, policy, source, { force: true });
+      await this.governance.repolicy(downstream);
+    }
     await this.governance.wake();
     await this.governance.publishWake();
     this.log.info({ from: redisVersion, to: pgVersion, quotas: quotaRows.length, throttles: throttleRows.length }, 'quota and throttle definitions mirrored from Postgres into Redis');

@@ -4,6 +4,7 @@
  * can match job names with string.find.
  */
 import type { JobsOptions } from 'bullmq';
+import type { TenantPolicy } from '../core/policy';
 import { specificity, type QuotaDef, type ThrottleDef } from '../core/quota';
 
 const LUA_MAGIC = /[\^$()%.[\]*+\-?]/g;
@@ -50,6 +51,10 @@ export function encodeThrottle(def: ThrottleDef): string {
     b: def.burst,
     u: def.until,
   });
+}
+
+export function encodeTenantPolicy(tp: TenantPolicy): string {
+  return compact({ w: tp.weight, tier: tp.tier, r: tp.reserve, bl: tp.borrowLimit, ms: tp.maxShare });
 }
 
 /** What a waiting job needs to be promoted later: its name, data and the producer's options. */

@@ -6,7 +6,8 @@
 import type { Redis } from 'ioredis';
 import { PERIODS, windowsAt, type Period } from '../core/periods';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
-import { encodeQuota, encodeThrottle } from './codec';
+import { encodeQuota, encodeTenantPolicy, encodeThrottle } from './codec';
+import type { Policy } from '../core/policy';
 import type { Keys } from './keys';
 import { scriptsFor, type Scripts } from './scripts';
 
@@ -135,7 +136,12 @@ export class Governance {
 
   /** Re-evaluates waiting flows of a tenant (or of everyone) after a quota or throttle change. */
   async wake(tenantId?: string): Promise<number> {
-    return this.scripts.wake([this.keys.throttles()], [this.keys.gov, this.downstreams.join(','), tenantId ?? '']);
+    return this.scripts.wake([this.keys.throttles()], [this.keys.gov, this.downstreams.join(','), tenantId ?? '', '0', this.now()]);
+  }
+
+  /** After a policy change: re-queues the downstream's tenants in their new tiers and wakes every flow. */
+  async repolicy(downstream: string): Promise<number> {
+    return this.scripts.wake([this.keys.throttles()], [this.keys.gov, downstream, '', '1', this.now()]);
   }
 
   /** Records refusals; `downstream` undefined for jobs refused before routing. Returns 'N' new / 'E' existing. */
@@ -203,6 +209,40 @@ export class Governance {
     }
     multi.set(k.mirrorVersion(), version);
     await multi.exec();
+  }
+
+  /**
+   * Writes a downstream's allocation policy where the scheduler reads it. A config policy never
+   * replaces a runtime one (set over the API); the sync and the API write runtime policies.
+   */
+  async writePolicy(downstream: string, policy: Policy, source: 'config' | 'runtime', opts: { force?: boolean } = {}): Promise<boolean> {
+    const polKey = this.keys.ds(downstream, 'pol');
+    if (source === 'config' && !opts.force && (await this.redis.hget(polKey, 'src')) === 'runtime') return false;
+    const multi = this.redis
+      .multi()
+      .del(polKey, this.keys.ds(downstream, 'pol-t'))
+      .hset(polKey, {
+        src: source,
+        k: policy.kind,
+        cap: policy.capacity,
+        dw: policy.defaultWeight,
+        dt: policy.defaultTier,
+        ...(policy.agingMs !== undefined ? { ag: policy.agingMs } : {}),
+      });
+    const tenants = Object.entries(policy.tenants);
+    if (tenants.length > 0) multi.hset(this.keys.ds(downstream, 'pol-t'), Object.fromEntries(tenants.map(([t, tp]) => [t, encodeTenantPolicy(tp)])));
+    await multi.exec();
+    return true;
+  }
+
+  /** Capacity in force: the adaptive capacity when one is set, else the policy's. */
+  async effectiveCapacity(downstream: string): Promise<number | undefined> {
+    const [adaptive, configured] = await Promise.all([
+      this.redis.get(this.keys.ds(downstream, 'cap')),
+      this.redis.hget(this.keys.ds(downstream, 'pol'), 'cap'),
+    ]);
+    const v = adaptive ?? configured;
+    return v === null ? undefined : Number(v);
   }
 
   async mirrorVersion(): Promise<number> {
@@ -290,6 +330,12 @@ export class Governance {
   /** Waiting jobs per tenant on a downstream. */
   async waitingByTenant(downstream: string): Promise<Record<string, number>> {
     const raw = await this.redis.hgetall(this.keys.ds(downstream, 'wc'));
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
+  }
+
+  /** Cost units in flight per tenant on a downstream. */
+  async inFlightByTenant(downstream: string): Promise<Record<string, number>> {
+    const raw = await this.redis.hgetall(this.keys.ds(downstream, 'tin'));
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
   }
 

@@ -22,8 +22,8 @@ for i = CONTEXT_ARGS + 1, #ARGV, 6 do
     rcall('HINCRBY', ctx.G .. 'qs:' .. q.id .. ':' .. tenant, 'inf', cost)
     rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now), 'qk', q.id,
       'cost', cost, 'adopted', 1)
-    rcall('PEXPIRE', rec, ctx.retention)
     rcall('ZADD', dsKey(ctx, ds, 'inflight'), fmt(ctx.now), id)
+    chargeCapacity(ctx, ds, tenant, cost)
     n = n + 1
   end
 end

@@ -4,10 +4,12 @@
   1. Leases of admitted jobs whose execution add was never confirmed (their gate died) have expired:
      they are leased again and returned for a (idempotent) add.
   2. Flows whose timer is due become eligible.
-  3. While capacity is free: the tenant with the lowest virtual time (fair queuing: each admission
-     advances the tenant's time by the job's cost) offers its best eligible flow; the flow's head job
-     is evaluated against its quota and throttles. Admitted: taken, leased, returned. Must wait: the
-     flow is blocked until a time (timer) or an event (parked). Refused: dead-lettered.
+  3. While the policy allows: the next tenant in the policy's order (tier, then virtual time: weighted
+     fair queuing, each admission advances the tenant's time by cost / weight) offers its best
+     eligible flow. If the downstream is full for it, the drain stops; if the tenant is at its own
+     limit (max share, borrow limit), it is parked until one of its jobs ends. Otherwise the flow's
+     head job is evaluated against its quota and throttles. Admitted: taken, leased, returned. Must
+     wait: the flow is blocked until a time (timer) or an event (parked). Refused: dead-lettered.
 
   Input:
     KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
@@ -24,7 +26,6 @@ local ds, capacity, maxAdmit, lease, maxEval =
   ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
 local inflight = KEYS[1]
 local promoting = dsKey(ctx, ds, 'promoting')
-local sched = dsKey(ctx, ds, 'sched')
 local timers = dsKey(ctx, ds, 'timers')
 local now = ctx.now
 
@@ -50,19 +51,18 @@ for _, flow in ipairs(rcall('ZRANGEBYSCORE', timers, '-inf', fmt(now), 'LIMIT', 
   makeEligible(ctx, ds, flow)
 end
 
--- 3. Admission.
+-- 3. Admission, in the order of the downstream's allocation policy.
+local p = policyOf(ctx, ds, capacity)
+promoteAged(ctx, ds, p)
 local evaluations, more = 0, 0
 local stats = dsKey(ctx, ds, 'stats')
 while nAdmitted < maxAdmit do
   if evaluations >= maxEval then more = 1 break end
-  if rcall('ZCARD', inflight) >= capacity then break end
-  local top = rcall('ZRANGE', sched, 0, 0, 'WITHSCORES')
-  if #top == 0 then break end
-  local tenant, vt = top[1], tonumber(top[2])
-  local tf = dsKey(ctx, ds, 'tf:' .. tenant)
-  local ftop = rcall('ZRANGE', tf, 0, 0)
+  local tenant, vt = schedTop(ctx, ds)
+  if not tenant then break end
+  local ftop = rcall('ZRANGE', dsKey(ctx, ds, 'tf:' .. tenant), 0, 0)
   if #ftop == 0 then
-    rcall('ZREM', sched, tenant)
+    leaveSchedIfIdle(ctx, ds, tenant)
   else
     local flow = ftop[1]
     local f = dsKey(ctx, ds, 'f:' .. flow)
@@ -75,36 +75,45 @@ while nAdmitted < maxAdmit do
       local _, name = splitFlow(flow)
       local r = rcall('HMGET', rec, 'cost', 'p')
       local cost = tonumber(r[1]) or 1
+      local tp = tenantPolicy(ctx, ds, p, tenant)
+      local inflightT = tenantInflight(ctx, ds, tenant)
+      local room = admissible(p, tp, inflightT, cost, usedOf(ctx, ds), owedReserve(ctx, ds, p, tenant))
+      if room == 'capacity' then break end
       evaluations = evaluations + 1
-      local v = evaluate(ctx, tenant, name, ds, cost)
-      if v.k == 'admit' then
-        take(ctx, v, cost)
-        rcall('ZREM', f, id)
-        decWaiting(ctx, ds, tenant)
-        rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id)
-        rcall('PEXPIRE', rec, ctx.retention)
-        rcall('ZADD', inflight, fmt(now), id)
-        rcall('ZADD', promoting, fmt(now + lease), id)
-        local newVt = vt + cost
-        rcall('HSET', dsKey(ctx, ds, 'tvt'), tenant, fmt(newVt))
-        rcall('SET', dsKey(ctx, ds, 'gvt'), fmt(vt))
-        afterHeadLeft(ctx, ds, flow)
-        if rcall('ZSCORE', sched, tenant) then rcall('ZADD', sched, fmt(newVt), tenant) end
-        admitted[#admitted + 1] = id
-        admitted[#admitted + 1] = r[2] or ''
-        nAdmitted = nAdmitted + 1
-        fresh = fresh + 1
-      elseif v.k == 'wait' then
-        blockFlow(ctx, ds, flow, v.r, v.u)
+      if room ~= 'yes' then
+        parkTenant(ctx, ds, tenant, room)
       else
-        rcall('ZREM', f, id)
-        decWaiting(ctx, ds, tenant)
-        local payload = r[2] or ''
-        recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
-        afterHeadLeft(ctx, ds, flow)
-        refused[#refused + 1] = id
-        refused[#refused + 1] = payload
-        refused[#refused + 1] = v.msg
+        local v = evaluate(ctx, tenant, name, ds, cost)
+        if v.k == 'admit' then
+          take(ctx, v, cost)
+          chargeCapacity(ctx, ds, tenant, cost)
+          rcall('ZREM', f, id)
+          decWaiting(ctx, ds, tenant)
+          rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id)
+          rcall('ZADD', inflight, fmt(now), id)
+          rcall('ZADD', promoting, fmt(now + lease), id)
+          local newVt = vt + cost / weightOf(p, tp)
+          rcall('HSET', dsKey(ctx, ds, 'tvt'), tenant, fmt(newVt))
+          rcall('SET', dsKey(ctx, ds, 'gvt'), fmt(vt))
+          rcall('ZADD', dsKey(ctx, ds, 'since'), fmt(now), tenant)
+          afterHeadLeft(ctx, ds, flow)
+          if schedHas(ctx, ds, tenant) then schedPut(ctx, ds, p, tenant, newVt) end
+          admitted[#admitted + 1] = id
+          admitted[#admitted + 1] = r[2] or ''
+          nAdmitted = nAdmitted + 1
+          fresh = fresh + 1
+        elseif v.k == 'wait' then
+          blockFlow(ctx, ds, flow, v.r, v.u)
+        else
+          rcall('ZREM', f, id)
+          decWaiting(ctx, ds, tenant)
+          local payload = r[2] or ''
+          recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
+          afterHeadLeft(ctx, ds, flow)
+          refused[#refused + 1] = id
+          refused[#refused + 1] = payload
+          refused[#refused + 1] = v.msg
+        end
       end
     end
   end

@@ -45,6 +45,10 @@ for i = 6, #ARGV, 2 do
         giveBack(ctx, v[2], v[3], tonumber(v[4]) or 1)
         wake[v[3]] = true
       end
+      if v[3] then
+        refundCapacity(ctx, ds, v[3], tonumber(v[4]) or 1)
+        retier(ctx, ds, v[3])
+      end
     end
     rcall('HINCRBY', stats, outcome, 1)
     out[#out + 1] = 1
@@ -58,7 +62,7 @@ for tenant in pairs(wake) do
     if wakeTenant(ctx, d, tenant, true) > 0 then toWake[d] = true end
   end
 end
-if rcall('ZCARD', dsKey(ctx, ds, 'sched')) > 0 then toWake[ds] = true end
+if not schedEmpty(ctx, ds) then toWake[ds] = true end
 local names = {}
 for d in pairs(toWake) do names[#names + 1] = d end
 out[#out + 1] = table.concat(names, ',')

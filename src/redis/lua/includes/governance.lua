@@ -236,6 +236,182 @@ local function giveBack(ctx, qid, tenant, cost)
 end
 
 ------------------------------------------------------------------------------------------------
+-- Allocation policy (mirrors src/core/policy.ts)
+------------------------------------------------------------------------------------------------
+
+-- The policy of a downstream: kind, capacity (an adaptive capacity overrides it), defaults, aging.
+local function policyOf(ctx, ds, fallbackCapacity)
+  ctx.policies = ctx.policies or {}
+  local p = ctx.policies[ds]
+  if not p then
+    local v = rcall('HMGET', dsKey(ctx, ds, 'pol'), 'k', 'cap', 'dw', 'dt', 'ag')
+    p = {
+      k = v[1] or 'proportional',
+      cap = tonumber(v[2]) or tonumber(fallbackCapacity) or 0,
+      dw = tonumber(v[3]) or 1,
+      dt = tonumber(v[4]) or 1,
+      ag = tonumber(v[5]),
+      t = {},
+    }
+    local adaptive = tonumber(rcall('GET', dsKey(ctx, ds, 'cap')))
+    if adaptive then p.cap = adaptive end
+    ctx.policies[ds] = p
+  end
+  return p
+end
+
+-- A tenant's parameters in a policy: w weight, tier, r reserve, bl borrow limit, ms max share.
+local function tenantPolicy(ctx, ds, p, tenant)
+  local tp = p.t[tenant]
+  if tp == nil then
+    local raw = rcall('HGET', dsKey(ctx, ds, 'pol-t'), tenant)
+    tp = raw and cjson.decode(raw) or false
+    p.t[tenant] = tp
+  end
+  return tp or {}
+end
+
+local function weightOf(p, tp)
+  return tp.w or p.dw
+end
+
+local function reserveOf(p, tp)
+  if p.k == 'reserved' then return tp.r or 0 end
+  return 0
+end
+
+local AGED_TIER = -1
+
+local function tierOf(ctx, p, tp, inflight, since)
+  if p.k == 'priority' then
+    if p.ag and ctx.now - since >= p.ag then return AGED_TIER end
+    return tp.tier or p.dt
+  end
+  if p.k == 'reserved' then
+    if inflight < reserveOf(p, tp) then return 0 end
+    return 1
+  end
+  return 0
+end
+
+local function tenantInflight(ctx, ds, tenant)
+  return tonumber(rcall('HGET', dsKey(ctx, ds, 'tin'), tenant)) or 0
+end
+
+local function usedOf(ctx, ds)
+  return tonumber(rcall('GET', dsKey(ctx, ds, 'used'))) or 0
+end
+
+-- May the tenant start a job of `cost` now? 'yes' | 'capacity' (the downstream is full for everyone
+-- waiting) | 'share' / 'borrow' (this tenant is at its own limit: park it until one of its jobs ends).
+local function admissible(p, tp, inflight, cost, used, owed)
+  if tp.ms then
+    if inflight + cost > math.floor(tp.ms * p.cap) then return 'share' end
+  end
+  if p.k == 'unlimited' then return 'yes' end
+  if p.k == 'reserved' then
+    local reserve = reserveOf(p, tp)
+    if inflight + cost <= reserve then
+      if used + cost <= p.cap then return 'yes' end
+      return 'capacity'
+    end
+    if tp.bl and math.max(0, inflight + cost - reserve) > tp.bl then return 'borrow' end
+    if used + cost + owed <= p.cap then return 'yes' end
+    return 'capacity'
+  end
+  if used + cost <= p.cap then return 'yes' end
+  return 'capacity'
+end
+
+-- Takes a job's cost from the downstream's capacity and the tenant's share of it.
+local function chargeCapacity(ctx, ds, tenant, cost)
+  rcall('INCRBY', dsKey(ctx, ds, 'used'), cost)
+  rcall('HINCRBY', dsKey(ctx, ds, 'tin'), tenant, cost)
+end
+
+local function refundCapacity(ctx, ds, tenant, cost)
+  if rcall('DECRBY', dsKey(ctx, ds, 'used'), cost) < 0 then rcall('SET', dsKey(ctx, ds, 'used'), 0) end
+  if rcall('HINCRBY', dsKey(ctx, ds, 'tin'), tenant, -cost) <= 0 then rcall('HDEL', dsKey(ctx, ds, 'tin'), tenant) end
+end
+
+------------------------------------------------------------------------------------------------
+-- The scheduler's queue of tenants: one zset per tier (score = virtual time), plus the set of
+-- non-empty tiers, so the next tenant is two lookups away whatever the number of tenants.
+--   ds:<d>:sched:<tier>  zset  tenants eligible in that tier -> virtual time
+--   ds:<d>:tiers         zset  non-empty tiers -> tier
+--   ds:<d>:stier         hash  tenant -> its tier now
+--   ds:<d>:since         zset  tenant -> when it became eligible or was last served (aging)
+------------------------------------------------------------------------------------------------
+
+local function schedHas(ctx, ds, tenant)
+  return rcall('HEXISTS', dsKey(ctx, ds, 'stier'), tenant) == 1
+end
+
+local function schedRemove(ctx, ds, tenant)
+  local tier = rcall('HGET', dsKey(ctx, ds, 'stier'), tenant)
+  if not tier then return nil end
+  local key = dsKey(ctx, ds, 'sched:' .. tier)
+  local vt = rcall('ZSCORE', key, tenant)
+  rcall('ZREM', key, tenant)
+  if rcall('ZCARD', key) == 0 then rcall('ZREM', dsKey(ctx, ds, 'tiers'), tier) end
+  rcall('HDEL', dsKey(ctx, ds, 'stier'), tenant)
+  return tonumber(vt)
+end
+
+-- Queues (or re-queues) a tenant at virtual time `vt`, in the tier its state gives it.
+local function schedPut(ctx, ds, p, tenant, vt)
+  schedRemove(ctx, ds, tenant)
+  local since = tonumber(rcall('ZSCORE', dsKey(ctx, ds, 'since'), tenant))
+  if not since then
+    since = ctx.now
+    rcall('ZADD', dsKey(ctx, ds, 'since'), fmt(since), tenant)
+  end
+  local tier = tierOf(ctx, p, tenantPolicy(ctx, ds, p, tenant), tenantInflight(ctx, ds, tenant), since)
+  rcall('ZADD', dsKey(ctx, ds, 'sched:' .. tier), fmt(vt), tenant)
+  rcall('ZADD', dsKey(ctx, ds, 'tiers'), tier, tier)
+  rcall('HSET', dsKey(ctx, ds, 'stier'), tenant, tier)
+end
+
+-- The tenant to serve next: lowest tier, then lowest virtual time, then tenant id.
+local function schedTop(ctx, ds)
+  local tiers = rcall('ZRANGE', dsKey(ctx, ds, 'tiers'), 0, 0)
+  if #tiers == 0 then return nil end
+  local top = rcall('ZRANGE', dsKey(ctx, ds, 'sched:' .. tiers[1]), 0, 0, 'WITHSCORES')
+  if #top == 0 then
+    rcall('ZREM', dsKey(ctx, ds, 'tiers'), tiers[1])
+    return schedTop(ctx, ds)
+  end
+  return top[1], tonumber(top[2])
+end
+
+local function schedEmpty(ctx, ds)
+  return rcall('ZCARD', dsKey(ctx, ds, 'tiers')) == 0
+end
+
+-- Reserve still owed to waiting tenants other than `except` (tenants below their reserve sit in tier 0).
+local function owedReserve(ctx, ds, p, except)
+  if p.k ~= 'reserved' then return 0 end
+  local owed = 0
+  for _, t in ipairs(rcall('ZRANGE', dsKey(ctx, ds, 'sched:0'), 0, -1)) do
+    if t ~= except then
+      owed = owed + math.max(0, reserveOf(p, tenantPolicy(ctx, ds, p, t)) - tenantInflight(ctx, ds, t))
+    end
+  end
+  return owed
+end
+
+-- priority policy: tenants eligible for `ag` ms without service move ahead of every tier.
+local function promoteAged(ctx, ds, p)
+  if p.k ~= 'priority' or not p.ag then return end
+  for _, t in ipairs(rcall('ZRANGEBYSCORE', dsKey(ctx, ds, 'since'), '-inf', fmt(ctx.now - p.ag))) do
+    if rcall('HGET', dsKey(ctx, ds, 'stier'), t) ~= tostring(AGED_TIER) then
+      local vt = schedRemove(ctx, ds, t)
+      if vt then schedPut(ctx, ds, p, t, vt) end
+    end
+  end
+end
+
+------------------------------------------------------------------------------------------------
 -- The waiting place
 ------------------------------------------------------------------------------------------------
 
@@ -254,7 +430,7 @@ local function tenantVt(ctx, ds, tenant)
   return math.max(gvt, tvt)
 end
 
--- Puts a flow that has waiting jobs into the eligible set, in its tenant's order and the fair queue.
+-- Puts a flow that has waiting jobs into the eligible set, in its tenant's order and the scheduler's.
 local function makeEligible(ctx, ds, flow)
   local tenant = splitFlow(flow)
   local head = rcall('ZRANGE', dsKey(ctx, ds, 'f:' .. flow), 0, 0, 'WITHSCORES')
@@ -263,18 +439,24 @@ local function makeEligible(ctx, ds, flow)
   rcall('SREM', dsKey(ctx, ds, 'pk:' .. tenant), flow)
   rcall('HSET', dsKey(ctx, ds, 'fst'), flow, 'e')
   rcall('ZADD', dsKey(ctx, ds, 'tf:' .. tenant), head[2], flow)
-  if not rcall('ZSCORE', dsKey(ctx, ds, 'sched'), tenant) then
-    rcall('ZADD', dsKey(ctx, ds, 'sched'), fmt(tenantVt(ctx, ds, tenant)), tenant)
+  if not schedHas(ctx, ds, tenant) then
+    schedPut(ctx, ds, policyOf(ctx, ds), tenant, tenantVt(ctx, ds, tenant))
   end
   return true
+end
+
+local function leaveSchedIfIdle(ctx, ds, tenant)
+  if rcall('ZCARD', dsKey(ctx, ds, 'tf:' .. tenant)) == 0 then
+    schedRemove(ctx, ds, tenant)
+    rcall('ZREM', dsKey(ctx, ds, 'since'), tenant)
+  end
 end
 
 -- Takes a flow out of the eligible set until `untilT` (a timer) or an event (parked).
 local function blockFlow(ctx, ds, flow, reason, untilT)
   local tenant = splitFlow(flow)
-  local tf = dsKey(ctx, ds, 'tf:' .. tenant)
-  rcall('ZREM', tf, flow)
-  if rcall('ZCARD', tf) == 0 then rcall('ZREM', dsKey(ctx, ds, 'sched'), tenant) end
+  rcall('ZREM', dsKey(ctx, ds, 'tf:' .. tenant), flow)
+  leaveSchedIfIdle(ctx, ds, tenant)
   if untilT then
     rcall('ZADD', dsKey(ctx, ds, 'timers'), fmt(untilT), flow)
     rcall('HSET', dsKey(ctx, ds, 'fst'), flow, 't|' .. reason .. '|' .. fmt(untilT))
@@ -284,7 +466,15 @@ local function blockFlow(ctx, ds, flow, reason, untilT)
   end
 end
 
--- After a flow's head left (admitted or rejected): re-rank the flow, or forget it if empty.
+-- A tenant at its own limit of the policy: all its eligible flows wait for one of its jobs to end.
+local function parkTenant(ctx, ds, tenant, reason)
+  for _, flow in ipairs(rcall('ZRANGE', dsKey(ctx, ds, 'tf:' .. tenant), 0, -1)) do
+    blockFlow(ctx, ds, flow, reason, nil)
+  end
+  leaveSchedIfIdle(ctx, ds, tenant)
+end
+
+-- After a flow's head left (admitted or refused): re-rank the flow, or forget it if empty.
 local function afterHeadLeft(ctx, ds, flow)
   local tenant = splitFlow(flow)
   local f = dsKey(ctx, ds, 'f:' .. flow)
@@ -299,7 +489,7 @@ local function afterHeadLeft(ctx, ds, flow)
   elseif rcall('ZSCORE', tf, flow) then
     rcall('ZADD', tf, head[2], flow)
   end
-  if rcall('ZCARD', tf) == 0 then rcall('ZREM', dsKey(ctx, ds, 'sched'), tenant) end
+  leaveSchedIfIdle(ctx, ds, tenant)
 end
 
 -- Makes every waiting flow of `tenant` on `ds` eligible again (after a release or a change).
@@ -316,6 +506,14 @@ local function wakeTenant(ctx, ds, tenant, onlyParked)
     if rcall('HGET', dsKey(ctx, ds, 'fst'), flow) ~= 'e' and makeEligible(ctx, ds, flow) then n = n + 1 end
   end
   return n
+end
+
+-- Re-tiers a queued tenant whose in-flight count changed (reserved: below or above its reserve).
+local function retier(ctx, ds, tenant)
+  local p = policyOf(ctx, ds)
+  if p.k ~= 'reserved' then return end
+  local vt = schedRemove(ctx, ds, tenant)
+  if vt then schedPut(ctx, ds, p, tenant, vt) end
 end
 
 local function split(s, sep)

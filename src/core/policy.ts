@@ -1,0 +1,132 @@
+/**
+ * Allocation policies: when a downstream's capacity binds, which tenant's job goes next.
+ *
+ * Every policy orders the tenants that have an eligible waiting job by a key (tier, virtual time) and
+ * serves the lowest key that may be admitted:
+ * - virtual time implements weighted fair queuing: serving a job of cost c advances the tenant's time
+ *   by c / weight, and a tenant that becomes eligible starts at the current virtual time (an idle
+ *   tenant banks no credit), so over any busy period each tenant's admissions are proportional to its
+ *   weight among the tenants that had work (weighted max-min);
+ * - the tier orders groups strictly: `priority` uses each tenant's tier (lower first), with optional
+ *   aging (a tenant eligible for `agingMs` without being served jumps ahead of every tier); `reserved`
+ *   puts tenants below their reserve ahead of tenants that would borrow.
+ * Limits then decide whether the chosen tenant's job may start: the downstream's capacity (in cost
+ * units; none for `unlimited`), a tenant's `maxShare` of capacity (`max-limit`), and for `reserved` a
+ * borrower's `borrowLimit` and the reserve still owed to other tenants that have work (reclaim without
+ * preemption: borrowed slots are simply not refilled while an owner waits).
+ *
+ * Pure and clock-free (time is an argument). src/redis/lua/includes/governance.lua applies the same
+ * rules in Redis; the scheduler differential test replays workloads through both.
+ */
+
+export const POLICY_KINDS = ['unlimited', 'proportional', 'priority', 'reserved', 'max-limit'] as const;
+export type PolicyKind = (typeof POLICY_KINDS)[number];
+
+export interface TenantPolicy {
+  /** Share weight (proportional, and inside a tier). Default: the policy's defaultWeight. */
+  weight?: number;
+  /** Priority tier (priority policy); lower is served first. Default: the policy's defaultTier. */
+  tier?: number;
+  /** Capacity units always available to this tenant (reserved policy). */
+  reserve?: number;
+  /** Units this tenant may use beyond its reserve (reserved policy). Default: unbounded. */
+  borrowLimit?: number;
+  /** Hard cap as a share of capacity, 0-1 (max-limit policy; also honoured by the others if set). */
+  maxShare?: number;
+}
+
+export interface Policy {
+  kind: PolicyKind;
+  /** Max admitted, unfinished cost units of the downstream (ignored by `unlimited`). */
+  capacity: number;
+  defaultWeight: number;
+  defaultTier: number;
+  /** priority policy: a tenant eligible this long without being served is served before any tier. */
+  agingMs?: number;
+  tenants: Record<string, TenantPolicy>;
+}
+
+/** Tier key of tenants promoted by aging: ahead of every configured tier. */
+export const AGED_TIER = -1;
+
+export function weightOf(p: Policy, tenant: string): number {
+  return p.tenants[tenant]?.weight ?? p.defaultWeight;
+}
+
+export function reserveOf(p: Policy, tenant: string): number {
+  return p.kind === 'reserved' ? (p.tenants[tenant]?.reserve ?? 0) : 0;
+}
+
+/** The tier a tenant is served in, given how much it has in flight and since when it waits. */
+export function tierOf(p: Policy, tenant: string, inflight: number, eligibleSince: number, now: number): number {
+  if (p.kind === 'priority') {
+    if (p.agingMs !== undefined && now - eligibleSince >= p.agingMs) return AGED_TIER;
+    return p.tenants[tenant]?.tier ?? p.defaultTier;
+  }
+  if (p.kind === 'reserved') return inflight < reserveOf(p, tenant) ? 0 : 1;
+  return 0;
+}
+
+/** A tenant's hard cap in cost units (maxShare of capacity), if any. */
+export function capOf(p: Policy, tenant: string): number | undefined {
+  const share = p.tenants[tenant]?.maxShare;
+  return share === undefined ? undefined : Math.floor(share * p.capacity);
+}
+
+export interface Candidate {
+  tenant: string;
+  /** Virtual time the tenant is queued at (its start tag). */
+  vt: number;
+  /** Cost units this tenant has in flight on the downstream. */
+  inflight: number;
+  /** Cost of the job the tenant would start next. */
+  headCost: number;
+  /** When the tenant last became eligible or was last served (aging). */
+  since: number;
+}
+
+export type Pick =
+  | { kind: 'admit'; tenant: string }
+  /** The downstream is full for everyone still waiting: wait for a release. */
+  | { kind: 'full' }
+  /** Nobody is eligible. */
+  | { kind: 'idle' };
+
+/** Order of service: tier, then virtual time, then tenant id (a stable tie-break). */
+export function orderKey(p: Policy, c: Candidate, now: number): [number, number, string] {
+  return [tierOf(p, c.tenant, c.inflight, c.since, now), c.vt, c.tenant];
+}
+
+export function compareKeys(a: [number, number, string], b: [number, number, string]): number {
+  return a[0] - b[0] || a[1] - b[1] || (a[2] < b[2] ? -1 : a[2] > b[2] ? 1 : 0);
+}
+
+export type Blocked = 'share' | 'borrow';
+
+/**
+ * May `c` start its next job now? `used`: cost units in flight on the downstream; `owed`: reserve units
+ * other waiting tenants are still owed (reserved policy). A tenant-level refusal (`share`, `borrow`)
+ * parks that tenant until one of its jobs ends; a capacity refusal stops the scheduler for everyone.
+ */
+export function admissible(p: Policy, c: Candidate, used: number, owed: number): 'yes' | 'capacity' | Blocked {
+  const cap = capOf(p, c.tenant);
+  if (cap !== undefined && c.inflight + c.headCost > cap) return 'share';
+  if (p.kind === 'unlimited') return 'yes';
+  if (p.kind === 'reserved') {
+    const reserve = reserveOf(p, c.tenant);
+    if (c.inflight + c.headCost <= reserve) return used + c.headCost <= p.capacity ? 'yes' : 'capacity';
+    const borrowLimit = p.tenants[c.tenant]?.borrowLimit;
+    const borrowed = Math.max(0, c.inflight + c.headCost - reserve);
+    if (borrowLimit !== undefined && borrowed > borrowLimit) return 'borrow';
+    return used + c.headCost + owed <= p.capacity ? 'yes' : 'capacity';
+  }
+  return used + c.headCost <= p.capacity ? 'yes' : 'capacity';
+}
+
+/** Reserve units owed to waiting tenants other than `except`: held back from borrowers. */
+export function owedReserve(p: Policy, candidates: readonly Candidate[], except: string): number {
+  if (p.kind !== 'reserved') return 0;
+  let owed = 0;
+  for (const c of candidates) if (c.tenant !== except) owed += Math.max(0, reserveOf(p, c.tenant) - c.inflight);
+  return owed;
+}

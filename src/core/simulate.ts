@@ -1,0 +1,197 @@
+/**
+ * A deterministic discrete-event simulation of one downstream under an allocation policy: scripted
+ * arrivals per tenant, a service time per job, the policy's scheduler (src/core/policy.ts) deciding
+ * who goes next whenever capacity frees or work arrives. Used by `npm run simulate`, by the what-if
+ * endpoint (`POST /api/v1/policies/:downstream/simulate`), and by the scheduler's tests.
+ */
+import { admissible, compareKeys, orderKey, owedReserve, weightOf, type Candidate, type Policy } from './policy';
+
+export interface Arrival {
+  /** ms from the start. */
+  at: number;
+  count: number;
+  cost?: number;
+  /** How long each job runs once admitted (ms). */
+  serviceMs: number;
+}
+
+export interface SimTenant {
+  id: string;
+  arrivals: Arrival[];
+  /** Cost units already in flight at the start, finishing after `serviceMs` of the first arrival. */
+  inflight?: number;
+}
+
+export interface SimResult {
+  durationMs: number;
+  tenants: Record<
+    string,
+    {
+      admitted: number;
+      costAdmitted: number;
+      /** Share of all cost units admitted. */
+      share: number;
+      /** Weight share among tenants that had waiting work at some point. */
+      entitlement: number;
+      waitP50Ms: number | null;
+      waitP99Ms: number | null;
+      stillWaiting: number;
+    }
+  >;
+  /** Jain's fairness index of weight-normalised admitted cost units (1 = perfectly fair). */
+  jain: number;
+  /** Tenant order of the first admissions (for tests and explanations). */
+  order: string[];
+}
+
+interface Job {
+  arrivedAt: number;
+  cost: number;
+  serviceMs: number;
+}
+
+export function jainIndex(values: readonly number[]): number {
+  const n = values.length;
+  if (n === 0) return 1;
+  const sum = values.reduce((a, b) => a + b, 0);
+  const sq = values.reduce((a, b) => a + b * b, 0);
+  return sq === 0 ? 1 : (sum * sum) / (n * sq);
+}
+
+function percentile(sorted: readonly number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+export function simulate(policy: Policy, tenants: readonly SimTenant[], durationMs: number, maxOrder = 200): SimResult {
+  const queues = new Map<string, Job[]>();
+  const inflight = new Map<string, number>();
+  const tvt = new Map<string, number>();
+  const start = new Map<string, number>(); // queued virtual time of eligible tenants
+  const since = new Map<string, number>();
+  const parked = new Set<string>();
+  const waits = new Map<string, number[]>();
+  const admitted = new Map<string, { n: number; cost: number }>();
+  const hadWork = new Set<string>();
+  const order: string[] = [];
+  let gvt = 0;
+  let used = 0;
+
+  type Event = { at: number; seq: number; run: () => void };
+  const events: Event[] = [];
+  let seq = 0;
+  const schedule = (at: number, run: () => void) => {
+    events.push({ at, seq: seq++, run });
+    events.sort((a, b) => a.at - b.at || a.seq - b.seq);
+  };
+
+  let now = 0;
+  const makeEligible = (t: string) => {
+    if (!start.has(t) && !parked.has(t) && (queues.get(t)?.length ?? 0) > 0) {
+      start.set(t, Math.max(gvt, tvt.get(t) ?? 0));
+      since.set(t, now);
+    }
+  };
+
+  for (const t of tenants) {
+    queues.set(t.id, []);
+    inflight.set(t.id, 0);
+    waits.set(t.id, []);
+    admitted.set(t.id, { n: 0, cost: 0 });
+    if (t.inflight) {
+      inflight.set(t.id, t.inflight);
+      used += t.inflight;
+      const serviceMs = t.arrivals[0]?.serviceMs ?? 1000;
+      const carried = t.inflight;
+      schedule(serviceMs, () => {
+        inflight.set(t.id, inflight.get(t.id)! - carried);
+        used -= carried;
+        parked.delete(t.id);
+        makeEligible(t.id);
+      });
+    }
+    for (const a of t.arrivals) {
+      schedule(a.at, () => {
+        const q = queues.get(t.id)!;
+        for (let i = 0; i < a.count; i++) q.push({ arrivedAt: a.at, cost: a.cost ?? 1, serviceMs: a.serviceMs });
+        hadWork.add(t.id);
+        makeEligible(t.id);
+      });
+    }
+  }
+
+  const drain = () => {
+    for (;;) {
+      const candidates: Candidate[] = [...start].map(([tenant, vt]) => ({
+        tenant,
+        vt,
+        inflight: inflight.get(tenant)!,
+        headCost: queues.get(tenant)![0]!.cost,
+        since: since.get(tenant)!,
+      }));
+      if (candidates.length === 0) return;
+      candidates.sort((a, b) => compareKeys(orderKey(policy, a, now), orderKey(policy, b, now)));
+      const c = candidates[0]!;
+      const verdict = admissible(policy, c, used, owedReserve(policy, candidates, c.tenant));
+      if (verdict === 'capacity') return;
+      if (verdict !== 'yes') {
+        start.delete(c.tenant);
+        parked.add(c.tenant);
+        continue;
+      }
+      const job = queues.get(c.tenant)!.shift()!;
+      inflight.set(c.tenant, c.inflight + job.cost);
+      used += job.cost;
+      waits.get(c.tenant)!.push(now - job.arrivedAt);
+      const a = admitted.get(c.tenant)!;
+      a.n++;
+      a.cost += job.cost;
+      if (order.length < maxOrder) order.push(c.tenant);
+      gvt = c.vt;
+      const finish = c.vt + job.cost / weightOf(policy, c.tenant);
+      tvt.set(c.tenant, finish);
+      since.set(c.tenant, now);
+      if (queues.get(c.tenant)!.length > 0) start.set(c.tenant, finish);
+      else start.delete(c.tenant);
+      const tenant = c.tenant;
+      schedule(now + job.serviceMs, () => {
+        inflight.set(tenant, inflight.get(tenant)! - job.cost);
+        used -= job.cost;
+        if (parked.delete(tenant)) makeEligible(tenant);
+      });
+    }
+  };
+
+  // The run covers [0, durationMs): an event at durationMs belongs to the next run.
+  while (events.length > 0 && events[0]!.at < durationMs) {
+    const e = events.shift()!;
+    now = e.at;
+    e.run();
+    // Several events at one instant are applied before the scheduler runs, like one drain call.
+    if (events.length === 0 || events[0]!.at > now) drain();
+  }
+
+  const totalCost = [...admitted.values()].reduce((s, a) => s + a.cost, 0);
+  const active = [...hadWork];
+  const totalWeight = active.reduce((s, t) => s + weightOf(policy, t), 0);
+  const out: SimResult['tenants'] = {};
+  for (const t of tenants) {
+    const w = [...waits.get(t.id)!].sort((a, b) => a - b);
+    const a = admitted.get(t.id)!;
+    out[t.id] = {
+      admitted: a.n,
+      costAdmitted: a.cost,
+      share: totalCost === 0 ? 0 : a.cost / totalCost,
+      entitlement: hadWork.has(t.id) && totalWeight > 0 ? weightOf(policy, t.id) / totalWeight : 0,
+      waitP50Ms: percentile(w, 0.5),
+      waitP99Ms: percentile(w, 0.99),
+      stillWaiting: queues.get(t.id)!.length,
+    };
+  }
+  return {
+    durationMs,
+    tenants: out,
+    jain: jainIndex(active.map((t) => admitted.get(t)!.cost / weightOf(policy, t))),
+    order,
+  };
+}
