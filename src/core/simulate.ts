@@ -4,7 +4,8 @@
  * who goes next whenever capacity frees or work arrives. Used by `npm run simulate`, by the what-if
  * endpoint (`POST /api/v1/policies/:downstream/simulate`), and by the scheduler's tests.
  */
-import { admissible, compareKeys, orderKey, owedReserve, weightOf, type Candidate, type Policy } from './policy';
+import { FairQueue } from './fair-queue';
+import { weightOf, type Policy } from './policy';
 
 export interface Arrival {
   /** ms from the start. */
@@ -64,18 +65,11 @@ function percentile(sorted: readonly number[], q: number): number | null {
 }
 
 export function simulate(policy: Policy, tenants: readonly SimTenant[], durationMs: number, maxOrder = 200): SimResult {
-  const queues = new Map<string, Job[]>();
-  const inflight = new Map<string, number>();
-  const tvt = new Map<string, number>();
-  const start = new Map<string, number>(); // queued virtual time of eligible tenants
-  const since = new Map<string, number>();
-  const parked = new Set<string>();
+  const queue = new FairQueue<Job>(policy);
   const waits = new Map<string, number[]>();
   const admitted = new Map<string, { n: number; cost: number }>();
   const hadWork = new Set<string>();
   const order: string[] = [];
-  let gvt = 0;
-  let used = 0;
 
   type Event = { at: number; seq: number; run: () => void };
   const events: Event[] = [];
@@ -84,81 +78,32 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
     events.push({ at, seq: seq++, run });
     events.sort((a, b) => a.at - b.at || a.seq - b.seq);
   };
-
   let now = 0;
-  const makeEligible = (t: string) => {
-    if (!start.has(t) && !parked.has(t) && (queues.get(t)?.length ?? 0) > 0) {
-      start.set(t, Math.max(gvt, tvt.get(t) ?? 0));
-      since.set(t, now);
-    }
-  };
 
   for (const t of tenants) {
-    queues.set(t.id, []);
-    inflight.set(t.id, 0);
     waits.set(t.id, []);
     admitted.set(t.id, { n: 0, cost: 0 });
     if (t.inflight) {
-      inflight.set(t.id, t.inflight);
-      used += t.inflight;
-      const serviceMs = t.arrivals[0]?.serviceMs ?? 1000;
+      queue.charge(t.id, t.inflight);
       const carried = t.inflight;
-      schedule(serviceMs, () => {
-        inflight.set(t.id, inflight.get(t.id)! - carried);
-        used -= carried;
-        parked.delete(t.id);
-        makeEligible(t.id);
-      });
+      schedule(t.arrivals[0]?.serviceMs ?? 1000, () => queue.release(t.id, carried, now));
     }
     for (const a of t.arrivals) {
       schedule(a.at, () => {
-        const q = queues.get(t.id)!;
-        for (let i = 0; i < a.count; i++) q.push({ arrivedAt: a.at, cost: a.cost ?? 1, serviceMs: a.serviceMs });
+        for (let i = 0; i < a.count; i++) queue.add(t.id, { cost: a.cost ?? 1, item: { arrivedAt: a.at, cost: a.cost ?? 1, serviceMs: a.serviceMs } }, now);
         hadWork.add(t.id);
-        makeEligible(t.id);
       });
     }
   }
 
   const drain = () => {
-    for (;;) {
-      const candidates: Candidate[] = [...start].map(([tenant, vt]) => ({
-        tenant,
-        vt,
-        inflight: inflight.get(tenant)!,
-        headCost: queues.get(tenant)![0]!.cost,
-        since: since.get(tenant)!,
-      }));
-      if (candidates.length === 0) return;
-      candidates.sort((a, b) => compareKeys(orderKey(policy, a, now), orderKey(policy, b, now)));
-      const c = candidates[0]!;
-      const verdict = admissible(policy, c, used, owedReserve(policy, candidates, c.tenant));
-      if (verdict === 'capacity') return;
-      if (verdict !== 'yes') {
-        start.delete(c.tenant);
-        parked.add(c.tenant);
-        continue;
-      }
-      const job = queues.get(c.tenant)!.shift()!;
-      inflight.set(c.tenant, c.inflight + job.cost);
-      used += job.cost;
-      waits.get(c.tenant)!.push(now - job.arrivedAt);
-      const a = admitted.get(c.tenant)!;
+    for (const { tenant, job } of queue.drain(now)) {
+      waits.get(tenant)!.push(now - job.item.arrivedAt);
+      const a = admitted.get(tenant)!;
       a.n++;
       a.cost += job.cost;
-      if (order.length < maxOrder) order.push(c.tenant);
-      gvt = c.vt;
-      const finish = c.vt + job.cost / weightOf(policy, c.tenant);
-      tvt.set(c.tenant, finish);
-      since.set(c.tenant, now);
-      if (queues.get(c.tenant)!.length > 0) start.set(c.tenant, finish);
-      else start.delete(c.tenant);
-      const tenant = c.tenant;
-      schedule(now + job.serviceMs, () => {
-        inflight.set(tenant, inflight.get(tenant)! - job.cost);
-        used -= job.cost;
-        if (parked.delete(tenant)) makeEligible(tenant);
-      });
+      if (order.length < maxOrder) order.push(tenant);
+      schedule(now + job.item.serviceMs, () => queue.release(tenant, job.cost, now));
     }
   };
 
@@ -185,7 +130,7 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
       entitlement: hadWork.has(t.id) && totalWeight > 0 ? weightOf(policy, t.id) / totalWeight : 0,
       waitP50Ms: percentile(w, 0.5),
       waitP99Ms: percentile(w, 0.99),
-      stillWaiting: queues.get(t.id)!.length,
+      stillWaiting: queue.waiting(t.id),
     };
   }
   return {
