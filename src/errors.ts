@@ -49,6 +49,16 @@ export const ERRORS = {
     reason: 'invalid-priority',
     doc: 'The priority (BullMQ `priority` option or `data.priority`) is not an integer from 0 to 2097152.',
   },
+  TG_ERR_INVALID_COST: {
+    status: 400,
+    reason: 'invalid-cost',
+    doc: 'The job states a cost (`data.cost` by default) that is not a whole number from 1 to 10,000.',
+  },
+  TG_ERR_INVALID_DEADLINE: {
+    status: 400,
+    reason: 'invalid-deadline',
+    doc: 'The job states a deadline (`data.deadline` by default) that is neither an ISO time nor milliseconds since the epoch.',
+  },
   TG_ERR_NO_ROUTE: {
     status: 400,
     reason: 'no-route',
@@ -64,6 +74,17 @@ export const ERRORS = {
     status: 429,
     reason: 'quota-exceeded',
     doc: "A period total (hour, day or month) of the job's quota is used up and the quota says `onPeriodExceeded: reject`.",
+  },
+
+  TG_ERR_EXPIRED: {
+    status: 410,
+    reason: 'expired',
+    doc: 'The job was still waiting when its deadline (its own, or its job type\'s TTL) passed; it is never run late.',
+  },
+  TG_ERR_BACKLOG_FULL: {
+    status: 429,
+    reason: 'tenant-backlog-full',
+    doc: 'The tenant already had `tenantLimits.maxWaiting` jobs waiting on the downstream, and `onBacklogFull` is `reject`.',
   },
 
   // API

@@ -167,7 +167,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       const gateLog = log.child({ component: 'gate' });
       const scheduler = new Scheduler({ config, topology, governance, subscriber, log: gateLog, metrics, failpoints, now });
       await scheduler.start();
-      gate = new Gate({ config, topology, governance, scheduler, workerConnection, log: gateLog, metrics, failpoints });
+      gate = new Gate({ config, topology, governance, scheduler, workerConnection, log: gateLog, metrics, failpoints, now });
       gate.start();
       // Intake first (its in-flight jobs may still enqueue), then the scheduler's in-flight drains.
       phases.gate.push(async () => {

@@ -68,6 +68,26 @@ const ConfigSchema = z
         safetyTickMs: z.number().int().min(10).default(1000),
       })
       .prefault({}),
+    jobs: z
+      .strictObject({
+        /** Cost units by job-name glob, first match wins; the job's cost field overrides. Default 1. */
+        costs: z.array(z.strictObject({ jobName: z.string().min(1), cost: z.number().int().min(1).max(10_000) })).default([]),
+        /** Where a job may state its own cost (a whole number from 1 to 10,000). */
+        costField: dataPath.default('data.cost'),
+        /** Time to live by job-name glob: a job still waiting this long after it entered ingress expires. */
+        ttls: z.array(z.strictObject({ jobName: z.string().min(1), ttlMs: z.number().int().min(1) })).default([]),
+        /** Where a job may state its deadline (ISO time or ms since epoch); it overrides the TTL. */
+        deadlineField: dataPath.default('data.deadline'),
+      })
+      .prefault({}),
+    tenantLimits: z
+      .strictObject({
+        /** Jobs one tenant may have waiting on one downstream; absent = no limit. */
+        maxWaiting: z.number().int().min(1).optional(),
+        /** Past it: dead-letter new jobs (`tenant-backlog-full`), or keep them waiting anyway. */
+        onBacklogFull: z.enum(['reject', 'keep']).default('reject'),
+      })
+      .prefault({}),
     limits: z
       .strictObject({
         maxPayloadBytes: z.number().int().positive().default(1_048_576),

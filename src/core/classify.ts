@@ -16,20 +16,32 @@ export interface RoutingConfig {
   downstreams: ReadonlyArray<string>;
 }
 
+export interface JobRulesConfig {
+  costs: ReadonlyArray<{ jobName: string; cost: number }>;
+  costField: string;
+  ttls: ReadonlyArray<{ jobName: string; ttlMs: number }>;
+  deadlineField: string;
+}
+
 export interface ClassifyConfig {
   tenantIdPath: string;
   maxPayloadBytes: number;
   routing: RoutingConfig;
+  jobs?: JobRulesConfig;
 }
+
+export const MAX_COST = 10_000;
 
 export interface IngressJobView {
   name: string;
   data: unknown;
   opts: { priority?: unknown };
+  /** When the producer added the job (ms); TTLs count from it. */
+  timestamp?: number;
 }
 
 export type Classification =
-  | { ok: true; tenantId: string; downstream: string; priority: number }
+  | { ok: true; tenantId: string; downstream: string; priority: number; cost: number; deadline?: number }
   | { ok: false; code: RejectionCode; reason: string; message: string; tenantId?: string };
 
 export interface Router {
@@ -70,6 +82,8 @@ function reject(code: RejectionCode, message: string, tenantId?: string): Classi
 
 export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => Classification {
   const router = createRouter(cfg.routing);
+  const costRules = (cfg.jobs?.costs ?? []).map((r) => ({ re: compileGlob(r.jobName), cost: r.cost }));
+  const ttlRules = (cfg.jobs?.ttls ?? []).map((r) => ({ re: compileGlob(r.jobName), ttlMs: r.ttlMs }));
   return (job) => {
     const data = job.data;
     if (data === null || typeof data !== 'object' || Array.isArray(data)) {
@@ -103,8 +117,29 @@ export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => 
       }
       priority = rawPriority;
     }
+    let cost = costRules.find((r) => r.re.test(job.name))?.cost ?? 1;
+    const costField = cfg.jobs?.costField ?? 'data.cost';
+    const statedCost = readPath({ data: record }, costField);
+    if (statedCost !== undefined) {
+      if (typeof statedCost !== 'number' || !Number.isInteger(statedCost) || statedCost < 1 || statedCost > MAX_COST) {
+        return reject('TG_ERR_INVALID_COST', `${costField} must be a whole number from 1 to ${MAX_COST}, got ${JSON.stringify(statedCost).slice(0, 40)}`, tenant);
+      }
+      cost = statedCost;
+    }
+    let deadline: number | undefined;
+    const deadlineField = cfg.jobs?.deadlineField ?? 'data.deadline';
+    const statedDeadline = readPath({ data: record }, deadlineField);
+    if (statedDeadline !== undefined) {
+      deadline = typeof statedDeadline === 'number' ? statedDeadline : typeof statedDeadline === 'string' ? Date.parse(statedDeadline) : NaN;
+      if (!Number.isFinite(deadline) || (typeof statedDeadline === 'string' && !/^\d{4}-\d\d-\d\dT/.test(statedDeadline))) {
+        return reject('TG_ERR_INVALID_DEADLINE', `${deadlineField} must be an ISO time or ms since the epoch, got ${JSON.stringify(statedDeadline).slice(0, 60)}`, tenant);
+      }
+    } else {
+      const ttl = ttlRules.find((r) => r.re.test(job.name))?.ttlMs;
+      if (ttl !== undefined && job.timestamp !== undefined) deadline = job.timestamp + ttl;
+    }
     const routed = router.route(job.name, record);
     if ('code' in routed) return reject(routed.code, routed.message, tenant);
-    return { ok: true, tenantId: tenant, downstream: routed.downstream, priority };
+    return { ok: true, tenantId: tenant, downstream: routed.downstream, priority, cost, ...(deadline !== undefined ? { deadline } : {}) };
   };
 }

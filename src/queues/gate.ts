@@ -14,6 +14,7 @@ import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
+import { ERRORS } from '../errors';
 import { createClassifier, type Classification } from '../core/classify';
 import { MicroBatcher } from '../core/batcher';
 import type { Failpoints } from '../failpoints';
@@ -37,6 +38,8 @@ export interface GateDeps {
   log: Logger;
   metrics: Metrics;
   failpoints: Failpoints;
+  /** The governance clock (deadlines are checked against it). */
+  now: () => number;
 }
 
 const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
@@ -45,7 +48,7 @@ export class Gate {
   private worker?: Worker;
   private readonly classify: (job: Pick<Job, 'name' | 'data' | 'opts'>) => Classification;
   private readonly intake: MicroBatcher<IntakeItem, IntakeCode>;
-  private readonly enqueue: MicroBatcher<WaitItem, number>;
+  private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
   private readonly retentionMs: number;
   private consecutiveErrors = 0;
 
@@ -56,14 +59,11 @@ export class Gate {
       tenantIdPath: config.tenant.idPath,
       maxPayloadBytes: config.limits.maxPayloadBytes,
       routing: { rules: config.routing.rules, dataField: config.routing.dataField, downstreams: [...topology.downstreams.keys()] },
+      jobs: config.jobs,
     });
     const ds = (name: string) => topology.downstreams.get(name)!;
     this.intake = new MicroBatcher((d, items) => governance.intake(d, ds(d).queue, ds(d).capacity, items), config.gate.maxBatch);
-    // The batch result is the number stored; each caller only needs to know its batch succeeded.
-    this.enqueue = new MicroBatcher(async (d, items) => {
-      await governance.enqueue(d, ds(d).queue, items);
-      return items.map(() => 1);
-    }, config.gate.maxBatch);
+    this.enqueue = new MicroBatcher((d, items) => governance.enqueue(d, ds(d).queue, items, config.tenantLimits), config.gate.maxBatch);
   }
 
   start(): void {
@@ -111,7 +111,11 @@ export class Gate {
         return;
       }
       const { downstream, tenantId } = verdict;
-      const item: IntakeItem = { ingressJobId: job.id!, tenantId, name: job.name, cost: 1 };
+      if (verdict.deadline !== undefined && verdict.deadline <= this.deps.now()) {
+        await this.refuse(job, original, downstream, tenantId, 'TG_ERR_EXPIRED', `its deadline ${new Date(verdict.deadline).toISOString()} had passed when it reached the gate; not run late`);
+        return;
+      }
+      const item: IntakeItem = { ingressJobId: job.id!, tenantId, name: job.name, cost: verdict.cost };
       const decision = await this.intake.submit(downstream, item);
       await this.deps.failpoints.hit('gate.after-decision');
       switch (decision.code) {
@@ -124,7 +128,23 @@ export class Gate {
           break;
         case 'W': {
           const payload = encodePayload({ name: job.name, data: job.data, opts: producerOpts, addedAt: job.timestamp });
-          await this.enqueue.submit(downstream, { ...item, priority: verdict.priority, payload });
+          const stored = await this.enqueue.submit(downstream, {
+            ...item,
+            priority: verdict.priority,
+            payload,
+            ...(verdict.deadline !== undefined ? { deadline: verdict.deadline } : {}),
+          });
+          if (stored === 'B') {
+            await addDeadLetter(this.deps.topology, {
+              ingressJobId: job.id!,
+              code: 'TG_ERR_BACKLOG_FULL',
+              message: `tenant ${tenantId} already has ${this.deps.config.tenantLimits.maxWaiting} jobs waiting on ${downstream}`,
+              tenantId,
+              downstream,
+              job: original,
+            });
+            break;
+          }
           await this.deps.failpoints.hit('gate.after-enqueue');
           this.deps.scheduler.kick(downstream);
           break;
@@ -139,6 +159,19 @@ export class Gate {
     } catch (err) {
       await this.onInfraError(job, token, err);
     }
+  }
+
+  /** Records a refusal of a routed job and dead-letters it (both idempotent). */
+  private async refuse(
+    job: Job,
+    original: { name: string; data: unknown; opts: Record<string, unknown> },
+    downstream: string,
+    tenantId: string,
+    code: 'TG_ERR_EXPIRED',
+    message: string,
+  ): Promise<void> {
+    await this.deps.governance.deadLetter(downstream, [{ ingressJobId: job.id!, reason: ERRORS[code].reason, code, message, tenantId }]);
+    await addDeadLetter(this.deps.topology, { ingressJobId: job.id!, code, message, tenantId, downstream, job: original });
   }
 
   /**

@@ -129,14 +129,17 @@ export class Observer {
   private async apply(stream: StreamInfo, entries: StreamEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const { governance, metrics, failpoints, redis } = this.deps;
-    const releases: Array<{ ingressJobId: string; outcome: Outcome }> = [];
+    const releases: Array<{ ingressJobId: string; outcome: Outcome; actualCost?: number }> = [];
     for (const [, fields] of entries) {
       const ev = fieldsOf(fields);
       const event = ev.event ?? 'unknown';
       metrics.observerEvents.inc({ downstream: stream.downstream, event });
       const outcome = outcomeOf(event, ev.prev);
       const ingressJobId = ev.jobId ? ingressIdOf(ev.jobId) : undefined;
-      if (outcome && ingressJobId !== undefined) releases.push({ ingressJobId, outcome });
+      if (outcome && ingressJobId !== undefined) {
+        const actualCost = event === 'completed' ? reportedCost(ev.returnvalue) : undefined;
+        releases.push({ ingressJobId, outcome, ...(actualCost !== undefined ? { actualCost } : {}) });
+      }
     }
     if (releases.length > 0) {
       const { released, wake } = await governance.release(stream.downstream, releases);
@@ -287,6 +290,18 @@ function outcomeOf(event: string, prev: string | undefined): Outcome | undefined
   // Removed by hand before it finished: its capacity must come back.
   if (event === 'removed' && prev !== 'completed' && prev !== 'failed') return 'vanished';
   return undefined;
+}
+
+/** The cost a completed job reports in its return value (`{ cost: n }`), if a valid one. */
+export function reportedCost(returnvalue: string | undefined): number | undefined {
+  if (!returnvalue || !returnvalue.includes('cost')) return undefined;
+  try {
+    const v = JSON.parse(returnvalue) as { cost?: unknown } | null;
+    const c = v?.cost;
+    return typeof c === 'number' && Number.isInteger(c) && c >= 0 && c <= 10_000 ? c : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function pairs(flat: unknown[]): Record<string, unknown> {

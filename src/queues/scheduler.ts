@@ -16,6 +16,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
+import type { RejectionCode } from '../errors';
 import { readPath } from '../core/paths';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
@@ -107,7 +108,7 @@ export class Scheduler {
         });
         await failpoints.hit('scheduler.after-drain');
         if (res.admitted.length > 0) await this.promote(downstream, res.admitted);
-        for (const r of res.refused) await this.refuse(downstream, r.id, r.payload, r.message);
+        for (const r of res.refused) await this.refuse(downstream, r.id, r.payload, r.message, r.code as RejectionCode);
         this.schedule(downstream, lane, res.nextWake);
         more = res.more;
       }
@@ -136,12 +137,12 @@ export class Scheduler {
     );
   }
 
-  private async refuse(downstream: string, id: string, payload: string, message: string): Promise<void> {
+  private async refuse(downstream: string, id: string, payload: string, message: string, code: RejectionCode): Promise<void> {
     const p = decodePayload(payload);
     const tenantId = readPath({ data: p.data }, this.deps.config.tenant.idPath);
     await addDeadLetter(this.deps.topology, {
       ingressJobId: id,
-      code: 'TG_ERR_QUOTA_EXCEEDED',
+      code,
       message,
       downstream,
       ...(typeof tenantId === 'string' ? { tenantId } : {}),

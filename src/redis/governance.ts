@@ -28,6 +28,8 @@ export interface IntakeItem {
 export interface WaitItem extends IntakeItem {
   priority: number;
   payload: string;
+  /** ms since the epoch; a job still waiting then is refused ('expired'). */
+  deadline?: number;
 }
 
 export interface DeadLetterItem {
@@ -44,7 +46,7 @@ export interface DrainResult {
   /** More work may be admissible right away. */
   more: boolean;
   admitted: Array<{ id: string; payload: string }>;
-  refused: Array<{ id: string; payload: string; message: string }>;
+  refused: Array<{ id: string; payload: string; message: string; code: string }>;
 }
 
 export interface Explanation {
@@ -99,10 +101,16 @@ export class Governance {
     return raw.map((r) => (r[0] === 'X' || r[0] === 'D' ? { code: r[0], message: r.slice(1) } : { code: r as 'A' }));
   }
 
-  async enqueue(downstream: string, queue: string, items: readonly WaitItem[]): Promise<number> {
-    const args = [...this.context(), downstream, queue];
-    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost, it.priority, it.payload);
-    return this.scripts.enqueue([this.keys.inflight(downstream)], args);
+  /** Stores waiting jobs; per job 'S' stored, 'E' known already, 'B' refused (the tenant's backlog is full). */
+  async enqueue(
+    downstream: string,
+    queue: string,
+    items: readonly WaitItem[],
+    backlog: { maxWaiting?: number; onBacklogFull: 'reject' | 'keep' } = { onBacklogFull: 'keep' },
+  ): Promise<Array<'S' | 'E' | 'B'>> {
+    const args = [...this.context(), downstream, queue, backlog.maxWaiting ?? '', backlog.onBacklogFull];
+    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost, it.priority, it.payload, it.deadline ?? '');
+    return (await this.scripts.enqueue([this.keys.inflight(downstream)], args)) as unknown as Array<'S' | 'E' | 'B'>;
   }
 
   async drain(downstream: string, opts: { capacity: number; maxAdmit: number; leaseMs: number; maxEvaluations: number }): Promise<DrainResult> {
@@ -113,7 +121,9 @@ export class Governance {
     const admitted: DrainResult['admitted'] = [];
     for (let i = 2; i < sep; i += 2) admitted.push({ id: String(raw[i]), payload: String(raw[i + 1]) });
     const refused: DrainResult['refused'] = [];
-    for (let i = sep + 1; i < raw.length; i += 3) refused.push({ id: String(raw[i]), payload: String(raw[i + 1]), message: String(raw[i + 2]) });
+    for (let i = sep + 1; i < raw.length; i += 4) {
+      refused.push({ id: String(raw[i]), payload: String(raw[i + 1]), message: String(raw[i + 2]), code: String(raw[i + 3]) });
+    }
     return { ...(nextWake >= 0 ? { nextWake } : {}), more: Number(raw[1]) === 1, admitted, refused };
   }
 
@@ -126,9 +136,12 @@ export class Governance {
    * Returns, per item, whether this call released it, and the downstreams whose schedulers should
    * look again (a flow woke there, or capacity came back where flows wait for it).
    */
-  async release(downstream: string, items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome }>): Promise<{ released: boolean[]; wake: string[] }> {
-    const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream, this.downstreams.join(',')];
-    for (const it of items) args.push(it.ingressJobId, it.outcome);
+  async release(
+    downstream: string,
+    items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome; actualCost?: number }>,
+  ): Promise<{ released: boolean[]; wake: string[] }> {
+    const args: Arg[] = [...this.context(), downstream, this.downstreams.join(',')];
+    for (const it of items) args.push(it.ingressJobId, it.outcome, it.actualCost ?? '');
     const out = await this.scripts.release([this.keys.inflight(downstream)], args);
     const wake = String(out[out.length - 1] ?? '');
     return { released: out.slice(0, -1).map((n) => n === 1), wake: wake === '' ? [] : wake.split(',') };

@@ -14,7 +14,7 @@ type Arg = string | number;
 
 export interface Scripts {
   intake(keys: [inflight: string], args: Arg[]): Promise<string[]>;
-  enqueue(keys: [inflight: string], args: Arg[]): Promise<number>;
+  enqueue(keys: [inflight: string], args: Arg[]): Promise<string[]>;
   drain(keys: [inflight: string], args: Arg[]): Promise<unknown[]>;
   confirm(keys: [promoting: string], args: Arg[]): Promise<number>;
   release(keys: [inflight: string], args: Arg[]): Promise<Array<number | string>>;

@@ -46,7 +46,7 @@ describe('routing', () => {
 
 describe('classification', () => {
   it('accepts a well-formed job with its tenant, downstream and priority', () => {
-    expect(job('scan.image', { tenantId: 'acme', priority: 3 })).toEqual({ ok: true, tenantId: 'acme', downstream: 'scanner', priority: 3 });
+    expect(job('scan.image', { tenantId: 'acme', priority: 3 })).toEqual({ ok: true, tenantId: 'acme', downstream: 'scanner', priority: 3, cost: 1 });
     expect(job('scan.image', { tenantId: 'acme' }, { priority: 7 })).toMatchObject({ ok: true, priority: 7 });
   });
   it.each([
@@ -82,5 +82,37 @@ describe('classification', () => {
   it('refuses unroutable jobs with the reason of the router', () => {
     expect(job('unknown.thing', { tenantId: 'acme' })).toMatchObject({ ok: false, reason: 'no-route', tenantId: 'acme' });
     expect(job('unknown.thing', { tenantId: 'acme', downstream: 'ghost' })).toMatchObject({ ok: false, reason: 'unknown-downstream' });
+  });
+});
+
+describe('cost and deadline', () => {
+  const withRules = createClassifier({
+    tenantIdPath: 'data.tenantId',
+    maxPayloadBytes: 10_000,
+    routing,
+    jobs: { costs: [{ jobName: 'scan.*', cost: 5 }], costField: 'data.cost', ttls: [{ jobName: 'scan.*', ttlMs: 60_000 }], deadlineField: 'data.deadline' },
+  });
+  const T = Date.UTC(2026, 10, 27, 12);
+  const c = (name: string, data: Record<string, unknown>) => withRules({ name, data: { tenantId: 'acme', ...data }, opts: {}, timestamp: T });
+
+  it('takes the cost from the job, else its job type, else 1', () => {
+    expect(c('scan.image', {})).toMatchObject({ ok: true, cost: 5 });
+    expect(c('scan.image', { cost: 2 })).toMatchObject({ ok: true, cost: 2 });
+    expect(c('attest.sbom', {})).toMatchObject({ ok: true, cost: 1 });
+  });
+
+  it('refuses a cost that is not a whole number from 1 to 10,000', () => {
+    for (const cost of [0, -1, 1.5, '3', 10_001]) expect(c('scan.image', { cost })).toMatchObject({ ok: false, reason: 'invalid-cost' });
+  });
+
+  it('takes the deadline from the job (ISO or ms), else ingress time plus its job type\'s TTL', () => {
+    expect(c('scan.image', {})).toMatchObject({ ok: true, deadline: T + 60_000 });
+    expect(c('scan.image', { deadline: '2026-11-27T13:00:00Z' })).toMatchObject({ ok: true, deadline: Date.UTC(2026, 10, 27, 13) });
+    expect(c('scan.image', { deadline: T + 5 })).toMatchObject({ ok: true, deadline: T + 5 });
+    expect(c('attest.sbom', {})).not.toHaveProperty('deadline');
+  });
+
+  it('refuses a deadline that is not a time', () => {
+    for (const deadline of ['tomorrow', 'Tue, 01 Dec 2026', null, true]) expect(c('scan.image', { deadline })).toMatchObject({ ok: false, reason: 'invalid-deadline' });
   });
 });

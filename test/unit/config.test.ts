@@ -22,7 +22,16 @@ describe('config file', () => {
     const cfg = parseConfig(minimal);
     expect(cfg.queues).toEqual({ ingress: 'ingress', deadLetter: 'dead-letter' });
     expect(cfg.tenant.idPath).toBe('data.tenantId');
-    expect(cfg.downstreams).toEqual([{ name: 'scanner', queue: 'exec.scanner', capacity: 5 }]);
+    expect(cfg.downstreams).toEqual([
+      {
+        name: 'scanner',
+        queue: 'exec.scanner',
+        capacity: 5,
+        policy: { kind: 'proportional', capacity: 5, defaultWeight: 1, defaultTier: 1, tenants: {} },
+      },
+    ]);
+    expect(cfg.tenantLimits).toEqual({ onBacklogFull: 'reject' });
+    expect(cfg.jobs).toMatchObject({ costs: [], ttls: [], costField: 'data.cost', deadlineField: 'data.deadline' });
     expect(cfg.routing.dataField).toBe('data.downstream');
     expect(cfg.gate.maxStalledCount).toBeGreaterThan(1);
   });
@@ -43,6 +52,9 @@ describe('config file', () => {
     [{ ...minimal, queues: { ingress: 'q', deadLetter: 'q' } }, 'queues.deadLetter'],
     [{ downstreams: [{ name: 'a', capacity: 1, queue: 'ingress' }] }, 'downstreams[0].queue'],
     [{ ...minimal, gate: { concurrency: 'many' } }, 'gate.concurrency'],
+    [{ downstreams: [{ name: 'a', capacity: 10, policy: { kind: 'reserved', tenants: { x: { reserve: 6 }, y: { reserve: 6 } } } }] }, 'downstreams[0].policy.tenants'],
+    [{ downstreams: [{ name: 'a', capacity: 10, policy: { kind: 'fifo' } }] }, 'downstreams[0].policy.kind'],
+    [{ ...minimal, jobs: { costs: [{ jobName: 'x', cost: 0 }] } }, 'jobs.costs[0].cost'],
   ])('names the exact path of a bad value (%#)', (value, path) => {
     const err = configError(value);
     expect(err.code).toBe('TG_ERR_CONFIG');

@@ -17,7 +17,7 @@
     ARGV[13] downstream   ARGV[14] capacity   ARGV[15] max admissions   ARGV[16] lease (ms)
     ARGV[17] max evaluations (bounds the script's run time)
 
-  Output: { nextWake (ms, -1 none), more (0/1), admitted: id, payload, ..., '|', refused: id, payload, message, ... }
+  Output: { nextWake (ms, -1 none), more (0/1), admitted: id, payload, ..., '|', refused: id, payload, message, code, ... }
 ]]
 --- @include "governance"
 
@@ -46,12 +46,32 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', promoting, '-inf', fmt(now), 'LIMIT',
   end
 end
 
--- 2. Due timers.
+-- 2. Deadlines: a job still waiting past its deadline is refused ('expired'), never run late.
+local deadlines = dsKey(ctx, ds, 'deadlines')
+for _, id in ipairs(rcall('ZRANGEBYSCORE', deadlines, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
+  rcall('ZREM', deadlines, id)
+  local rec = ctx.G .. 'rec:' .. id
+  local r = rcall('HMGET', rec, 'st', 't', 'n', 'p', 'dl')
+  if r[1] == 'waiting' then
+    local flow = flowOf(r[2], r[3])
+    rcall('ZREM', dsKey(ctx, ds, 'f:' .. flow), id)
+    decWaiting(ctx, ds, r[2])
+    local msg = 'still waiting at its deadline ' .. r[5] .. ' (ms since the epoch); not run late'
+    recordDead(ctx, id, ds, r[2], 'expired', 'TG_ERR_EXPIRED', msg)
+    afterHeadLeft(ctx, ds, flow)
+    refused[#refused + 1] = id
+    refused[#refused + 1] = r[4] or ''
+    refused[#refused + 1] = msg
+    refused[#refused + 1] = 'TG_ERR_EXPIRED'
+  end
+end
+
+-- 3. Due timers.
 for _, flow in ipairs(rcall('ZRANGEBYSCORE', timers, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
   makeEligible(ctx, ds, flow)
 end
 
--- 3. Admission, in the order of the downstream's allocation policy.
+-- 4. Admission, in the order of the downstream's allocation policy.
 local p = policyOf(ctx, ds, capacity)
 promoteAged(ctx, ds, p)
 local evaluations, more = 0, 0
@@ -73,7 +93,7 @@ while nAdmitted < maxAdmit do
       local id = jobs[1]
       local rec = ctx.G .. 'rec:' .. id
       local _, name = splitFlow(flow)
-      local r = rcall('HMGET', rec, 'cost', 'p')
+      local r = rcall('HMGET', rec, 'cost', 'p', 'enq')
       local cost = tonumber(r[1]) or 1
       local tp = tenantPolicy(ctx, ds, p, tenant)
       local inflightT = tenantInflight(ctx, ds, tenant)
@@ -90,6 +110,9 @@ while nAdmitted < maxAdmit do
           rcall('ZREM', f, id)
           decWaiting(ctx, ds, tenant)
           rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id)
+          rcall('ZREM', deadlines, id)
+          countAdmission(ctx, ds, tenant, cost)
+          sampleWait(ctx, ds, tenant, now - (tonumber(r[3]) or now))
           rcall('ZADD', inflight, fmt(now), id)
           rcall('ZADD', promoting, fmt(now + lease), id)
           local newVt = vt + cost / weightOf(p, tp)
@@ -109,10 +132,12 @@ while nAdmitted < maxAdmit do
           decWaiting(ctx, ds, tenant)
           local payload = r[2] or ''
           recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
+          rcall('ZREM', deadlines, id)
           afterHeadLeft(ctx, ds, flow)
           refused[#refused + 1] = id
           refused[#refused + 1] = payload
           refused[#refused + 1] = v.msg
+          refused[#refused + 1] = 'TG_ERR_QUOTA_EXCEEDED'
         end
       end
     end
@@ -124,8 +149,10 @@ if nAdmitted >= maxAdmit then more = 1 end
 local nextWake = -1
 local t = rcall('ZRANGE', timers, 0, 0, 'WITHSCORES')
 if #t > 0 then nextWake = tonumber(t[2]) end
-local lp = rcall('ZRANGE', promoting, 0, 0, 'WITHSCORES')
-if #lp > 0 and (nextWake < 0 or tonumber(lp[2]) < nextWake) then nextWake = tonumber(lp[2]) end
+for _, key in ipairs({ promoting, deadlines }) do
+  local first = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 and (nextWake < 0 or tonumber(first[2]) < nextWake) then nextWake = tonumber(first[2]) end
+end
 
 local out = { nextWake, more }
 for _, x in ipairs(admitted) do out[#out + 1] = x end

@@ -52,6 +52,7 @@ for i = CONTEXT_ARGS + 4, #ARGV, 4 do
     if v.k == 'admit' then
       take(ctx, v, cost)
       chargeCapacity(ctx, ds, tenant, cost)
+      countAdmission(ctx, ds, tenant, cost)
       -- No expiry while admitted: the release needs the record (tenant, quota, cost), however long the job runs.
       rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
         'qk', v.q.id, 'cost', cost)

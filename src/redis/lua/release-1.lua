@@ -1,33 +1,48 @@
 --[[
   Releases admitted jobs that ended (or vanished), idempotently: each is counted once, its quota slot
-  is given back, and flows of its tenant parked for want of a slot become eligible again.
-
-  Input:
-    KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
-    ARGV[1] G   ARGV[2] now (ms)   ARGV[3] retention (ms)   ARGV[4] downstream
-    ARGV[5] every downstream of the slot, comma-separated (a tenant's flows on all of them may wake)
-    ARGV[6..] per job, 2 values: ingress id, outcome ('completed' | 'failed' | 'vanished')
+  and capacity are given back, its cost is settled if the job reported one, and flows of its tenant
+  parked for want of a slot become eligible again.
 
   A job still under a promotion lease (admitted from the waiting place, add not confirmed) is not
   released as 'vanished': its execution job may simply not exist yet, and lease recovery will add it.
 
+  Settlement: a job admitted at cost c that reports an actual cost a (its return value's `cost`) is
+  charged a - c more (or less) against its quota's period usage (in the windows still current) and
+  rate (the TAT moves by (a - c) emission intervals). Capacity is given back at c, as it was held.
+
+  Input:
+    KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
+    ARGV[1..12]  governance context (see intake)
+    ARGV[13] downstream   ARGV[14] every downstream of the slot, comma-separated
+    ARGV[15..] per job, 3 values: ingress id, outcome ('completed' | 'failed' | 'vanished'), actual cost or ''
+
   Output: { released per job (1/0)..., downstreams whose scheduler should look again (comma-separated) }
     A downstream is named when a flow of it was woken, or when it is this job's downstream (capacity came
-    back) and it has eligible flows waiting for it.
+    back) and it has tenants waiting for it.
 ]]
 --- @include "governance"
 
-local ctx = newContext(ARGV[1], tonumber(ARGV[2]))
-local retention = tonumber(ARGV[3])
-local ds = ARGV[4]
-local all = split(ARGV[5], ',')
+local ctx = contextFromArgs()
+local ds = ARGV[13]
+local all = split(ARGV[14], ',')
 local inflight = KEYS[1]
 local stats = dsKey(ctx, ds, 'stats')
 
+-- Moves the quota's usage by `delta` cost units (settlement of a reported actual cost).
+local function settle(qk, tenant, delta)
+  local st = quotaState(ctx, qk, tenant)
+  for _, p in ipairs(PERIODS) do
+    if st[p[3]] == ctx.W[p[1]][1] then
+      rcall('HSET', st.key, p[4], math.max(0, st[p[4]] + delta))
+    end
+  end
+  if st.iv and st.tat > 0 then rcall('HSET', st.key, 'tat', fmt(st.tat + delta * st.iv)) end
+end
+
 local out = {}
 local wake = {}
-for i = 6, #ARGV, 2 do
-  local id, outcome = ARGV[i], ARGV[i + 1]
+for i = CONTEXT_ARGS + 3, #ARGV, 3 do
+  local id, outcome, actual = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local rec = ctx.G .. 'rec:' .. id
   local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost')
   local leased = outcome == 'vanished' and rcall('ZSCORE', dsKey(ctx, ds, 'promoting'), id)
@@ -37,16 +52,21 @@ for i = 6, #ARGV, 2 do
     out[#out + 1] = 0
   elseif v[1] == 'admitted' or ((not v[1]) and wasInflight == 1) then
     if v[1] then
+      local cost = tonumber(v[4]) or 1
       rcall('HSET', rec, 'st', outcome, 'fin', fmt(ctx.now))
       rcall('HDEL', rec, 'p')
-      rcall('PEXPIRE', rec, retention)
+      rcall('PEXPIRE', rec, ctx.retention)
       rcall('ZREM', dsKey(ctx, ds, 'promoting'), id)
       if v[2] and v[3] then
-        giveBack(ctx, v[2], v[3], tonumber(v[4]) or 1)
+        giveBack(ctx, v[2], v[3], cost)
+        if actual and actual ~= cost then
+          settle(v[2], v[3], actual - cost)
+          rcall('HSET', rec, 'ac', actual)
+        end
         wake[v[3]] = true
       end
       if v[3] then
-        refundCapacity(ctx, ds, v[3], tonumber(v[4]) or 1)
+        refundCapacity(ctx, ds, v[3], cost)
         retier(ctx, ds, v[3])
       end
     end

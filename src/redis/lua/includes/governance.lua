@@ -523,6 +523,25 @@ local function split(s, sep)
   return out
 end
 
+-- Admissions per tenant per minute (cost units), for shares, fairness and estimates. Kept 15 minutes.
+local function countAdmission(ctx, ds, tenant, cost)
+  local minute = ctx.now - (ctx.now % 60000)
+  local key = dsKey(ctx, ds, 'adm:' .. fmt(minute))
+  rcall('HINCRBY', key, tenant, cost)
+  ctx.expired = ctx.expired or {}
+  if not ctx.expired[key] then
+    rcall('PEXPIRE', key, 900000)
+    ctx.expired[key] = true
+  end
+end
+
+-- A job left the waiting place after `waited` ms: sampled per tenant for wait percentiles.
+local function sampleWait(ctx, ds, tenant, waited)
+  local key = dsKey(ctx, ds, 'waits:' .. tenant)
+  rcall('LPUSH', key, math.floor(waited))
+  rcall('LTRIM', key, 0, 199)
+end
+
 -- One job left the waiting place of `tenant` on `ds`.
 local function decWaiting(ctx, ds, tenant)
   local key = dsKey(ctx, ds, 'wc')
