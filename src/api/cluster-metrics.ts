@@ -5,9 +5,19 @@
 import { Counter, Gauge } from 'prom-client';
 import type { ApiContext } from './context';
 import { countJobs } from './routes/queues';
+import { allocation, fairnessIndex, type TenantAllocation } from '../governance/allocation';
+
+interface DownstreamFairness {
+  downstream: string;
+  capacity: number;
+  jain: number | null;
+  starving: number;
+  tenants: Record<string, TenantAllocation & { lastMinuteShare: number }>;
+}
 
 interface Snapshot {
   up: boolean;
+  fairness: DownstreamFairness[];
   depths: Array<{ queue: string; role: string; state: string; n: number }>;
   inflight: Array<{ downstream: string; n: number }>;
   waiting: Array<{ downstream: string; tenant: string; n: number }>;
@@ -35,9 +45,27 @@ export function registerClusterMetrics(ctx: ApiContext): void {
         stats.push({ downstream, counters: await governance.readStats(downstream) });
       }
       stats.push({ downstream: '', counters: await governance.readStats(undefined) });
-      return { up: true, depths, inflight, waiting, stats };
+      const fairness: DownstreamFairness[] = [];
+      for (const d of ctx.config.downstreams) {
+        const policy = (await governance.readPolicy(d.name)) ?? d.policy;
+        const [alloc, fair, queued, capacity] = await Promise.all([
+          allocation(governance, d.name, policy),
+          fairnessIndex(governance, d.name, policy),
+          governance.queuedTenants(d.name),
+          governance.effectiveCapacity(d.name),
+        ]);
+        const bound = Date.now() - ctx.config.observer.starvationMs;
+        fairness.push({
+          downstream: d.name,
+          capacity: capacity ?? policy.capacity,
+          jain: fair.jain,
+          starving: queued.filter((q) => q.since < bound).length,
+          tenants: Object.fromEntries(Object.entries(alloc).map(([t, a]) => [t, { ...a, lastMinuteShare: fair.shares[t] ?? 0 }])),
+        });
+      }
+      return { up: true, depths, inflight, waiting, stats, fairness };
     } catch {
-      return { up: false, depths: [], inflight: [], waiting: [], stats: [] };
+      return { up: false, depths: [], inflight: [], waiting: [], stats: [], fairness: [] };
     }
   };
   const snapshot = () => {
@@ -84,6 +112,57 @@ export function registerClusterMetrics(ctx: ApiContext): void {
     async collect() {
       this.reset();
       for (const d of (await snapshot()).inflight) this.set({ downstream: d.downstream }, d.n);
+    },
+  });
+  const perDownstream = (name: string, help: string, value: (f: DownstreamFairness) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['downstream'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const f of (await snapshot()).fairness) {
+          const v = value(f);
+          if (v !== null) this.set({ downstream: f.downstream }, v);
+        }
+      },
+    });
+  perDownstream('tollgate_effective_capacity', 'Capacity in force per downstream (cost units; adaptive capacity may lower it)', (f) => f.capacity);
+  perDownstream('tollgate_fairness_jain', "Jain's fairness index of weight-normalised admissions over the current and previous minute", (f) => f.jain);
+  perDownstream('tollgate_starving_tenants', 'Tenants with waiting work and no admission for longer than observer.starvationMs', (f) => f.starving);
+  const perTenant = (name: string, help: string, value: (a: TenantAllocation & { lastMinuteShare: number }) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['downstream', 'tenant'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const f of (await snapshot()).fairness) {
+          for (const [tenant, a] of Object.entries(f.tenants)) {
+            const v = value(a);
+            if (v !== null) this.set({ downstream: f.downstream, tenant }, v);
+          }
+        }
+      },
+    });
+  perTenant('tollgate_tenant_share', "Tenant's share of the admissions over the current and previous minute", (a) => a.lastMinuteShare);
+  perTenant('tollgate_tenant_entitlement_units', 'Capacity units the policy entitles the tenant to now', (a) => a.entitlement);
+  perTenant('tollgate_tenant_inflight_units', 'Capacity units the tenant holds now', (a) => a.inFlight);
+  new Gauge({
+    name: 'tollgate_tenant_wait_seconds',
+    help: 'Wait in the waiting place of the tenant\'s last 200 admitted jobs, by quantile',
+    labelNames: ['downstream', 'tenant', 'quantile'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const f of (await snapshot()).fairness) {
+        for (const [tenant, a] of Object.entries(f.tenants)) {
+          if (a.waitP50Ms !== null) this.set({ downstream: f.downstream, tenant, quantile: '0.5' }, a.waitP50Ms / 1000);
+          if (a.waitP99Ms !== null) this.set({ downstream: f.downstream, tenant, quantile: '0.99' }, a.waitP99Ms / 1000);
+        }
+      }
     },
   });
   new Counter({

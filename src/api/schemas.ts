@@ -30,6 +30,8 @@ export const JobLocationSchema = z
         since: z.string(),
         reason: z.enum(['capacity', 'rate', 'concurrency', 'period', 'paused', 'throttled']).or(z.string()),
         until: z.string().optional().describe('When it will be looked at again, for time-based reasons'),
+        position: z.number().int().optional().describe("1-based position in its tenant's waiting order on the downstream"),
+        estimatedAdmissionAt: z.string().optional().describe("Estimate from the hold's end and the tenant's recent admission rate"),
       })
       .optional()
       .describe('Set in the waiting place: what holds the job'),

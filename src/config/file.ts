@@ -117,6 +117,8 @@ const ConfigSchema = z
         reconcileMinAgeMs: z.number().int().min(0).default(120_000),
         /** Events another observer read but did not acknowledge for this long are taken over (it died). */
         claimIdleMs: z.number().int().min(100).default(30_000),
+        /** A tenant with waiting work and no admission for this long is starving (metric and warning). */
+        starvationMs: z.number().int().min(100).default(60_000),
         /** How often counters, definitions and period usage are synced between Redis and Postgres. */
         syncIntervalMs: z.number().int().min(100).default(5_000),
         /** Length kept of each execution queue's event stream (BullMQ's default is 10,000). */

@@ -7,6 +7,8 @@ import { gcraTokens } from '../core/gcra';
 import { PERIODS, windowsAt, type Period } from '../core/periods';
 import { rateOf, type QuotaDef } from '../core/quota';
 import type { Governance } from '../redis/governance';
+import type { Policy } from '../core/policy';
+import { allocation, type TenantAllocation } from './allocation';
 
 export interface QuotaUsage {
   quotaId: string;
@@ -22,6 +24,8 @@ export interface TenantUsage {
   tenantId: string;
   quotas: QuotaUsage[];
   waiting: { total: number; byDownstream: Record<string, number> };
+  /** Per downstream: the tenant's entitlement under the policy, what it holds, borrows and waits. */
+  allocation: Record<string, TenantAllocation & { policy: string }>;
 }
 
 const FIELDS: Record<Period, [string, string]> = { hour: ['hw', 'hn'], day: ['dw', 'dn'], month: ['mw', 'mn'] };
@@ -32,9 +36,10 @@ export async function tenantUsage(
   tenantId: string,
   defs: readonly QuotaDef[],
   fallback: QuotaDef,
-  downstreams: readonly string[],
+  policies: ReadonlyArray<{ downstream: string; policy: Policy }>,
   now = Date.now(),
 ): Promise<TenantUsage> {
+  const downstreams = policies.map((p) => p.downstream);
   const windows = windowsAt(now);
   // The default quota shows when it governs something: the tenant has no quota of its own, or it
   // has state under the default (jobs its own quotas do not match).
@@ -71,5 +76,10 @@ export async function tenantUsage(
       total += n;
     }
   }
-  return { tenantId, quotas, waiting: { total, byDownstream } };
+  const alloc: TenantUsage['allocation'] = {};
+  for (const { downstream, policy } of policies) {
+    const a = (await allocation(governance, downstream, policy, [tenantId]))[tenantId]!;
+    alloc[downstream] = { policy: policy.kind, ...a };
+  }
+  return { tenantId, quotas, waiting: { total, byDownstream }, allocation: alloc };
 }

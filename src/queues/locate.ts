@@ -3,6 +3,7 @@
  * the BullMQ job in the place the decision sent it. Used by `GET /api/v1/jobs/:id`.
  */
 import type { Governance } from '../redis/governance';
+import { recentRate } from '../governance/allocation';
 import { execJobId } from '../redis/keys';
 import type { Topology } from './topology';
 
@@ -26,8 +27,16 @@ export interface JobLocation {
   };
   /** Set once the observer saw the execution job end. */
   finished?: { outcome: 'completed' | 'failed' | 'vanished'; at: string };
-  /** Set while the job is in the waiting place: what holds it, and until when if that is known. */
-  waiting?: { since: string; reason: string; until?: string };
+  /** Set while the job is in the waiting place: what holds it, until when, its place in line, an estimate. */
+  waiting?: {
+    since: string;
+    reason: string;
+    until?: string;
+    /** 1-based position in its tenant's waiting order on the downstream. */
+    position?: number;
+    /** Estimated admission time, from the hold's end and the tenant's recent admission rate; absent if unknown. */
+    estimatedAdmissionAt?: string;
+  };
 }
 
 const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
@@ -62,16 +71,32 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
 
   const downstream = record.ds!;
   if (record.st === 'waiting') {
-    const flow = await governance.flowState(downstream, record.t!, record.n!);
+    const [flow, position, samples] = await Promise.all([
+      governance.flowState(downstream, record.t!, record.n!),
+      governance.waitingPosition(downstream, record.t!, record.n!, id),
+      governance.waitSamples(downstream, record.t!),
+    ]);
     // An eligible flow waits for its turn or for capacity of the downstream.
     const reason = flow?.reason ?? 'capacity';
+    // From when its hold ends (or now), at the rate the tenant's jobs have recently left the waiting place.
+    const now = Date.now();
+    const perMs = recentRate(samples, now);
+    const start = flow?.until ?? now;
+    const eta =
+      position === undefined ? undefined : perMs !== undefined ? start + (position - 1) / perMs : position === 1 && flow?.until !== undefined ? start : undefined;
     return {
       ...base,
       place: 'waiting',
       state: flow?.state ?? 'eligible',
       queue: record.q ?? '',
       jobId: id,
-      waiting: { since: iso(record.enq), reason, ...(flow?.until !== undefined ? { until: new Date(flow.until).toISOString() } : {}) },
+      waiting: {
+        since: iso(record.enq),
+        reason,
+        ...(flow?.until !== undefined ? { until: new Date(flow.until).toISOString() } : {}),
+        ...(position !== undefined ? { position } : {}),
+        ...(eta !== undefined ? { estimatedAdmissionAt: new Date(eta).toISOString() } : {}),
+      },
     };
   }
   const queue = topology.exec.get(downstream);

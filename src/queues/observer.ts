@@ -60,6 +60,8 @@ export class Observer {
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<unknown>;
   private readonly now: () => number;
+  /** downstream/tenant pairs currently reported as starving. */
+  private readonly starving = new Set<string>();
 
   constructor(private readonly deps: ObserverDeps) {
     this.now = deps.now ?? Date.now;
@@ -160,6 +162,7 @@ export class Observer {
     const work = (async () => {
       await this.claimAbandoned();
       await this.detectGaps();
+      await this.watchStarvation();
       return this.sweep();
     })();
     this.sweeping = work;
@@ -197,6 +200,28 @@ export class Observer {
         if (c.name !== this.consumer && Number(c.pending) === 0 && Number(c.idle) > 86_400_000) {
           await redis.xgroup('DELCONSUMER', s.key, OBSERVER_GROUP, String(c.name));
           log.debug({ consumer: c.name }, 'removed idle observer consumer');
+        }
+      }
+    }
+  }
+
+  /** Warns once per episode when a tenant with waiting work has not been served for the bound. */
+  private async watchStarvation(): Promise<void> {
+    const { governance, config, log } = this.deps;
+    const bound = this.now() - config.observer.starvationMs;
+    for (const s of this.streams) {
+      const starving = new Set((await governance.queuedTenants(s.downstream)).filter((q) => q.since < bound).map((q) => q.tenantId));
+      for (const tenant of starving) {
+        const key = `${s.downstream}/${tenant}`;
+        if (!this.starving.has(key)) {
+          this.starving.add(key);
+          log.warn({ downstream: s.downstream, tenant, boundMs: config.observer.starvationMs }, 'tenant starving: waiting work and no admission for longer than the bound');
+        }
+      }
+      for (const key of [...this.starving]) {
+        if (key.startsWith(`${s.downstream}/`) && !starving.has(key.slice(s.downstream.length + 1))) {
+          this.starving.delete(key);
+          log.info({ downstream: s.downstream, tenant: key.slice(s.downstream.length + 1) }, 'tenant no longer starving');
         }
       }
     }

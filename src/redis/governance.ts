@@ -248,6 +248,31 @@ export class Governance {
     return true;
   }
 
+  /** The policy the scheduler uses now, as mirrored in Redis (undefined before anything wrote it). */
+  async readPolicy(downstream: string): Promise<Policy | undefined> {
+    const [p, t] = await Promise.all([this.redis.hgetall(this.keys.ds(downstream, 'pol')), this.redis.hgetall(this.keys.ds(downstream, 'pol-t'))]);
+    if (!p.k) return undefined;
+    const tenants: Policy['tenants'] = {};
+    for (const [tenant, raw] of Object.entries(t)) {
+      const v = JSON.parse(raw) as { w?: number; tier?: number; r?: number; bl?: number; ms?: number };
+      tenants[tenant] = {
+        ...(v.w !== undefined ? { weight: v.w } : {}),
+        ...(v.tier !== undefined ? { tier: v.tier } : {}),
+        ...(v.r !== undefined ? { reserve: v.r } : {}),
+        ...(v.bl !== undefined ? { borrowLimit: v.bl } : {}),
+        ...(v.ms !== undefined ? { maxShare: v.ms } : {}),
+      };
+    }
+    return {
+      kind: p.k as Policy['kind'],
+      capacity: Number(p.cap),
+      defaultWeight: Number(p.dw ?? 1),
+      defaultTier: Number(p.dt ?? 1),
+      ...(p.ag !== undefined ? { agingMs: Number(p.ag) } : {}),
+      tenants,
+    };
+  }
+
   /** Capacity in force: the adaptive capacity when one is set, else the policy's. */
   async effectiveCapacity(downstream: string): Promise<number | undefined> {
     const [adaptive, configured] = await Promise.all([
@@ -350,6 +375,45 @@ export class Governance {
   async inFlightByTenant(downstream: string): Promise<Record<string, number>> {
     const raw = await this.redis.hgetall(this.keys.ds(downstream, 'tin'));
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
+  }
+
+  /** Position (1-based) of a waiting job in its tenant's waiting order on a downstream. */
+  async waitingPosition(downstream: string, tenantId: string, name: string, ingressJobId: string): Promise<number | undefined> {
+    const score = await this.redis.zscore(this.keys.ds(downstream, `f:${tenantId}/${name}`), ingressJobId);
+    if (score === null) return undefined;
+    const flows = await this.redis.smembers(this.keys.ds(downstream, `fl:${tenantId}`));
+    const pipe = this.redis.pipeline();
+    for (const f of flows) pipe.zcount(this.keys.ds(downstream, `f:${f}`), '-inf', score);
+    return ((await pipe.exec()) ?? []).reduce((sum, [, n]) => sum + Number(n ?? 0), 0);
+  }
+
+  /** Cost units admitted per minute start (ms), per tenant, for the last `minutes` complete minutes and this one. */
+  async admissionsByMinute(downstream: string, minutes: number, now = this.now()): Promise<Array<{ minute: number; byTenant: Record<string, number> }>> {
+    const current = now - (now % 60_000);
+    const starts = Array.from({ length: minutes + 1 }, (_, i) => current - i * 60_000);
+    const pipe = this.redis.pipeline();
+    for (const m of starts) pipe.hgetall(this.keys.ds(downstream, `adm:${m}`));
+    const res = (await pipe.exec()) ?? [];
+    return starts.map((minute, i) => ({
+      minute,
+      byTenant: Object.fromEntries(Object.entries((res[i]?.[1] ?? {}) as Record<string, string>).map(([t, n]) => [t, Number(n)])),
+    }));
+  }
+
+  /** The tenant's last (up to 200) jobs admitted from the waiting place: when, and after how long a wait. */
+  async waitSamples(downstream: string, tenantId: string): Promise<Array<{ at: number; waitMs: number }>> {
+    return (await this.redis.lrange(this.keys.ds(downstream, `waits:${tenantId}`), 0, -1)).map((v) => {
+      const [at, wait] = v.split(':');
+      return { at: Number(at), waitMs: Number(wait) };
+    });
+  }
+
+  /** Tenants queued for service on a downstream, with when they were last served or became eligible. */
+  async queuedTenants(downstream: string): Promise<Array<{ tenantId: string; since: number }>> {
+    const raw = await this.redis.zrange(this.keys.ds(downstream, 'since'), '0', '-1', 'WITHSCORES');
+    const out: Array<{ tenantId: string; since: number }> = [];
+    for (let i = 0; i < raw.length; i += 2) out.push({ tenantId: raw[i]!, since: Number(raw[i + 1]) });
+    return out;
   }
 
   /** State of a waiting flow: eligible, a timer (reason, until) or parked (reason). */

@@ -17,6 +17,7 @@ beforeEach(async () => {
   h = await createHarness('policies', {
     env: { apiTokens: parseApiTokens(`ops:${ADMIN}:admin`) },
     config: {
+      observer: { blockMs: 200, reconcileIntervalMs: 500, reconcileMinAgeMs: 1000, claimIdleMs: 1000, syncIntervalMs: 500, starvationMs: 800 },
       downstreams: [
         { name: 'scanner', capacity: 20, policy: { kind: 'proportional', tenants: { a: { weight: 1 }, b: { weight: 2 }, c: { weight: 5 } } } },
         { name: 'attestor', capacity: 20, policy: { kind: 'reserved', tenants: { owner: { reserve: 10 } } } },
@@ -126,6 +127,34 @@ it('lets a higher tier go first at the very next release', async () => {
   await waitFor(() => order.includes('gold'), 'gold admitted', 5000, 10);
   // Bronze's queue was ahead by 18 jobs; gold took the first slot that freed.
   expect(order.indexOf('gold')).toBe(2);
+});
+
+it('explains a waiting job: what holds it, its place in line, an estimate; and reports fairness and starvation', async () => {
+  h.worker('exec.policy', async () => new Promise((r) => setTimeout(r, 100)), { concurrency: 10 });
+  const bronze = await h.ingress.addBulk(Array.from({ length: 30 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'bronze', i } })));
+  await waitFor(async () => (await h.queue('exec.policy').getJobCounts('completed')).completed! >= 4, 'a few admissions (for the rate)');
+  const last = bronze.at(-1)!.id!;
+  const loc = (await h.api('GET', `/api/v1/jobs/${last}`, { token: ADMIN })).body;
+  expect(loc).toMatchObject({ place: 'waiting', tenantId: 'bronze', waiting: { reason: 'capacity' } });
+  expect(loc.waiting.position).toBeGreaterThan(10);
+  expect(loc.waiting.position).toBeLessThanOrEqual(26);
+  const eta = Date.parse(loc.waiting.estimatedAdmissionAt);
+  expect(eta).toBeGreaterThan(Date.now());
+  expect(eta).toBeLessThan(Date.now() + 30_000);
+
+  // Gold (tier 0) floods: bronze, still waiting, gets nothing and is reported starving.
+  await h.ingress.addBulk(Array.from({ length: 200 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'gold', i } })));
+  const metrics = await waitFor(async () => {
+    const text = (await (await fetch(`${h.tollgate!.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text());
+    return /tollgate_starving_tenants\{downstream="policy"\} 1/.test(text) ? text : undefined;
+  }, 'bronze reported starving', 10_000, 200);
+  expect(metrics).toMatch(/tollgate_fairness_jain\{downstream="policy"\} 0\.\d+/);
+  expect(metrics).toMatch(/tollgate_tenant_entitlement_units\{downstream="policy",tenant="gold"\} 2/);
+  expect(metrics).toMatch(/tollgate_tenant_entitlement_units\{downstream="policy",tenant="bronze"\} 0/);
+  const usage = (await h.api('GET', '/api/v1/quotas/bronze/usage', { token: ADMIN })).body;
+  expect(usage.allocation.policy).toMatchObject({ policy: 'priority', entitlement: 0, inFlight: 0 });
+  expect(usage.allocation.policy.waiting).toBeGreaterThan(0);
+  expect(usage.allocation.policy.waitP99Ms).toBeGreaterThan(0);
 });
 
 describe('the policies API', () => {

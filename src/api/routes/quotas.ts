@@ -52,6 +52,22 @@ const UsageSchema = z
       }),
     ),
     waiting: z.object({ total: z.number(), byDownstream: z.record(z.string(), z.number()) }),
+    allocation: z
+      .record(
+        z.string(),
+        z.object({
+          policy: z.string(),
+          entitlement: z.number().nullable().describe('Capacity units the policy entitles the tenant to now (null: unlimited)'),
+          inFlight: z.number(),
+          share: z.number().describe('inFlight / capacity'),
+          borrowed: z.number().describe('Units beyond its reserve (reserved policy)'),
+          waiting: z.number(),
+          waitP50Ms: z.number().nullable(),
+          waitP99Ms: z.number().nullable().describe('Over its last 200 jobs admitted from the waiting place'),
+          admittedPerMinute: z.number(),
+        }),
+      )
+      .describe('Per downstream'),
   })
   .meta({ id: 'QuotaUsage' });
 const SummarySchema = z
@@ -285,7 +301,8 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       handler: async ({ params, auth }) => {
         requireTenantReader(auth, params.tenantId);
         const rows = await quotasOfTenant(db(), params.tenantId);
-        return tenantUsage(ctx.redis, ctx.governance, params.tenantId, rows.map(quotaDef), defaultQuota(ctx.config), downstreams);
+        const policies = await ctx.definitions.effectivePolicies();
+        return tenantUsage(ctx.redis, ctx.governance, params.tenantId, rows.map(quotaDef), defaultQuota(ctx.config), policies);
       },
     }),
   ];

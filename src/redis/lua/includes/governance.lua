@@ -535,10 +535,11 @@ local function countAdmission(ctx, ds, tenant, cost)
   end
 end
 
--- A job left the waiting place after `waited` ms: sampled per tenant for wait percentiles.
+-- A job left the waiting place after `waited` ms: sampled per tenant ('<admitted at>:<waited>') for
+-- wait percentiles and the tenant's recent admission rate (estimated admission times).
 local function sampleWait(ctx, ds, tenant, waited)
   local key = dsKey(ctx, ds, 'waits:' .. tenant)
-  rcall('LPUSH', key, math.floor(waited))
+  rcall('LPUSH', key, fmt(ctx.now) .. ':' .. math.floor(waited))
   rcall('LTRIM', key, 0, 199)
 end
 

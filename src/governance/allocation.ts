@@ -1,0 +1,107 @@
+/**
+ * How a downstream's capacity is shared right now: per tenant, what the policy entitles it to, what it
+ * holds, what it borrows, what waits, how long waits take. Read from Redis; used by the usage endpoint,
+ * the fairness metrics, job explanations and backpressure.
+ */
+import { capOf, reserveOf, weightOf, type Policy } from '../core/policy';
+import { jainIndex } from '../core/simulate';
+import type { Governance } from '../redis/governance';
+
+export interface TenantAllocation {
+  /** Capacity units the policy entitles the tenant to now (null: no cap, `unlimited`). */
+  entitlement: number | null;
+  inFlight: number;
+  /** inFlight / capacity. */
+  share: number;
+  /** Units held beyond its reserve (reserved policy). */
+  borrowed: number;
+  waiting: number;
+  waitP50Ms: number | null;
+  waitP99Ms: number | null;
+  /** Cost units admitted per minute, averaged over the last five minutes. */
+  admittedPerMinute: number;
+}
+
+/**
+ * A tenant's recent admission rate (jobs per ms) from its latest admissions out of the waiting place
+ * within `windowMs`; undefined with fewer than two.
+ */
+export function recentRate(samples: ReadonlyArray<{ at: number }>, now: number, windowMs = 300_000): number | undefined {
+  const recent = samples.filter((s) => s.at >= now - windowMs).map((s) => s.at);
+  if (recent.length < 2) return undefined;
+  const span = Math.max(...recent) - Math.min(...recent);
+  return span > 0 ? (recent.length - 1) / span : undefined;
+}
+
+export function percentile(values: readonly number[], q: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+/** Entitlement under the policy given which tenants are active (waiting or running). */
+export function entitlementOf(policy: Policy, tenant: string, active: readonly string[]): number | null {
+  if (policy.kind === 'unlimited') return null;
+  const set = new Set([...active, tenant]);
+  const totalWeight = [...set].reduce((s, t) => s + weightOf(policy, t), 0);
+  let share = (weightOf(policy, tenant) / totalWeight) * policy.capacity;
+  if (policy.kind === 'priority') {
+    // Strict tiers: only the best tier present shares the capacity.
+    const tierOf = (t: string) => policy.tenants[t]?.tier ?? policy.defaultTier;
+    const best = Math.min(...[...set].map(tierOf));
+    if (tierOf(tenant) !== best) share = 0;
+    else {
+      const peers = [...set].filter((t) => tierOf(t) === best);
+      share = (weightOf(policy, tenant) / peers.reduce((s, t) => s + weightOf(policy, t), 0)) * policy.capacity;
+    }
+  }
+  if (policy.kind === 'reserved') share = Math.max(reserveOf(policy, tenant), share);
+  const cap = capOf(policy, tenant);
+  return cap === undefined ? share : Math.min(cap, share);
+}
+
+export async function allocation(governance: Governance, downstream: string, policy: Policy, tenants?: readonly string[]): Promise<Record<string, TenantAllocation>> {
+  const [waiting, inFlight, queued, minutes, capacity] = await Promise.all([
+    governance.waitingByTenant(downstream),
+    governance.inFlightByTenant(downstream),
+    governance.queuedTenants(downstream),
+    governance.admissionsByMinute(downstream, 5),
+    governance.effectiveCapacity(downstream),
+  ]);
+  const effective: Policy = { ...policy, capacity: capacity ?? policy.capacity };
+  const active = [...new Set([...Object.keys(waiting), ...Object.keys(inFlight), ...queued.map((q) => q.tenantId)])];
+  const out: Record<string, TenantAllocation> = {};
+  for (const t of tenants ?? active) {
+    const waits = (await governance.waitSamples(downstream, t)).map((w) => w.waitMs);
+    const held = inFlight[t] ?? 0;
+    const perMinute = minutes.slice(1).reduce((s, m) => s + (m.byTenant[t] ?? 0), 0) / 5;
+    out[t] = {
+      entitlement: entitlementOf(effective, t, active),
+      inFlight: held,
+      share: effective.capacity > 0 ? held / effective.capacity : 0,
+      borrowed: effective.kind === 'reserved' ? Math.max(0, held - reserveOf(effective, t)) : 0,
+      waiting: waiting[t] ?? 0,
+      waitP50Ms: percentile(waits, 0.5),
+      waitP99Ms: percentile(waits, 0.99),
+      admittedPerMinute: perMinute,
+    };
+  }
+  return out;
+}
+
+/**
+ * Jain's index of weight-normalised admissions over the recent window (the current minute and the one
+ * before), with each tenant's share of them (null: nothing admitted).
+ */
+export async function fairnessIndex(governance: Governance, downstream: string, policy: Policy): Promise<{ jain: number | null; shares: Record<string, number> }> {
+  const buckets = await governance.admissionsByMinute(downstream, 1);
+  const sums = new Map<string, number>();
+  for (const b of buckets) for (const [t, n] of Object.entries(b.byTenant)) sums.set(t, (sums.get(t) ?? 0) + n);
+  const entries = [...sums];
+  const total = entries.reduce((s, [, n]) => s + n, 0);
+  if (total === 0) return { jain: null, shares: {} };
+  return {
+    jain: jainIndex(entries.map(([t, n]) => n / weightOf(policy, t))),
+    shares: Object.fromEntries(entries.map(([t, n]) => [t, n / total])),
+  };
+}
