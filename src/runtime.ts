@@ -27,6 +27,7 @@ import { Governance } from './redis/governance';
 import { Keys } from './redis/keys';
 import { GovernanceSync } from './governance/sync';
 import { adoptLiveJobs } from './governance/adopt';
+import { AdaptiveCapacity } from './governance/adaptive';
 import { Definitions } from './governance/definitions';
 
 export type Role = 'gate' | 'observer' | 'api';
@@ -194,11 +195,14 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
       observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset });
       await observer.start();
+      const adaptive = new AdaptiveCapacity(redis, governance, config.downstreams, obsLog, metrics, now);
+      await adaptive.start();
       // Counters sync with Postgres once migrations are in; until then there is no table to use.
       void migrating.then(() => {
         if (!closing) sync.start();
       });
       phases.observer.push(async () => {
+        adaptive.close();
         await observer!.close();
         blockingRedis.disconnect();
         if (migrated) await sync.close();

@@ -9,6 +9,7 @@ import { PolicyInputSchema } from '../contracts/policies';
 import { QuotaLimitsSchema } from '../contracts/quotas';
 import { TollgateError } from '../errors';
 import type { Policy } from '../core/policy';
+import type { AimdConfig } from '../core/aimd';
 import { toPolicy } from '../config/policies';
 
 const QUEUE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
@@ -25,6 +26,19 @@ const DownstreamSchema = z.strictObject({
   capacity: z.number().int().positive(),
   /** Allocation policy when capacity binds; default proportional with equal weights. */
   policy: PolicyInputSchema.optional(),
+  /** Adaptive capacity: between `floor` and `capacity` (the ceiling), by AIMD on latency and failures. */
+  adaptive: z
+    .strictObject({
+      floor: z.number().int().min(1),
+      /** p90 of admission-to-completion latency above this cuts capacity. */
+      targetLatencyMs: z.number().int().min(1),
+      maxFailureRate: z.number().min(0).max(1).default(0.2),
+      decreaseFactor: z.number().gt(0).lt(1).default(0.7),
+      increaseStep: z.number().int().min(1).default(1),
+      intervalMs: z.number().int().min(50).default(5_000),
+      minSamples: z.number().int().min(1).default(10),
+    })
+    .optional(),
 });
 
 const RoutingRuleSchema = z.strictObject({
@@ -152,6 +166,9 @@ const ConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['downstreams', i, 'queue'], message: `queue "${q}" is already used by ${clash}` });
       }
       queues.set(q, `downstreams[${i}]`);
+      if (d.adaptive && d.adaptive.floor > (d.policy?.capacity ?? d.capacity)) {
+        ctx.addIssue({ code: 'custom', path: ['downstreams', i, 'adaptive', 'floor'], message: `must not exceed the capacity (${d.policy?.capacity ?? d.capacity})` });
+      }
       if (d.policy?.kind === 'reserved') {
         const total = Object.values(d.policy.tenants ?? {}).reduce((sum, t) => sum + (t.reserve ?? 0), 0);
         const cap = d.policy.capacity ?? d.capacity;
@@ -179,6 +196,7 @@ export interface DownstreamConfig {
   queue: string;
   capacity: number;
   policy: Policy;
+  adaptive?: AimdConfig & { intervalMs: number };
 }
 
 export type Config = Omit<ParsedConfig, 'downstreams'> & { downstreams: DownstreamConfig[] };
@@ -205,6 +223,7 @@ export function parseConfig(value: unknown, source = 'config'): Config {
       queue: d.queue ?? `exec.${d.name}`,
       capacity: d.capacity,
       policy: toPolicy(d.policy ?? { kind: 'proportional' }, d.capacity),
+      ...(d.adaptive ? { adaptive: { ...d.adaptive, ceiling: d.policy?.capacity ?? d.capacity } } : {}),
     })),
   };
 }

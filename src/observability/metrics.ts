@@ -54,6 +54,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly capacityAdjustments = new Counter({
+    name: 'tollgate_capacity_adjustments_total',
+    help: 'Changes of adaptive capacity, by downstream and reason (increase, latency, failures)',
+    labelNames: ['downstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_process_' });
   }

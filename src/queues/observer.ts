@@ -131,8 +131,8 @@ export class Observer {
   private async apply(stream: StreamInfo, entries: StreamEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const { governance, metrics, failpoints, redis } = this.deps;
-    const releases: Array<{ ingressJobId: string; outcome: Outcome; actualCost?: number }> = [];
-    for (const [, fields] of entries) {
+    const releases: Array<{ ingressJobId: string; outcome: Outcome; actualCost?: number; endedAt?: number }> = [];
+    for (const [entryId, fields] of entries) {
       const ev = fieldsOf(fields);
       const event = ev.event ?? 'unknown';
       metrics.observerEvents.inc({ downstream: stream.downstream, event });
@@ -140,7 +140,8 @@ export class Observer {
       const ingressJobId = ev.jobId ? ingressIdOf(ev.jobId) : undefined;
       if (outcome && ingressJobId !== undefined) {
         const actualCost = event === 'completed' ? reportedCost(ev.returnvalue) : undefined;
-        releases.push({ ingressJobId, outcome, ...(actualCost !== undefined ? { actualCost } : {}) });
+        // The stream entry id starts with the time BullMQ wrote the event: when the job ended.
+        releases.push({ ingressJobId, outcome, endedAt: Number(entryId.split('-')[0]), ...(actualCost !== undefined ? { actualCost } : {}) });
       }
     }
     if (releases.length > 0) {

@@ -138,10 +138,10 @@ export class Governance {
    */
   async release(
     downstream: string,
-    items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome; actualCost?: number }>,
+    items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome; actualCost?: number; endedAt?: number }>,
   ): Promise<{ released: boolean[]; wake: string[] }> {
     const args: Arg[] = [...this.context(), downstream, this.downstreams.join(',')];
-    for (const it of items) args.push(it.ingressJobId, it.outcome, it.actualCost ?? '');
+    for (const it of items) args.push(it.ingressJobId, it.outcome, it.actualCost ?? '', it.endedAt ?? '');
     const out = await this.scripts.release([this.keys.inflight(downstream)], args);
     const wake = String(out[out.length - 1] ?? '');
     return { released: out.slice(0, -1).map((n) => n === 1), wake: wake === '' ? [] : wake.split(',') };

@@ -14,7 +14,8 @@
     KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
     ARGV[1..12]  governance context (see intake)
     ARGV[13] downstream   ARGV[14] every downstream of the slot, comma-separated
-    ARGV[15..] per job, 3 values: ingress id, outcome ('completed' | 'failed' | 'vanished'), actual cost or ''
+    ARGV[15..] per job, 4 values: ingress id, outcome ('completed' | 'failed' | 'vanished'), actual cost or '',
+               when it ended (ms: the event's time) or ''
 
   Output: { released per job (1/0)..., downstreams whose scheduler should look again (comma-separated) }
     A downstream is named when a flow of it was woken, or when it is this job's downstream (capacity came
@@ -39,12 +40,16 @@ local function settle(qk, tenant, delta)
   if st.iv and st.tat > 0 then rcall('HSET', st.key, 'tat', fmt(st.tat + delta * st.iv)) end
 end
 
+-- Outcomes feed adaptive capacity, when the downstream has it: '<at>:<latency ms>:<failed 0/1>'.
+local observe = rcall('EXISTS', dsKey(ctx, ds, 'obs-on')) == 1
+local obsKey = dsKey(ctx, ds, 'obs')
+
 local out = {}
 local wake = {}
-for i = CONTEXT_ARGS + 3, #ARGV, 3 do
-  local id, outcome, actual = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for i = CONTEXT_ARGS + 3, #ARGV, 4 do
+  local id, outcome, actual, endedAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]) or ctx.now
   local rec = ctx.G .. 'rec:' .. id
-  local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost')
+  local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at')
   local leased = outcome == 'vanished' and rcall('ZSCORE', dsKey(ctx, ds, 'promoting'), id)
   local wasInflight = 0
   if not leased then wasInflight = rcall('ZREM', inflight, id) end
@@ -68,6 +73,12 @@ for i = CONTEXT_ARGS + 3, #ARGV, 3 do
       if v[3] then
         refundCapacity(ctx, ds, v[3], cost)
         retier(ctx, ds, v[3])
+      end
+      if observe and outcome ~= 'vanished' and v[5] then
+        local failed = 0
+        if outcome == 'failed' then failed = 1 end
+        rcall('LPUSH', obsKey, fmt(ctx.now) .. ':' .. math.max(0, math.floor(endedAt - tonumber(v[5]))) .. ':' .. failed)
+        rcall('LTRIM', obsKey, 0, 1999)
       end
     end
     rcall('HINCRBY', stats, outcome, 1)
