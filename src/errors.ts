@@ -81,6 +81,11 @@ export const ERRORS = {
     reason: 'expired',
     doc: 'The job was still waiting when its deadline (its own, or its job type\'s TTL) passed; it is never run late.',
   },
+  TG_ERR_SHED: {
+    status: 503,
+    reason: 'shed',
+    doc: "The downstream's waiting place was over its shedding mark and this job was among the lowest priorities (`downstreams[].shedding`).",
+  },
   TG_ERR_BACKLOG_FULL: {
     status: 429,
     reason: 'tenant-backlog-full',

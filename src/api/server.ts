@@ -13,6 +13,7 @@ import { queueRoutes } from './routes/queues';
 import { quotaRoutes } from './routes/quotas';
 import { throttleRoutes } from './routes/throttles';
 import { policyRoutes } from './routes/policies';
+import { backpressureRoutes } from './routes/backpressure';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -29,6 +30,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...quotaRoutes(ctx),
     ...throttleRoutes(ctx),
     ...policyRoutes(ctx),
+    ...backpressureRoutes(ctx),
     ...metaRoutes(ctx, openapi),
     ...dashboardRoutes(),
   );

@@ -26,6 +26,17 @@ const DownstreamSchema = z.strictObject({
   capacity: z.number().int().positive(),
   /** Allocation policy when capacity binds; default proportional with equal weights. */
   policy: PolicyInputSchema.optional(),
+  /** Load shedding: above `high` waiting jobs, shed the lowest priorities until below `low`. */
+  shedding: z
+    .strictObject({
+      high: z.number().int().min(1),
+      low: z.number().int().min(0),
+      /** dead-letter (reason `shed`), or set the job aside for `delayMs` and then put it back. */
+      action: z.enum(['dead-letter', 'delay']).default('dead-letter'),
+      delayMs: z.number().int().min(1).default(600_000),
+    })
+    .refine((s) => s.low < s.high, { message: 'low must be below high', path: ['low'] })
+    .optional(),
   /** Adaptive capacity: between `floor` and `capacity` (the ceiling), by AIMD on latency and failures. */
   adaptive: z
     .strictObject({
@@ -197,6 +208,7 @@ export interface DownstreamConfig {
   capacity: number;
   policy: Policy;
   adaptive?: AimdConfig & { intervalMs: number };
+  shedding?: { high: number; low: number; action: 'dead-letter' | 'delay'; delayMs: number };
 }
 
 export type Config = Omit<ParsedConfig, 'downstreams'> & { downstreams: DownstreamConfig[] };
@@ -224,6 +236,7 @@ export function parseConfig(value: unknown, source = 'config'): Config {
       capacity: d.capacity,
       policy: toPolicy(d.policy ?? { kind: 'proportional' }, d.capacity),
       ...(d.adaptive ? { adaptive: { ...d.adaptive, ceiling: d.policy?.capacity ?? d.capacity } } : {}),
+      ...(d.shedding ? { shedding: d.shedding } : {}),
     })),
   };
 }

@@ -63,7 +63,16 @@ export class Gate {
     });
     const ds = (name: string) => topology.downstreams.get(name)!;
     this.intake = new MicroBatcher((d, items) => governance.intake(d, ds(d).queue, ds(d).capacity, items), config.gate.maxBatch);
-    this.enqueue = new MicroBatcher((d, items) => governance.enqueue(d, ds(d).queue, items, config.tenantLimits), config.gate.maxBatch);
+    this.enqueue = new MicroBatcher(async (d, items) => {
+      const { codes, shed } = await governance.enqueue(d, ds(d).queue, items, {
+        backlog: config.tenantLimits,
+        ...(ds(d).shedding ? { shedding: ds(d).shedding } : {}),
+        leaseMs: config.scheduler.leaseMs,
+      });
+      // Jobs shed to make room may have waited for a while: their dead-letter adds are leased too.
+      if (shed.length > 0) await deps.scheduler.deadLetter(d, shed.map((j) => ({ ...j, code: 'TG_ERR_SHED' as const })));
+      return codes;
+    }, config.gate.maxBatch);
   }
 
   start(): void {

@@ -100,15 +100,17 @@ export class Scheduler {
     const capacity = topology.downstreams.get(downstream)!.capacity;
     try {
       for (let more = true; more && !this.closed; ) {
+        const shedding = topology.downstreams.get(downstream)!.shedding;
         const res = await governance.drain(downstream, {
           capacity,
           maxAdmit: config.scheduler.maxAdmitPerCall,
           leaseMs: config.scheduler.leaseMs,
           maxEvaluations: config.scheduler.maxEvaluationsPerCall,
+          ...(shedding ? { shedLow: shedding.low } : {}),
         });
         await failpoints.hit('scheduler.after-drain');
         if (res.admitted.length > 0) await this.promote(downstream, res.admitted);
-        for (const r of res.refused) await this.refuse(downstream, r.id, r.payload, r.message, r.code as RejectionCode);
+        if (res.refused.length > 0) await this.deadLetter(downstream, res.refused.map((r) => ({ ...r, code: r.code as RejectionCode })));
         this.schedule(downstream, lane, res.nextWake);
         more = res.more;
       }
@@ -137,17 +139,27 @@ export class Scheduler {
     );
   }
 
-  private async refuse(downstream: string, id: string, payload: string, message: string, code: RejectionCode): Promise<void> {
-    const p = decodePayload(payload);
-    const tenantId = readPath({ data: p.data }, this.deps.config.tenant.idPath);
-    await addDeadLetter(this.deps.topology, {
-      ingressJobId: id,
-      code,
-      message,
+  /** Adds jobs refused out of the waiting place to the dead-letter queue, then ends their leases. */
+  async deadLetter(downstream: string, refused: ReadonlyArray<{ id: string; payload: string; message: string; code: RejectionCode }>): Promise<void> {
+    await Promise.all(
+      refused.map(async ({ id, payload, message, code }) => {
+        const p = decodePayload(payload);
+        const tenantId = readPath({ data: p.data }, this.deps.config.tenant.idPath);
+        await addDeadLetter(this.deps.topology, {
+          ingressJobId: id,
+          code,
+          message,
+          downstream,
+          ...(typeof tenantId === 'string' ? { tenantId } : {}),
+          job: { name: p.name, data: p.data, opts: p.opts as Record<string, unknown> },
+        });
+      }),
+    );
+    await this.deps.governance.confirm(
       downstream,
-      ...(typeof tenantId === 'string' ? { tenantId } : {}),
-      job: { name: p.name, data: p.data, opts: p.opts as Record<string, unknown> },
-    });
+      refused.map((r) => r.id),
+      'dead-letter',
+    );
   }
 
   /** Arms the downstream's timer for `at` (earliest wins), so a due token or lease is not missed. */

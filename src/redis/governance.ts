@@ -101,20 +101,48 @@ export class Governance {
     return raw.map((r) => (r[0] === 'X' || r[0] === 'D' ? { code: r[0], message: r.slice(1) } : { code: r as 'A' }));
   }
 
-  /** Stores waiting jobs; per job 'S' stored, 'E' known already, 'B' refused (the tenant's backlog is full). */
+  /**
+   * Stores waiting jobs; per job 'S' stored, 'E' known already, 'B' refused (the tenant's backlog is
+   * full). `shed`: jobs load shedding dead-lettered (from this batch or waiting before), to be added to
+   * the dead-letter queue and confirmed.
+   */
   async enqueue(
     downstream: string,
     queue: string,
     items: readonly WaitItem[],
-    backlog: { maxWaiting?: number; onBacklogFull: 'reject' | 'keep' } = { onBacklogFull: 'keep' },
-  ): Promise<Array<'S' | 'E' | 'B'>> {
-    const args = [...this.context(), downstream, queue, backlog.maxWaiting ?? '', backlog.onBacklogFull];
+    opts: {
+      backlog?: { maxWaiting?: number; onBacklogFull: 'reject' | 'keep' };
+      shedding?: { high: number; low: number; action: 'dead-letter' | 'delay'; delayMs: number };
+      leaseMs?: number;
+    } = {},
+  ): Promise<{ codes: Array<'S' | 'E' | 'B'>; shed: Array<{ id: string; payload: string; message: string }> }> {
+    const b = opts.backlog;
+    const sh = opts.shedding;
+    const args = [
+      ...this.context(),
+      downstream,
+      queue,
+      b?.maxWaiting ?? '',
+      b?.onBacklogFull ?? 'keep',
+      sh?.high ?? '',
+      sh?.low ?? '',
+      sh?.action ?? 'dead-letter',
+      sh?.delayMs ?? 0,
+      opts.leaseMs ?? 30_000,
+    ];
     for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost, it.priority, it.payload, it.deadline ?? '');
-    return (await this.scripts.enqueue([this.keys.inflight(downstream)], args)) as unknown as Array<'S' | 'E' | 'B'>;
+    const raw = await this.scripts.enqueue([this.keys.inflight(downstream)], args);
+    const sep = raw.indexOf('|');
+    const shed: Array<{ id: string; payload: string; message: string }> = [];
+    for (let i = sep + 1; i < raw.length; i += 3) shed.push({ id: raw[i]!, payload: raw[i + 1]!, message: raw[i + 2]! });
+    return { codes: raw.slice(0, sep) as Array<'S' | 'E' | 'B'>, shed };
   }
 
-  async drain(downstream: string, opts: { capacity: number; maxAdmit: number; leaseMs: number; maxEvaluations: number }): Promise<DrainResult> {
-    const args = [...this.context(), downstream, opts.capacity, opts.maxAdmit, opts.leaseMs, opts.maxEvaluations];
+  async drain(
+    downstream: string,
+    opts: { capacity: number; maxAdmit: number; leaseMs: number; maxEvaluations: number; shedLow?: number },
+  ): Promise<DrainResult> {
+    const args = [...this.context(), downstream, opts.capacity, opts.maxAdmit, opts.leaseMs, opts.maxEvaluations, opts.shedLow ?? ''];
     const raw = (await this.scripts.drain([this.keys.inflight(downstream)], args)) as Array<string | number>;
     const nextWake = Number(raw[0]);
     const sep = raw.indexOf('|', 2);
@@ -127,9 +155,10 @@ export class Governance {
     return { ...(nextWake >= 0 ? { nextWake } : {}), more: Number(raw[1]) === 1, admitted, refused };
   }
 
-  async confirm(downstream: string, ids: readonly string[]): Promise<number> {
+  /** Ends the leases of jobs added where they go: their execution queue, or the dead-letter queue. */
+  async confirm(downstream: string, ids: readonly string[], to: 'exec' | 'dead-letter' = 'exec'): Promise<number> {
     if (ids.length === 0) return 0;
-    return this.scripts.confirm([this.keys.ds(downstream, 'promoting')], [this.keys.gov, ...ids]);
+    return this.scripts.confirm([this.keys.ds(downstream, to === 'exec' ? 'promoting' : 'dlpending')], [this.keys.gov, ...ids]);
   }
 
   /**
@@ -369,6 +398,16 @@ export class Governance {
   async waitingByTenant(downstream: string): Promise<Record<string, number>> {
     const raw = await this.redis.hgetall(this.keys.ds(downstream, 'wc'));
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
+  }
+
+  /** Jobs in a downstream's waiting place. */
+  async waitingTotal(downstream: string): Promise<number> {
+    return Number((await this.redis.get(this.keys.ds(downstream, 'wtotal'))) ?? 0);
+  }
+
+  /** Whether load shedding is on for a downstream. */
+  async isShedding(downstream: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.ds(downstream, 'shedding'))) === 1;
   }
 
   /** Cost units in flight per tenant on a downstream. */

@@ -1,9 +1,10 @@
 --[[
-  Confirms that admitted jobs from the waiting place were added to their execution queue: their
-  promotion lease ends and the stored payload is dropped.
+  Confirms that jobs leased out of the waiting place were added where they go: to their execution
+  queue (KEYS[1] = the promotion leases) or to the dead-letter queue (KEYS[1] = the dead-letter
+  leases). The lease ends and the stored payload is dropped.
 
   Input:
-    KEYS[1] <G>ds:<ds>:promoting (zset)
+    KEYS[1] <G>ds:<ds>:promoting or <G>ds:<ds>:dlpending (zset)
     ARGV[1] G    ARGV[2..] ingress ids
 
   Output: number of leases ended

@@ -16,6 +16,7 @@
     ARGV[1..12]  governance context (see intake)
     ARGV[13] downstream   ARGV[14] capacity   ARGV[15] max admissions   ARGV[16] lease (ms)
     ARGV[17] max evaluations (bounds the script's run time)
+    ARGV[18] shedding stops below this many waiting jobs ('' = no shedding)
 
   Output: { nextWake (ms, -1 none), more (0/1), admitted: id, payload, ..., '|', refused: id, payload, message, code, ... }
 ]]
@@ -46,6 +47,21 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', promoting, '-inf', fmt(now), 'LIMIT',
   end
 end
 
+-- 1b. Refusals whose dead-letter add was never confirmed (their scheduler died): returned again.
+local dlpending = dsKey(ctx, ds, 'dlpending')
+for _, id in ipairs(rcall('ZRANGEBYSCORE', dlpending, '-inf', fmt(now), 'LIMIT', 0, maxAdmit)) do
+  local r = rcall('HMGET', ctx.G .. 'rec:' .. id, 'st', 'p', 'msg', 'code')
+  if r[1] == 'dead' and r[2] then
+    rcall('ZADD', dlpending, fmt(now + lease), id)
+    refused[#refused + 1] = id
+    refused[#refused + 1] = r[2]
+    refused[#refused + 1] = r[3] or ''
+    refused[#refused + 1] = r[4] or 'TG_ERR_QUOTA_EXCEEDED'
+  else
+    rcall('ZREM', dlpending, id)
+  end
+end
+
 -- 2. Deadlines: a job still waiting past its deadline is refused ('expired'), never run late.
 local deadlines = dsKey(ctx, ds, 'deadlines')
 for _, id in ipairs(rcall('ZRANGEBYSCORE', deadlines, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
@@ -55,14 +71,37 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', deadlines, '-inf', fmt(now), 'LIMIT',
   if r[1] == 'waiting' then
     local flow = flowOf(r[2], r[3])
     rcall('ZREM', dsKey(ctx, ds, 'f:' .. flow), id)
-    decWaiting(ctx, ds, r[2])
+    decWaiting(ctx, ds, r[2], id)
     local msg = 'still waiting at its deadline ' .. r[5] .. ' (ms since the epoch); not run late'
-    recordDead(ctx, id, ds, r[2], 'expired', 'TG_ERR_EXPIRED', msg)
+    recordDead(ctx, id, ds, r[2], 'expired', 'TG_ERR_EXPIRED', msg, now + lease)
     afterHeadLeft(ctx, ds, flow)
     refused[#refused + 1] = id
     refused[#refused + 1] = r[4] or ''
     refused[#refused + 1] = msg
     refused[#refused + 1] = 'TG_ERR_EXPIRED'
+  end
+end
+
+-- 2b. Jobs set aside by load shedding ('delay') whose delay is over go back to their flow.
+local shedSet = dsKey(ctx, ds, 'shed')
+for _, id in ipairs(rcall('ZRANGEBYSCORE', shedSet, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
+  rcall('ZREM', shedSet, id)
+  local rec = ctx.G .. 'rec:' .. id
+  local r = rcall('HMGET', rec, 'st', 't', 'n', 'sc', 'dl')
+  if r[1] == 'shed' then
+    local flow = flowOf(r[2], r[3])
+    rcall('HSET', rec, 'st', 'waiting')
+    rcall('ZADD', dsKey(ctx, ds, 'f:' .. flow), r[4], id)
+    rcall('SADD', dsKey(ctx, ds, 'fl:' .. r[2]), flow)
+    rcall('HINCRBY', dsKey(ctx, ds, 'wc'), r[2], 1)
+    rcall('INCR', dsKey(ctx, ds, 'wtotal'))
+    if ARGV[18] ~= '' then rcall('ZADD', dsKey(ctx, ds, 'bypri'), r[4], id) end
+    if r[5] then rcall('ZADD', deadlines, r[5], id) end
+    if rcall('HGET', dsKey(ctx, ds, 'fst'), flow) ~= 'e' then makeEligible(ctx, ds, flow)
+    else
+      local head = rcall('ZRANGE', dsKey(ctx, ds, 'f:' .. flow), 0, 0, 'WITHSCORES')
+      rcall('ZADD', dsKey(ctx, ds, 'tf:' .. r[2]), head[2], flow)
+    end
   end
 end
 
@@ -108,7 +147,7 @@ while nAdmitted < maxAdmit do
           take(ctx, v, cost)
           chargeCapacity(ctx, ds, tenant, cost)
           rcall('ZREM', f, id)
-          decWaiting(ctx, ds, tenant)
+          decWaiting(ctx, ds, tenant, id)
           rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id)
           rcall('ZREM', deadlines, id)
           countAdmission(ctx, ds, tenant, cost)
@@ -129,9 +168,9 @@ while nAdmitted < maxAdmit do
           blockFlow(ctx, ds, flow, v.r, v.u)
         else
           rcall('ZREM', f, id)
-          decWaiting(ctx, ds, tenant)
+          decWaiting(ctx, ds, tenant, id)
           local payload = r[2] or ''
-          recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
+          recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg, now + lease)
           rcall('ZREM', deadlines, id)
           afterHeadLeft(ctx, ds, flow)
           refused[#refused + 1] = id
@@ -146,10 +185,15 @@ end
 if fresh > 0 then rcall('HINCRBY', stats, 'admitted', fresh) end
 if nAdmitted >= maxAdmit then more = 1 end
 
+-- Shedding stops once the waiting place is back below the low mark.
+if ARGV[18] ~= '' and (tonumber(rcall('GET', dsKey(ctx, ds, 'wtotal'))) or 0) < tonumber(ARGV[18]) then
+  rcall('DEL', dsKey(ctx, ds, 'shedding'))
+end
+
 local nextWake = -1
 local t = rcall('ZRANGE', timers, 0, 0, 'WITHSCORES')
 if #t > 0 then nextWake = tonumber(t[2]) end
-for _, key in ipairs({ promoting, deadlines }) do
+for _, key in ipairs({ promoting, deadlines, shedSet, dlpending }) do
   local first = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
   if #first > 0 and (nextWake < 0 or tonumber(first[2]) < nextWake) then nextWake = tonumber(first[2]) end
 end

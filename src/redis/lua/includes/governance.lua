@@ -543,10 +543,12 @@ local function sampleWait(ctx, ds, tenant, waited)
   rcall('LTRIM', key, 0, 199)
 end
 
--- One job left the waiting place of `tenant` on `ds`.
-local function decWaiting(ctx, ds, tenant)
+-- One job left the waiting place of `tenant` on `ds` (and the shedding index, if it was in it).
+local function decWaiting(ctx, ds, tenant, id)
   local key = dsKey(ctx, ds, 'wc')
   if rcall('HINCRBY', key, tenant, -1) <= 0 then rcall('HDEL', key, tenant) end
+  if rcall('DECR', dsKey(ctx, ds, 'wtotal')) < 0 then rcall('SET', dsKey(ctx, ds, 'wtotal'), 0) end
+  if id then rcall('ZREM', dsKey(ctx, ds, 'bypri'), id) end
 end
 
 -- Reads the context arguments every governance script starts with: G, now, retention, 9 window values.
@@ -558,13 +560,20 @@ local function contextFromArgs()
 end
 local CONTEXT_ARGS = 12
 
--- Records a refusal (dead-letter) in the job's record and the counters, once.
-local function recordDead(ctx, id, ds, tenant, reason, code, msg)
+-- Records a refusal (dead-letter) in the job's record and the counters, once. A job refused from the
+-- waiting place has no ingress job left to retry its dead-letter add, so it gets a lease like a
+-- promotion (`leaseUntil`): the payload stays until the add is confirmed (confirm-1.lua), and an
+-- expired lease returns it from the next drain.
+local function recordDead(ctx, id, ds, tenant, reason, code, msg, leaseUntil)
   local rec = ctx.G .. 'rec:' .. id
   rcall('HSET', rec, 'st', 'dead', 'reason', reason, 'code', code, 'msg', msg, 'at', fmt(ctx.now))
   if tenant and tenant ~= '' then rcall('HSET', rec, 't', tenant) end
   if ds and ds ~= '' then rcall('HSET', rec, 'ds', ds) end
-  rcall('HDEL', rec, 'p')
+  if leaseUntil then
+    rcall('ZADD', dsKey(ctx, ds, 'dlpending'), fmt(leaseUntil), id)
+  else
+    rcall('HDEL', rec, 'p')
+  end
   rcall('PEXPIRE', rec, ctx.retention)
   local stats = (ds and ds ~= '') and dsKey(ctx, ds, 'stats') or (ctx.G .. 'unrouted:stats')
   rcall('HINCRBY', stats, 'dead:' .. reason, 1)
