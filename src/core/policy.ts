@@ -130,3 +130,25 @@ export function owedReserve(p: Policy, candidates: readonly Candidate[], except:
   for (const c of candidates) if (c.tenant !== except) owed += Math.max(0, reserveOf(p, c.tenant) - c.inflight);
   return owed;
 }
+
+/** Entitlement under the policy given which tenants are active (waiting or running). */
+export function entitlementOf(policy: Policy, tenant: string, active: readonly string[]): number | null {
+  if (policy.kind === 'unlimited') return null;
+  const set = new Set([...active, tenant]);
+  const totalWeight = [...set].reduce((s, t) => s + weightOf(policy, t), 0);
+  let share = (weightOf(policy, tenant) / totalWeight) * policy.capacity;
+  if (policy.kind === 'priority') {
+    // Strict tiers: only the best tier present shares the capacity.
+    const tierOf = (t: string) => policy.tenants[t]?.tier ?? policy.defaultTier;
+    const best = Math.min(...[...set].map(tierOf));
+    if (tierOf(tenant) !== best) share = 0;
+    else {
+      const peers = [...set].filter((t) => tierOf(t) === best);
+      share = (weightOf(policy, tenant) / peers.reduce((s, t) => s + weightOf(policy, t), 0)) * policy.capacity;
+    }
+  }
+  if (policy.kind === 'reserved') share = Math.max(reserveOf(policy, tenant), share);
+  const cap = capOf(policy, tenant);
+  return cap === undefined ? share : Math.min(cap, share);
+}
+

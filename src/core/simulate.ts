@@ -5,7 +5,7 @@
  * endpoint (`POST /api/v1/policies/:downstream/simulate`), and by the scheduler's tests.
  */
 import { FairQueue } from './fair-queue';
-import { weightOf, type Policy } from './policy';
+import { entitlementOf, weightOf, type Policy } from './policy';
 
 export interface Arrival {
   /** ms from the start. */
@@ -32,7 +32,7 @@ export interface SimResult {
       costAdmitted: number;
       /** Share of all cost units admitted. */
       share: number;
-      /** Weight share among tenants that had waiting work at some point. */
+      /** Share of capacity the policy entitles it to, among tenants that had waiting work (src/core/policy.ts). */
       entitlement: number;
       waitP50Ms: number | null;
       waitP99Ms: number | null;
@@ -118,7 +118,6 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
 
   const totalCost = [...admitted.values()].reduce((s, a) => s + a.cost, 0);
   const active = [...hadWork];
-  const totalWeight = active.reduce((s, t) => s + weightOf(policy, t), 0);
   const out: SimResult['tenants'] = {};
   for (const t of tenants) {
     const w = [...waits.get(t.id)!].sort((a, b) => a - b);
@@ -127,7 +126,7 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
       admitted: a.n,
       costAdmitted: a.cost,
       share: totalCost === 0 ? 0 : a.cost / totalCost,
-      entitlement: hadWork.has(t.id) && totalWeight > 0 ? weightOf(policy, t.id) / totalWeight : 0,
+      entitlement: hadWork.has(t.id) ? (entitlementOf(policy, t.id, active) ?? policy.capacity) / policy.capacity : 0,
       waitP50Ms: percentile(w, 0.5),
       waitP99Ms: percentile(w, 0.99),
       stillWaiting: queue.waiting(t.id),

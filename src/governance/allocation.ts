@@ -3,7 +3,7 @@
  * holds, what it borrows, what waits, how long waits take. Read from Redis; used by the usage endpoint,
  * the fairness metrics, job explanations and backpressure.
  */
-import { capOf, reserveOf, weightOf, type Policy } from '../core/policy';
+import { entitlementOf, reserveOf, weightOf, type Policy } from '../core/policy';
 import { jainIndex } from '../core/simulate';
 import type { Governance } from '../redis/governance';
 
@@ -37,27 +37,6 @@ export function percentile(values: readonly number[], q: number): number | null 
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-}
-
-/** Entitlement under the policy given which tenants are active (waiting or running). */
-export function entitlementOf(policy: Policy, tenant: string, active: readonly string[]): number | null {
-  if (policy.kind === 'unlimited') return null;
-  const set = new Set([...active, tenant]);
-  const totalWeight = [...set].reduce((s, t) => s + weightOf(policy, t), 0);
-  let share = (weightOf(policy, tenant) / totalWeight) * policy.capacity;
-  if (policy.kind === 'priority') {
-    // Strict tiers: only the best tier present shares the capacity.
-    const tierOf = (t: string) => policy.tenants[t]?.tier ?? policy.defaultTier;
-    const best = Math.min(...[...set].map(tierOf));
-    if (tierOf(tenant) !== best) share = 0;
-    else {
-      const peers = [...set].filter((t) => tierOf(t) === best);
-      share = (weightOf(policy, tenant) / peers.reduce((s, t) => s + weightOf(policy, t), 0)) * policy.capacity;
-    }
-  }
-  if (policy.kind === 'reserved') share = Math.max(reserveOf(policy, tenant), share);
-  const cap = capOf(policy, tenant);
-  return cap === undefined ? share : Math.min(cap, share);
 }
 
 export async function allocation(governance: Governance, downstream: string, policy: Policy, tenants?: readonly string[]): Promise<Record<string, TenantAllocation>> {
