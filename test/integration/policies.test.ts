@@ -129,6 +129,26 @@ it('lets a higher tier go first at the very next release', async () => {
   expect(order.indexOf('gold')).toBe(2);
 });
 
+it("orders a tenant's own waiting jobs by priority (BullMQ option or data.priority), then arrival", async () => {
+  const order: number[] = [];
+  h.worker('exec.policy', async (job) => {
+    order.push(job.data.n);
+    await new Promise((r) => setTimeout(r, 50));
+  });
+  // Capacity 2: the first two run at once; the rest wait and leave by priority (lower first; 0 = none, first).
+  await h.ingress.addBulk([
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 1 } },
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 2 } },
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 3, priority: 5 } },
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 4 }, opts: { priority: 1 } },
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 5, priority: 9 } },
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 6 } },
+    { name: 'policy.eval', data: { tenantId: 'solo', n: 7, priority: 2 } },
+  ]);
+  await waitFor(() => order.length === 7, 'all seven');
+  expect(order.slice(2)).toEqual([6, 4, 7, 3, 5]);
+});
+
 it('explains a waiting job: what holds it, its place in line, an estimate; and reports fairness and starvation', async () => {
   h.worker('exec.policy', async () => new Promise((r) => setTimeout(r, 100)), { concurrency: 10 });
   const bronze = await h.ingress.addBulk(Array.from({ length: 30 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'bronze', i } })));
