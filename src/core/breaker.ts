@@ -1,0 +1,277 @@
+/**
+ * The circuit breaker of one downstream, as a pure state machine (cockatiel's vocabulary, tollgate's
+ * needs): closed → open → half-open → closed, plus forced states.
+ *
+ *            trip rule met                    openUntil passed (and health check ok)
+ *   closed ───────────────▶ open ──────────────────────────────────────────▶ half-open
+ *     ▲                      ▲                                                  │
+ *     │                      └────────────── a probe fails (longer open) ───────┤
+ *     └────────────────────────────── enough probes succeed ────────────────────┘
+ *
+ * Trip rules (any of them, in closed): the failure rate over the sliding window (the last N outcomes,
+ * or the outcomes of the last N ms) reaches the threshold once at least `minimumCalls` outcomes are in
+ * the window; `consecutiveFailures` in a row; the slow-call rate reaches its threshold.
+ * Open lasts `openMs` × `backoffMultiplier`^(trips - 1), capped at `maxOpenMs`, with ± `jitter`; a
+ * failure that carries a retry-after sets it instead. Half-open admits `halfOpenProbes` jobs (the
+ * scheduler enforces it across gates); all of them succeeding closes, one failing reopens.
+ *
+ * Every transition bumps the generation. Each admitted job records the generation it was admitted in,
+ * and outcomes of another generation are ignored: results of jobs admitted before a transition never
+ * flip the new state. Forced states (open or closed) are sticky until released or reset.
+ *
+ * Time and randomness are arguments, so every path is tested with a fake clock.
+ */
+
+export interface BreakerConfig {
+  /** Compute and record transitions, but never hold jobs (to tune thresholds safely). */
+  observeOnly: boolean;
+  window: { type: 'count' | 'time'; size: number };
+  minimumCalls: number;
+  failureRateThreshold: number;
+  consecutiveFailures: number;
+  /** A call slower than this is slow; with slowCallRateThreshold, enables the slow-call rule. */
+  slowCallMs?: number;
+  slowCallRateThreshold?: number;
+  openMs: number;
+  maxOpenMs: number;
+  backoffMultiplier: number;
+  /** ± fraction of the open duration, so breakers of many gates do not probe in lockstep. */
+  jitter: number;
+  halfOpenProbes: number;
+}
+
+export const DEFAULT_BREAKER: BreakerConfig = {
+  observeOnly: false,
+  window: { type: 'time', size: 60_000 },
+  minimumCalls: 10,
+  failureRateThreshold: 0.5,
+  consecutiveFailures: 5,
+  openMs: 10_000,
+  maxOpenMs: 300_000,
+  backoffMultiplier: 2,
+  jitter: 0.1,
+  halfOpenProbes: 3,
+};
+
+export type BreakerStateName = 'closed' | 'open' | 'half-open';
+
+export interface WindowEntry {
+  at: number;
+  failed: boolean;
+  slow: boolean;
+}
+
+export interface BreakerState {
+  state: BreakerStateName;
+  gen: number;
+  /** Sticky forced state, until released or reset. */
+  forced: 'open' | 'closed' | null;
+  /** Trips since the breaker last closed (drives the open backoff). */
+  trips: number;
+  openedAt?: number;
+  openUntil?: number;
+  reason?: string;
+  /** Outcomes in the sliding window (closed). */
+  window: WindowEntry[];
+  consecutive: number;
+  /** Half-open probe results. */
+  probeSuccesses: number;
+  probeFailures: number;
+  /** When it last closed (replay of held jobs ramps up from here). */
+  closedAt?: number;
+}
+
+export const INITIAL_BREAKER: BreakerState = {
+  state: 'closed',
+  gen: 1,
+  forced: null,
+  trips: 0,
+  window: [],
+  consecutive: 0,
+  probeSuccesses: 0,
+  probeFailures: 0,
+};
+
+export interface BreakerOutcome {
+  /** When the job ended (ms). */
+  at: number;
+  /** The generation the job was admitted in. */
+  gen: number;
+  failed: boolean;
+  slow: boolean;
+  /** A failure that says when to try again (ms from `at`). */
+  retryAfterMs?: number;
+}
+
+export interface Transition {
+  from: BreakerStateName;
+  to: BreakerStateName;
+  reason: string;
+  at: number;
+  /** The new generation. */
+  gen: number;
+  counters: { calls: number; failures: number; slow: number; consecutive: number; trips: number; probeSuccesses: number; probeFailures: number };
+  actor: string;
+  openUntil?: number;
+  forced?: 'open' | 'closed' | null;
+}
+
+export interface Step {
+  state: BreakerState;
+  transitions: Transition[];
+}
+
+function counters(s: BreakerState): Transition['counters'] {
+  return {
+    calls: s.window.length,
+    failures: s.window.filter((w) => w.failed).length,
+    slow: s.window.filter((w) => w.slow).length,
+    consecutive: s.consecutive,
+    trips: s.trips,
+    probeSuccesses: s.probeSuccesses,
+    probeFailures: s.probeFailures,
+  };
+}
+
+function move(s: BreakerState, to: BreakerStateName, reason: string, at: number, actor: string, patch: Partial<BreakerState>, transitions: Transition[]): BreakerState {
+  const next: BreakerState = { ...s, ...patch, state: to, gen: s.gen + 1, reason };
+  transitions.push({
+    from: s.state,
+    to,
+    reason,
+    at,
+    gen: next.gen,
+    counters: counters(s),
+    actor,
+    ...(next.openUntil !== undefined && to === 'open' ? { openUntil: next.openUntil } : {}),
+    ...(patch.forced !== undefined ? { forced: patch.forced } : {}),
+  });
+  return next;
+}
+
+/** Open duration of the n-th consecutive trip (1-based), before jitter. */
+export function backoff(cfg: BreakerConfig, trips: number): number {
+  return Math.min(cfg.maxOpenMs, cfg.openMs * cfg.backoffMultiplier ** Math.max(0, trips - 1));
+}
+
+function openDuration(cfg: BreakerConfig, trips: number, rand: () => number, retryAfterMs?: number): number {
+  if (retryAfterMs !== undefined) return Math.min(cfg.maxOpenMs, retryAfterMs);
+  const base = backoff(cfg, trips);
+  return Math.round(base * (1 + cfg.jitter * (2 * rand() - 1)));
+}
+
+function slide(cfg: BreakerConfig, window: WindowEntry[], now: number): WindowEntry[] {
+  return cfg.window.type === 'count' ? window.slice(-cfg.window.size) : window.filter((w) => w.at > now - cfg.window.size);
+}
+
+/** Which trip rule the window meets, if any. */
+export function tripReason(cfg: BreakerConfig, window: readonly WindowEntry[], consecutive: number): string | undefined {
+  if (consecutive >= cfg.consecutiveFailures) return `${consecutive} consecutive failures`;
+  if (window.length < cfg.minimumCalls) return undefined;
+  const failures = window.filter((w) => w.failed).length;
+  if (failures / window.length >= cfg.failureRateThreshold) {
+    return `failure rate ${Math.round((failures / window.length) * 100)} % over ${window.length} calls`;
+  }
+  if (cfg.slowCallMs !== undefined && cfg.slowCallRateThreshold !== undefined) {
+    const slow = window.filter((w) => w.slow).length;
+    if (slow / window.length >= cfg.slowCallRateThreshold) return `slow-call rate ${Math.round((slow / window.length) * 100)} % over ${window.length} calls`;
+  }
+  return undefined;
+}
+
+/** Feeds the outcomes of finished jobs, in order. Outcomes of other generations are ignored. */
+export function recordOutcomes(
+  state: BreakerState,
+  cfg: BreakerConfig,
+  outcomes: readonly BreakerOutcome[],
+  now: number,
+  rand: () => number = Math.random,
+  actor = 'observer',
+): Step {
+  let s = state;
+  const transitions: Transition[] = [];
+  for (const o of outcomes) {
+    if (o.gen !== s.gen) continue; // admitted before the last transition: stale
+    if (s.forced === 'closed') continue;
+    if (s.state === 'closed') {
+      const window = slide(cfg, [...s.window, { at: o.at, failed: o.failed, slow: o.slow }], now);
+      const consecutive = o.failed ? s.consecutive + 1 : 0;
+      s = { ...s, window, consecutive };
+      const reason = s.forced === null ? tripReason(cfg, window, consecutive) : undefined;
+      if (reason) {
+        const trips = s.trips + 1;
+        const openUntil = o.at + openDuration(cfg, trips, rand, o.retryAfterMs);
+        s = move(s, 'open', reason, now, actor, { trips, openedAt: now, openUntil, window: [], consecutive: 0 }, transitions);
+      }
+    } else if (s.state === 'half-open') {
+      if (o.failed) {
+        const trips = s.trips + 1;
+        const openUntil = o.at + openDuration(cfg, trips, rand, o.retryAfterMs);
+        s = move(s, 'open', 'a probe failed', now, actor, { trips, openedAt: now, openUntil, probeSuccesses: 0, probeFailures: s.probeFailures + 1 }, transitions);
+      } else {
+        s = { ...s, probeSuccesses: s.probeSuccesses + 1 };
+        if (s.probeSuccesses >= cfg.halfOpenProbes) {
+          s = move(s, 'closed', `${s.probeSuccesses} probes succeeded`, now, actor, { trips: 0, closedAt: now, window: [], consecutive: 0, probeSuccesses: 0, probeFailures: 0 }, transitions);
+        }
+      }
+    }
+    // open: outcomes of the open generation cannot exist (nothing is admitted while open).
+  }
+  if (s.state === 'closed') s = { ...s, window: slide(cfg, s.window, now) };
+  return { state: s, transitions };
+}
+
+/**
+ * Time passes: an open breaker whose openUntil has passed moves to half-open, if its downstream's
+ * health check (when it has one) says healthy. Forced-open breakers stay open.
+ */
+export function tick(state: BreakerState, now: number, healthy: boolean | undefined = undefined, actor = 'observer'): Step {
+  const transitions: Transition[] = [];
+  if (state.state === 'open' && state.forced === null && state.openUntil !== undefined && now >= state.openUntil && healthy !== false) {
+    const reason = healthy === true ? 'open period over and the health check passed' : 'open period over';
+    return { state: move(state, 'half-open', reason, now, actor, { probeSuccesses: 0, probeFailures: 0 }, transitions), transitions };
+  }
+  return { state, transitions };
+}
+
+export type ForceAction = 'open' | 'close' | 'release' | 'reset';
+
+/**
+ * Operator actions. `open` / `close` force that state until `release` (which hands control back to
+ * the rules: a released forced-open breaker probes at once) or `reset` (closed, clean window, no
+ * trips).
+ */
+export function force(state: BreakerState, action: ForceAction, now: number, actor: string): Step {
+  const transitions: Transition[] = [];
+  const clean = { window: [], consecutive: 0, probeSuccesses: 0, probeFailures: 0 };
+  switch (action) {
+    case 'open':
+      return { state: move(state, 'open', `forced open by ${actor}`, now, actor, { forced: 'open', openedAt: now, openUntil: undefined }, transitions), transitions };
+    case 'close':
+      return { state: move(state, 'closed', `forced closed by ${actor}`, now, actor, { forced: 'closed', closedAt: now, ...clean }, transitions), transitions };
+    case 'reset':
+      return { state: move(state, 'closed', `reset by ${actor}`, now, actor, { forced: null, trips: 0, closedAt: now, openUntil: undefined, ...clean }, transitions), transitions };
+    case 'release':
+      if (state.forced === 'open') {
+        return { state: move(state, 'half-open', `released by ${actor}`, now, actor, { forced: null, ...clean }, transitions), transitions };
+      }
+      if (state.forced === 'closed') {
+        return { state: move(state, 'closed', `released by ${actor}`, now, actor, { forced: null, ...clean }, transitions), transitions };
+      }
+      return { state, transitions };
+  }
+}
+
+/** A retry-after carried by an error message ("retry after 30s", "Retry-After: 1500ms", "retry-after=20"). */
+export function retryAfterOf(message: string): number | undefined {
+  const m = /retry[- ]?after[:=\s]+(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds)?\b/i.exec(message);
+  if (!m) return undefined;
+  const v = Number(m[1]);
+  return m[2] === 'ms' ? v : v * 1000;
+}
+
+/** Does this failure count against the downstream? (A job's own validation error does not.) */
+export function countsAsFailure(errorText: string, rules: { count: readonly RegExp[]; ignore: readonly RegExp[] }): boolean {
+  if (rules.ignore.some((r) => r.test(errorText))) return false;
+  return rules.count.length === 0 || rules.count.some((r) => r.test(errorText));
+}
