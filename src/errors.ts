@@ -86,6 +86,11 @@ export const ERRORS = {
     reason: 'shed',
     doc: "The downstream's waiting place was over its shedding mark and this job was among the lowest priorities (`downstreams[].shedding`).",
   },
+  TG_ERR_DRAINED: {
+    status: 410,
+    reason: 'drained',
+    doc: "An operator drained the job from a downstream's held jobs (`POST /api/v1/breakers/:downstream/held/drain`).",
+  },
   TG_ERR_BACKLOG_FULL: {
     status: 429,
     reason: 'tenant-backlog-full',

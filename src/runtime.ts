@@ -28,6 +28,7 @@ import { Keys } from './redis/keys';
 import { GovernanceSync } from './governance/sync';
 import { adoptLiveJobs } from './governance/adopt';
 import { AdaptiveCapacity } from './governance/adaptive';
+import { BreakerService } from './governance/breakers';
 import { Definitions } from './governance/definitions';
 
 export type Role = 'gate' | 'observer' | 'api';
@@ -135,6 +136,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       redis: apiRedis,
       database,
       definitions: new Definitions(database, apiGovernance, config, apiLog),
+      breakers: new BreakerService({ governance: apiGovernance, config, database, log: apiLog, metrics, now }),
       metrics,
       log: apiLog,
       readiness,
@@ -158,7 +160,11 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     const governance = new Governance(redis, keys, retentionMs, downstreamNames, now);
     const topology = new Topology(config, env.prefix, redis);
     phases.queues.push(() => topology.close());
+    const breakers = new BreakerService({ governance, config, database, log: log.child({ component: 'breakers' }), metrics, now });
     if (roles.includes('gate')) {
+      // A breaker Redis lost is restored before anything is admitted (an open one stays open), if
+      // Postgres answers soon; otherwise the observer restores it when Postgres is back.
+      await Promise.race([breakers.restoreMissing().catch(() => []), new Promise((r) => setTimeout(r, 2000))]);
       await governance.writeDefaultQuota(defaultQuota(config));
       // The config's policies apply until an operator sets one at runtime (kept in Postgres and Redis).
       for (const d of config.downstreams) await governance.writePolicy(d.name, d.policy, 'config');
@@ -193,16 +199,18 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
         now,
       );
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
-      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset });
+      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset, breakers });
       await observer.start();
       const adaptive = new AdaptiveCapacity(redis, governance, config.downstreams, obsLog, metrics, now);
       await adaptive.start();
+      breakers.start();
       // Counters sync with Postgres once migrations are in; until then there is no table to use.
       void migrating.then(() => {
         if (!closing) sync.start();
       });
       phases.observer.push(async () => {
         adaptive.close();
+        breakers.close();
         await observer!.close();
         blockingRedis.disconnect();
         if (migrated) await sync.close();

@@ -17,6 +17,8 @@ interface DownstreamFairness {
 
 interface Snapshot {
   up: boolean;
+  breakers: Array<{ downstream: string; state: string; held: number }>;
+  breakerTransitions: Array<{ downstream: string; from: string; to: string; n: number }>;
   fairness: DownstreamFairness[];
   depths: Array<{ queue: string; role: string; state: string; n: number }>;
   inflight: Array<{ downstream: string; n: number }>;
@@ -63,9 +65,15 @@ export function registerClusterMetrics(ctx: ApiContext): void {
           tenants: Object.fromEntries(Object.entries(alloc).map(([t, a]) => [t, { ...a, lastMinuteShare: fair.shares[t] ?? 0 }])),
         });
       }
-      return { up: true, depths, inflight, waiting, stats, fairness };
+      const breakers: Snapshot['breakers'] = [];
+      for (const d of ctx.config.downstreams) {
+        const state = await governance.breakerGate(d.name);
+        breakers.push({ downstream: d.name, state, held: state === 'closed' ? 0 : await governance.waitingTotal(d.name) });
+      }
+      const breakerTransitions = await governance.breakerTransitionCounts();
+      return { up: true, depths, inflight, waiting, stats, fairness, breakers, breakerTransitions };
     } catch {
-      return { up: false, depths: [], inflight: [], waiting: [], stats: [], fairness: [] };
+      return { up: false, depths: [], inflight: [], waiting: [], stats: [], fairness: [], breakers: [], breakerTransitions: [] };
     }
   };
   const snapshot = () => {
@@ -163,6 +171,36 @@ export function registerClusterMetrics(ctx: ApiContext): void {
           if (a.waitP99Ms !== null) this.set({ downstream: f.downstream, tenant, quantile: '0.99' }, a.waitP99Ms / 1000);
         }
       }
+    },
+  });
+  new Gauge({
+    name: 'tollgate_breaker_state',
+    help: 'Circuit breaker state per downstream: 1 for the state it is in, 0 for the others',
+    labelNames: ['downstream', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const b of (await snapshot()).breakers) for (const s of ['closed', 'open', 'half-open']) this.set({ downstream: b.downstream, state: s }, b.state === s ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tollgate_breaker_held_jobs',
+    help: 'Jobs held on a downstream while its breaker is not closed',
+    labelNames: ['downstream'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const b of (await snapshot()).breakers) this.set({ downstream: b.downstream }, b.held);
+    },
+  });
+  new Counter({
+    name: 'tollgate_breaker_transitions_total',
+    help: 'Breaker transitions across all processes, by downstream, from and to state',
+    labelNames: ['downstream', 'from', 'to'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const t of (await snapshot()).breakerTransitions) this.inc({ downstream: t.downstream, from: t.from, to: t.to }, t.n);
     },
   });
   new Counter({

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
 import type { Database } from '../db/client';
 import type { Definitions } from '../governance/definitions';
+import type { BreakerService } from '../governance/breakers';
 
 export type CheckResult = Record<string, { ok: boolean; detail?: string }>;
 
@@ -20,6 +21,7 @@ export interface ApiContext {
   redis: Redis;
   database: Database;
   definitions: Definitions;
+  breakers: BreakerService;
   metrics: Metrics;
   log: Logger;
   /** Live checks of Redis and Postgres (and anything else readiness depends on). */

@@ -28,7 +28,7 @@ export const JobLocationSchema = z
     waiting: z
       .object({
         since: z.string(),
-        reason: z.enum(['capacity', 'rate', 'concurrency', 'period', 'paused', 'throttled']).or(z.string()),
+        reason: z.enum(['capacity', 'rate', 'concurrency', 'period', 'paused', 'throttled', 'share', 'borrow', 'breaker-open', 'breaker-half-open']).or(z.string()),
         until: z.string().optional().describe('When it will be looked at again, for time-based reasons'),
         position: z.number().int().optional().describe("1-based position in its tenant's waiting order on the downstream"),
         estimatedAdmissionAt: z.string().optional().describe("Estimate from the hold's end and the tenant's recent admission rate"),

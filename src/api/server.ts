@@ -14,6 +14,7 @@ import { quotaRoutes } from './routes/quotas';
 import { throttleRoutes } from './routes/throttles';
 import { policyRoutes } from './routes/policies';
 import { backpressureRoutes } from './routes/backpressure';
+import { breakerRoutes } from './routes/breakers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -31,6 +32,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...throttleRoutes(ctx),
     ...policyRoutes(ctx),
     ...backpressureRoutes(ctx),
+    ...breakerRoutes(ctx),
     ...metaRoutes(ctx, openapi),
     ...dashboardRoutes(),
   );

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { BreakerConfigSchema } from '../contracts/breakers';
 import { PolicyInputSchema } from '../contracts/policies';
 import { QuotaLimitsSchema } from '../contracts/quotas';
 import { TollgateError } from '../errors';
@@ -26,6 +27,8 @@ const DownstreamSchema = z.strictObject({
   capacity: z.number().int().positive(),
   /** Allocation policy when capacity binds; default proportional with equal weights. */
   policy: PolicyInputSchema.optional(),
+  /** Circuit breaker of the downstream (src/core/breaker.ts); on by default. */
+  breaker: BreakerConfigSchema.prefault({}),
   /** Load shedding: above `high` waiting jobs, shed the lowest priorities until below `low`. */
   shedding: z
     .strictObject({
@@ -209,6 +212,7 @@ export interface DownstreamConfig {
   policy: Policy;
   adaptive?: AimdConfig & { intervalMs: number };
   shedding?: { high: number; low: number; action: 'dead-letter' | 'delay'; delayMs: number };
+  breaker: z.output<typeof BreakerConfigSchema>;
 }
 
 export type Config = Omit<ParsedConfig, 'downstreams'> & { downstreams: DownstreamConfig[] };
@@ -237,6 +241,7 @@ export function parseConfig(value: unknown, source = 'config'): Config {
       policy: toPolicy(d.policy ?? { kind: 'proportional' }, d.capacity),
       ...(d.adaptive ? { adaptive: { ...d.adaptive, ceiling: d.policy?.capacity ?? d.capacity } } : {}),
       ...(d.shedding ? { shedding: d.shedding } : {}),
+      breaker: d.breaker,
     })),
   };
 }

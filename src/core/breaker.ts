@@ -55,10 +55,15 @@ export const DEFAULT_BREAKER: BreakerConfig = {
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open';
 
+/**
+ * Outcomes in the sliding window, aggregated so the state stays small at any throughput: a time
+ * window keeps one entry per bucket (1/60 of the window), a count window one entry per call.
+ */
 export interface WindowEntry {
   at: number;
-  failed: boolean;
-  slow: boolean;
+  calls: number;
+  failures: number;
+  slow: number;
 }
 
 export interface BreakerState {
@@ -121,11 +126,21 @@ export interface Step {
   transitions: Transition[];
 }
 
+function sums(window: readonly WindowEntry[]): { calls: number; failures: number; slow: number } {
+  let calls = 0;
+  let failures = 0;
+  let slow = 0;
+  for (const w of window) {
+    calls += w.calls;
+    failures += w.failures;
+    slow += w.slow;
+  }
+  return { calls, failures, slow };
+}
+
 function counters(s: BreakerState): Transition['counters'] {
   return {
-    calls: s.window.length,
-    failures: s.window.filter((w) => w.failed).length,
-    slow: s.window.filter((w) => w.slow).length,
+    ...sums(s.window),
     consecutive: s.consecutive,
     trips: s.trips,
     probeSuccesses: s.probeSuccesses,
@@ -160,6 +175,22 @@ function openDuration(cfg: BreakerConfig, trips: number, rand: () => number, ret
   return Math.round(base * (1 + cfg.jitter * (2 * rand() - 1)));
 }
 
+function bucketOf(cfg: BreakerConfig, at: number): number {
+  const width = Math.max(1, Math.floor(cfg.window.size / 60));
+  return at - (at % width);
+}
+
+function add(cfg: BreakerConfig, window: WindowEntry[], o: BreakerOutcome): WindowEntry[] {
+  const entry = { calls: 1, failures: o.failed ? 1 : 0, slow: o.slow ? 1 : 0 };
+  if (cfg.window.type === 'count') return [...window, { at: o.at, ...entry }];
+  const at = bucketOf(cfg, o.at);
+  const last = window[window.length - 1];
+  if (last && last.at === at) {
+    return [...window.slice(0, -1), { at, calls: last.calls + 1, failures: last.failures + entry.failures, slow: last.slow + entry.slow }];
+  }
+  return [...window, { at, ...entry }];
+}
+
 function slide(cfg: BreakerConfig, window: WindowEntry[], now: number): WindowEntry[] {
   return cfg.window.type === 'count' ? window.slice(-cfg.window.size) : window.filter((w) => w.at > now - cfg.window.size);
 }
@@ -167,16 +198,18 @@ function slide(cfg: BreakerConfig, window: WindowEntry[], now: number): WindowEn
 /** Which trip rule the window meets, if any. */
 export function tripReason(cfg: BreakerConfig, window: readonly WindowEntry[], consecutive: number): string | undefined {
   if (consecutive >= cfg.consecutiveFailures) return `${consecutive} consecutive failures`;
-  if (window.length < cfg.minimumCalls) return undefined;
-  const failures = window.filter((w) => w.failed).length;
-  if (failures / window.length >= cfg.failureRateThreshold) {
-    return `failure rate ${Math.round((failures / window.length) * 100)} % over ${window.length} calls`;
-  }
-  if (cfg.slowCallMs !== undefined && cfg.slowCallRateThreshold !== undefined) {
-    const slow = window.filter((w) => w.slow).length;
-    if (slow / window.length >= cfg.slowCallRateThreshold) return `slow-call rate ${Math.round((slow / window.length) * 100)} % over ${window.length} calls`;
+  const { calls, failures, slow } = sums(window);
+  if (calls < cfg.minimumCalls) return undefined;
+  if (failures / calls >= cfg.failureRateThreshold) return `failure rate ${Math.round((failures / calls) * 100)} % over ${calls} calls`;
+  if (cfg.slowCallMs !== undefined && cfg.slowCallRateThreshold !== undefined && slow / calls >= cfg.slowCallRateThreshold) {
+    return `slow-call rate ${Math.round((slow / calls) * 100)} % over ${calls} calls`;
   }
   return undefined;
+}
+
+export function windowStats(window: readonly WindowEntry[]): { calls: number; failures: number; slow: number; failureRate: number } {
+  const s = sums(window);
+  return { ...s, failureRate: s.calls === 0 ? 0 : s.failures / s.calls };
 }
 
 /** Feeds the outcomes of finished jobs, in order. Outcomes of other generations are ignored. */
@@ -194,7 +227,7 @@ export function recordOutcomes(
     if (o.gen !== s.gen) continue; // admitted before the last transition: stale
     if (s.forced === 'closed') continue;
     if (s.state === 'closed') {
-      const window = slide(cfg, [...s.window, { at: o.at, failed: o.failed, slow: o.slow }], now);
+      const window = slide(cfg, add(cfg, s.window, o), now);
       const consecutive = o.failed ? s.consecutive + 1 : 0;
       s = { ...s, window, consecutive };
       const reason = s.forced === null ? tripReason(cfg, window, consecutive) : undefined;

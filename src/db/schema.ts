@@ -116,3 +116,29 @@ export const policies = pgTable('policies', {
   updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   updatedBy: text('updated_by').notNull(),
 });
+
+/** The current breaker state per downstream (restored into a Redis that lost it). */
+export const breakerSnapshots = pgTable('breaker_snapshots', {
+  downstream: text('downstream').primaryKey(),
+  state: jsonb('state').notNull(),
+  gen: bigint('gen', { mode: 'number' }).notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+/** Every breaker transition, append-only. (downstream, gen) is unique: a transition is written once. */
+export const breakerTransitions = pgTable(
+  'breaker_transitions',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    downstream: text('downstream').notNull(),
+    fromState: text('from_state').notNull(),
+    toState: text('to_state').notNull(),
+    reason: text('reason').notNull(),
+    counters: jsonb('counters').notNull(),
+    gen: bigint('gen', { mode: 'number' }).notNull(),
+    actor: text('actor').notNull(),
+    at: timestamp('at', { withTimezone: true, mode: 'date' }).notNull(),
+    openUntil: timestamp('open_until', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [unique('breaker_transitions_gen').on(t.downstream, t.gen), index('breaker_transitions_at').on(t.downstream, t.at)],
+);

@@ -61,6 +61,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly breakerTransitions = new Counter({
+    name: 'tollgate_breaker_transitions_by_process_total',
+    help: 'Breaker transitions made by this process (cluster-wide: tollgate_breaker_transitions_total)',
+    labelNames: ['downstream', 'from', 'to'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_process_' });
   }

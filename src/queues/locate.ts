@@ -71,13 +71,14 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
 
   const downstream = record.ds!;
   if (record.st === 'waiting') {
-    const [flow, position, samples] = await Promise.all([
+    const [flow, position, samples, breaker] = await Promise.all([
       governance.flowState(downstream, record.t!, record.n!),
       governance.waitingPosition(downstream, record.t!, record.n!, id),
       governance.waitSamples(downstream, record.t!),
+      governance.breakerGate(downstream),
     ]);
-    // An eligible flow waits for its turn or for capacity of the downstream.
-    const reason = flow?.reason ?? 'capacity';
+    // An eligible flow waits for its turn or for capacity of the downstream, unless its breaker holds it.
+    const reason = breaker === 'open' ? 'breaker-open' : breaker === 'half-open' && flow?.state === 'eligible' ? 'breaker-half-open' : (flow?.reason ?? 'capacity');
     // From when its hold ends (or now), at the rate the tenant's jobs have recently left the waiting place.
     const now = Date.now();
     const perMs = recentRate(samples, now);

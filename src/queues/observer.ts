@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics';
 import type { Governance, Outcome } from '../redis/governance';
 import { execJobId, ingressIdOf, type Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
+import type { BreakerService, ExecEvent } from '../governance/breakers';
 import type { Topology } from './topology';
 
 export const OBSERVER_GROUP = 'tollgate-observer';
@@ -38,6 +39,8 @@ export interface ObserverDeps {
   now?: () => number;
   /** Called when Redis lost the consumer groups (flushed or replaced), after they are recreated. */
   onRedisReset?: () => Promise<unknown>;
+  /** The circuit breakers, fed with every execution outcome and failed attempt. */
+  breakers?: BreakerService;
 }
 
 interface StreamInfo {
@@ -62,6 +65,8 @@ export class Observer {
   private readonly now: () => number;
   /** downstream/tenant pairs currently reported as starving. */
   private readonly starving = new Set<string>();
+  /** When each execution job's current attempt started (its 'active' event), for slow-call detection. */
+  private readonly activeAt = new Map<string, number>();
 
   constructor(private readonly deps: ObserverDeps) {
     this.now = deps.now ?? Date.now;
@@ -132,12 +137,32 @@ export class Observer {
     if (entries.length === 0) return;
     const { governance, metrics, failpoints, redis } = this.deps;
     const releases: Array<{ ingressJobId: string; outcome: Outcome; actualCost?: number; endedAt?: number }> = [];
+    const execEvents: ExecEvent[] = [];
     for (const [entryId, fields] of entries) {
       const ev = fieldsOf(fields);
       const event = ev.event ?? 'unknown';
       metrics.observerEvents.inc({ downstream: stream.downstream, event });
       const outcome = outcomeOf(event, ev.prev);
       const ingressJobId = ev.jobId ? ingressIdOf(ev.jobId) : undefined;
+      const at = Number(entryId.split('-')[0]);
+      if (ingressJobId !== undefined && ev.jobId) {
+        if (event === 'active') this.markActive(ev.jobId, at);
+        // Each ended attempt tells the breaker something: a completion, a final failure, or a failed
+        // attempt that will be retried (BullMQ moves it to delayed, or straight back to waiting).
+        const kind = event === 'completed' || event === 'failed' ? event : event === 'delayed' || (event === 'waiting' && ev.prev === 'active') ? 'retry' : undefined;
+        if (kind) {
+          const startedAt = this.activeAt.get(ev.jobId);
+          this.activeAt.delete(ev.jobId);
+          execEvents.push({
+            ingressJobId,
+            execJobId: ev.jobId,
+            kind,
+            at,
+            ...(startedAt !== undefined ? { startedAt } : {}),
+            ...(ev.failedReason !== undefined ? { failedReason: ev.failedReason } : {}),
+          });
+        }
+      }
       if (outcome && ingressJobId !== undefined) {
         const actualCost = event === 'completed' ? reportedCost(ev.returnvalue) : undefined;
         // The stream entry id starts with the time BullMQ wrote the event: when the job ended.
@@ -153,8 +178,37 @@ export class Observer {
       // Capacity or tenant slots came back where jobs wait for them: tell the schedulers.
       if (wake.length > 0) await governance.publishWake(wake);
     }
+    if (execEvents.length > 0 && this.deps.breakers?.enabled(stream.downstream)) {
+      await this.describe(stream, execEvents);
+      await this.deps.breakers.observe(stream.downstream, execEvents);
+    }
     await failpoints.hit('observer.before-ack');
     await redis.xack(stream.key, OBSERVER_GROUP, ...entries.map(([id]) => id));
+  }
+
+  private markActive(execJobId: string, at: number): void {
+    if (this.activeAt.size > 100_000) this.activeAt.delete(this.activeAt.keys().next().value!);
+    this.activeAt.set(execJobId, at);
+  }
+
+  /** Adds to each event the breaker generation its job was admitted in and, for failures, the error. */
+  private async describe(stream: StreamInfo, events: ExecEvent[]): Promise<void> {
+    const { redis, keys } = this.deps;
+    const pipe = redis.pipeline();
+    for (const e of events) {
+      pipe.hget(keys.record(e.ingressJobId), 'bg');
+      if (e.kind !== 'completed') pipe.hmget(keys.bullJob(stream.queue, e.execJobId), 'failedReason', 'stacktrace');
+    }
+    const res = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    let i = 0;
+    for (const e of events) {
+      const gen = res[i++] as string | null;
+      if (gen !== null) e.gen = Number(gen);
+      if (e.kind !== 'completed') {
+        const [reason, stack] = (res[i++] ?? []) as Array<string | null>;
+        e.errorText = errorText(reason ?? e.failedReason, stack ?? undefined);
+      }
+    }
   }
 
   /** Periodic upkeep: claim events a dead observer left pending, detect gaps, sweep. */
@@ -316,6 +370,20 @@ function outcomeOf(event: string, prev: string | undefined): Outcome | undefined
   // Removed by hand before it finished: its capacity must come back.
   if (event === 'removed' && prev !== 'completed' && prev !== 'failed') return 'vanished';
   return undefined;
+}
+
+/** "Name: message" from the last attempt's stack trace (its first line), else the failed reason. */
+export function errorText(failedReason: string | undefined, stacktrace: string | undefined): string | undefined {
+  if (stacktrace) {
+    try {
+      const stacks = JSON.parse(stacktrace) as unknown[];
+      const last = stacks[stacks.length - 1];
+      if (typeof last === 'string' && last.length > 0) return last.split('\n')[0];
+    } catch {
+      /* not JSON: fall back */
+    }
+  }
+  return failedReason;
 }
 
 /** The cost a completed job reports in its return value (`{ cost: n }`), if a valid one. */

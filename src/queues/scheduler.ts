@@ -17,13 +17,10 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
 import type { RejectionCode } from '../errors';
-import { readPath } from '../core/paths';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
-import { decodePayload } from '../redis/codec';
 import type { Governance } from '../redis/governance';
-import { execOptions } from './exec-options';
-import { addDeadLetter } from './dead-letter';
+import { deadLetterLeased, promoteLeased } from './promote';
 import type { Topology } from './topology';
 
 export interface SchedulerDeps {
@@ -122,44 +119,16 @@ export class Scheduler {
   }
 
   private async promote(downstream: string, admitted: Array<{ id: string; payload: string }>): Promise<void> {
-    const { topology, config, governance, metrics, failpoints } = this.deps;
-    const queue = topology.execQueue(downstream);
-    const ttl = config.retention.decisionSeconds * 1000;
-    await Promise.all(
-      admitted.map(async ({ id, payload }) => {
-        const p = decodePayload(payload);
-        await queue.add(p.name, p.data, execOptions(id, p.opts, ttl));
-        metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
-      }),
-    );
-    await failpoints.hit('scheduler.after-exec-add');
-    await governance.confirm(
-      downstream,
-      admitted.map((a) => a.id),
-    );
+    await promoteLeased(this.deps.topology, this.deps.governance, downstream, admitted, {
+      retentionMs: this.deps.config.retention.decisionSeconds * 1000,
+      metrics: this.deps.metrics,
+      beforeConfirm: () => this.deps.failpoints.hit('scheduler.after-exec-add'),
+    });
   }
 
   /** Adds jobs refused out of the waiting place to the dead-letter queue, then ends their leases. */
   async deadLetter(downstream: string, refused: ReadonlyArray<{ id: string; payload: string; message: string; code: RejectionCode }>): Promise<void> {
-    await Promise.all(
-      refused.map(async ({ id, payload, message, code }) => {
-        const p = decodePayload(payload);
-        const tenantId = readPath({ data: p.data }, this.deps.config.tenant.idPath);
-        await addDeadLetter(this.deps.topology, {
-          ingressJobId: id,
-          code,
-          message,
-          downstream,
-          ...(typeof tenantId === 'string' ? { tenantId } : {}),
-          job: { name: p.name, data: p.data, opts: p.opts as Record<string, unknown> },
-        });
-      }),
-    );
-    await this.deps.governance.confirm(
-      downstream,
-      refused.map((r) => r.id),
-      'dead-letter',
-    );
+    await deadLetterLeased(this.deps.topology, this.deps.governance, downstream, this.deps.config.tenant.idPath, refused);
   }
 
   /** Arms the downstream's timer for `at` (earliest wins), so a due token or lease is not missed. */

@@ -400,6 +400,101 @@ export class Governance {
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
   }
 
+  // ---- circuit breakers ----
+
+  /** A downstream's breaker state as the state machine stored it, with its revision (0: none yet). */
+  async readBreaker(downstream: string): Promise<{ json?: string; rev: number }> {
+    const [json, rev] = await this.redis.hmget(this.keys.ds(downstream, 'brk'), 'json', 'rev');
+    return { ...(json ? { json } : {}), rev: Number(rev ?? 0) };
+  }
+
+  /** Compare-and-set of the breaker state; the transitions go to the outbox in the same step. */
+  async casBreaker(
+    downstream: string,
+    rev: number,
+    fields: { json: string; st: string; gen: number; observeOnly: boolean; probes: number; closedAt?: number; rampMs: number; openUntil?: number },
+    transitions: ReadonlyArray<{ json: string; from: string; to: string }>,
+  ): Promise<boolean> {
+    const args: Arg[] = [
+      this.keys.gov,
+      downstream,
+      String(rev),
+      fields.json,
+      fields.st,
+      fields.gen,
+      fields.observeOnly ? '1' : '0',
+      fields.probes,
+      fields.closedAt ?? '',
+      fields.rampMs,
+      fields.openUntil ?? '',
+    ];
+    for (const t of transitions) args.push(t.json, t.from, t.to);
+    return (await this.scripts.breakerCas([this.keys.ds(downstream, 'brk')], args)) === 1;
+  }
+
+  /** The breaker state the scheduler sees ('closed' when none; observe-only breakers read as closed). */
+  async breakerGate(downstream: string): Promise<'closed' | 'open' | 'half-open'> {
+    const [st, obs] = await this.redis.hmget(this.keys.ds(downstream, 'brk'), 'st', 'obs');
+    return obs === '1' || !st ? 'closed' : (st as 'closed' | 'open' | 'half-open');
+  }
+
+  /** Transitions waiting to be written to Postgres, oldest first (up to `n`). */
+  async breakerOutbox(n: number): Promise<string[]> {
+    return (await this.redis.lrange(`${this.keys.gov}brk-outbox`, -n, -1)).reverse();
+  }
+
+  /** Drops the `n` oldest outbox entries (written to Postgres). */
+  async trimBreakerOutbox(n: number): Promise<void> {
+    if (n > 0) await this.redis.ltrim(`${this.keys.gov}brk-outbox`, 0, -n - 1);
+  }
+
+  /** Transition counts per downstream, from and to state (for metrics). */
+  async breakerTransitionCounts(): Promise<Array<{ downstream: string; from: string; to: string; n: number }>> {
+    const raw = await this.redis.hgetall(`${this.keys.gov}brk-transitions`);
+    return Object.entries(raw).map(([k, n]) => {
+      const [downstream, from, to] = k.split('|') as [string, string, string];
+      return { downstream, from, to, n: Number(n) };
+    });
+  }
+
+  /** Drain (dead-letter) or replay (admit despite the breaker) held jobs; leased like the scheduler's. */
+  async releaseHeld(
+    downstream: string,
+    mode: 'drain' | 'replay',
+    opts: { limit: number; tenantId?: string; leaseMs: number; actor: string },
+  ): Promise<{ taken: Array<{ id: string; payload: string }>; skipped: number }> {
+    const raw = await this.scripts.drainHeld(
+      [this.keys.inflight(downstream)],
+      [...this.context(), downstream, mode, opts.limit, opts.tenantId ?? '', opts.leaseMs, opts.actor],
+    );
+    const sep = raw.indexOf('|');
+    const taken: Array<{ id: string; payload: string }> = [];
+    for (let i = 0; i < sep; i += 2) taken.push({ id: String(raw[i]), payload: String(raw[i + 1]) });
+    return { taken, skipped: Number(raw[sep + 1] ?? 0) };
+  }
+
+  /** Up to `limit` jobs waiting on a downstream (one tenant's, or anyone's), in each tenant's order. */
+  async waitingJobs(downstream: string, opts: { tenantId?: string; limit: number }): Promise<Array<{ id: string; tenantId: string; name: string; since: number }>> {
+    const tenants = opts.tenantId !== undefined ? [opts.tenantId] : Object.keys(await this.waitingByTenant(downstream));
+    const out: Array<{ id: string; tenantId: string; name: string; since: number }> = [];
+    for (const t of tenants) {
+      if (out.length >= opts.limit) break;
+      const flows = await this.redis.smembers(this.keys.ds(downstream, `fl:${t}`));
+      const ids: Array<{ id: string; score: number; name: string }> = [];
+      for (const f of flows) {
+        const raw = await this.redis.zrange(this.keys.ds(downstream, `f:${f}`), '0', String(opts.limit - 1), 'WITHSCORES');
+        for (let i = 0; i < raw.length; i += 2) ids.push({ id: raw[i]!, score: Number(raw[i + 1]), name: f.slice(t.length + 1) });
+      }
+      ids.sort((a, b) => a.score - b.score);
+      const pipe = this.redis.pipeline();
+      const take = ids.slice(0, opts.limit - out.length);
+      for (const j of take) pipe.hget(this.keys.record(j.id), 'enq');
+      const enq = ((await pipe.exec()) ?? []).map(([, v]) => Number(v ?? 0));
+      take.forEach((j, k) => out.push({ id: j.id, tenantId: t, name: j.name, since: enq[k]! }));
+    }
+    return out;
+  }
+
   /** Jobs in a downstream's waiting place. */
   async waitingTotal(downstream: string): Promise<number> {
     return Number((await this.redis.get(this.keys.ds(downstream, 'wtotal'))) ?? 0);

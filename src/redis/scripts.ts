@@ -27,6 +27,8 @@ export interface Scripts {
   advanceVersion(keys: [version: string], args: Arg[]): Promise<number>;
   restoreUsage(keys: [marker: string], args: Arg[]): Promise<number>;
   adopt(keys: [anchor: string], args: Arg[]): Promise<number>;
+  breakerCas(keys: [breaker: string], args: Arg[]): Promise<number>;
+  drainHeld(keys: [anchor: string], args: Arg[]): Promise<string[]>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
@@ -59,6 +61,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

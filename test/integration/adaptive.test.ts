@@ -39,10 +39,12 @@ it('lowers capacity when the downstream slows down and raises it when it recover
     (await h.api('GET', '/api/v1/policies')).body.items.find((p: { downstream: string }) => p.downstream === 'scanner').effectiveCapacity;
   const feed = setInterval(() => void h.ingress.addBulk(Array.from({ length: 40 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'steady', i } }))), 100);
   try {
-    // Healthy: capacity is used and completions are fast; it stays at or climbs to the ceiling.
-    await new Promise((r) => setTimeout(r, 1500));
-    const healthy = await capacity();
-    expect(healthy).toBeGreaterThanOrEqual(17);
+    // Healthy: capacity is used and completions are fast; it stays at or climbs back to the ceiling
+    // (a loaded machine may slow a round or two; the rule recovers by itself).
+    const healthy = await waitFor(async () => {
+      const c = await capacity();
+      return c >= 17 ? c : undefined;
+    }, 'capacity near the ceiling while healthy', 20_000, 100);
 
     latencyMs = 800;
     const degraded = await waitFor(async () => {

@@ -28,6 +28,7 @@ describe('config file', () => {
         queue: 'exec.scanner',
         capacity: 5,
         policy: { kind: 'proportional', capacity: 5, defaultWeight: 1, defaultTier: 1, tenants: {} },
+        breaker: expect.objectContaining({ enabled: true, consecutiveFailures: 5, minimumCalls: 10, failureRateThreshold: 0.5, window: { type: 'time', size: 60_000 } }),
       },
     ]);
     expect(cfg.tenantLimits).toEqual({ onBacklogFull: 'reject' });

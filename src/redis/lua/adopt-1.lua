@@ -21,7 +21,7 @@ for i = CONTEXT_ARGS + 1, #ARGV, 6 do
     local q = resolveQuota(ctx, tenant, name, ds)
     rcall('HINCRBY', ctx.G .. 'qs:' .. q.id .. ':' .. tenant, 'inf', cost)
     rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now), 'qk', q.id,
-      'cost', cost, 'adopted', 1)
+      'cost', cost, 'adopted', 1, 'bg', breakerOf(ctx, ds).gen)
     rcall('ZADD', dsKey(ctx, ds, 'inflight'), fmt(ctx.now), id)
     chargeCapacity(ctx, ds, tenant, cost)
     n = n + 1

@@ -110,12 +110,17 @@ for _, flow in ipairs(rcall('ZRANGEBYSCORE', timers, '-inf', fmt(now), 'LIMIT', 
   makeEligible(ctx, ds, flow)
 end
 
--- 4. Admission, in the order of the downstream's allocation policy.
+-- 4. Admission, in the order of the downstream's allocation policy, if its breaker lets anything
+-- through: nothing while open (the waiting jobs are held), at most its probes while half-open.
 local p = policyOf(ctx, ds, capacity)
 promoteAged(ctx, ds, p)
+local b = breakerOf(ctx, ds)
+local budget = maxAdmit
+if b.st == 'open' then budget = 0
+elseif b.st == 'half-open' then budget = math.min(maxAdmit, math.max(0, probesLeft(ctx, ds, b))) end
 local evaluations, more = 0, 0
 local stats = dsKey(ctx, ds, 'stats')
-while nAdmitted < maxAdmit do
+while fresh < budget and nAdmitted < maxAdmit do
   if evaluations >= maxEval then more = 1 break end
   local tenant, vt = schedTop(ctx, ds)
   if not tenant then break end
@@ -148,7 +153,12 @@ while nAdmitted < maxAdmit do
           chargeCapacity(ctx, ds, tenant, cost)
           rcall('ZREM', f, id)
           decWaiting(ctx, ds, tenant, id)
-          rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id)
+          rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen)
+          if b.st == 'half-open' then
+            rcall('INCR', dsKey(ctx, ds, 'probed:' .. b.gen))
+            rcall('PEXPIRE', dsKey(ctx, ds, 'probed:' .. b.gen), 86400000)
+            rcall('HSET', rec, 'probe', 1)
+          end
           rcall('ZREM', deadlines, id)
           countAdmission(ctx, ds, tenant, cost)
           sampleWait(ctx, ds, tenant, now - (tonumber(r[3]) or now))

@@ -2,10 +2,11 @@
   The gate's decision for a batch of new ingress jobs of one downstream: admit now (fast path),
   or send to the waiting place, or reject; idempotent per ingress job id.
 
-  A job is admitted at once only if nothing of the downstream waits already (no eligible tenant, its
-  own flow empty: admission order belongs to the scheduler then), the allocation policy has room for
-  it, and its quota and throttles allow it; tokens, slots, capacity and period usage are taken in the
-  same step.
+  A job is admitted at once only if the downstream's breaker is closed, nothing of the downstream
+  waits already (no eligible tenant, its own flow empty: admission order belongs to the scheduler
+  then), the allocation policy has room for it, and its quota and throttles allow it; tokens, slots,
+  capacity and period usage are taken in the same step. The record keeps the breaker generation the
+  job was admitted in (its outcome only counts for that generation).
 
   Input:
     KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
@@ -29,6 +30,7 @@ local ctx = contextFromArgs()
 local ds, queue, capacity = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local inflight = KEYS[1]
 local p = policyOf(ctx, ds, capacity)
+local b = breakerOf(ctx, ds)
 
 local out = {}
 local admitted = 0
@@ -44,7 +46,7 @@ for i = CONTEXT_ARGS + 4, #ARGV, 4 do
     out[#out + 1] = 'D' .. (rcall('HGET', rec, 'msg') or '')
   elseif state then
     out[#out + 1] = 'F'
-  elseif (not schedEmpty(ctx, ds)) or rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1
+  elseif b.st ~= 'closed' or (not schedEmpty(ctx, ds)) or rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1
       or admissible(p, tenantPolicy(ctx, ds, p, tenant), tenantInflight(ctx, ds, tenant), cost, usedOf(ctx, ds), 0) ~= 'yes' then
     out[#out + 1] = 'W'
   else
@@ -55,7 +57,7 @@ for i = CONTEXT_ARGS + 4, #ARGV, 4 do
       countAdmission(ctx, ds, tenant, cost)
       -- No expiry while admitted: the release needs the record (tenant, quota, cost), however long the job runs.
       rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
-        'qk', v.q.id, 'cost', cost)
+        'qk', v.q.id, 'cost', cost, 'bg', b.gen)
       rcall('ZADD', inflight, fmt(ctx.now), id)
       admitted = admitted + 1
       out[#out + 1] = 'A'

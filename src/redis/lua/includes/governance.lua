@@ -236,6 +236,30 @@ local function giveBack(ctx, qid, tenant, cost)
 end
 
 ------------------------------------------------------------------------------------------------
+-- Circuit breaker, as the scheduler sees it (the state machine runs in src/core/breaker.ts)
+------------------------------------------------------------------------------------------------
+
+-- st: 'closed' | 'open' | 'half-open' (observe-only breakers always read as closed), gen, probes allowed
+-- in half-open, and when it last closed (held jobs replay under a capacity ramp from then).
+local function breakerOf(ctx, ds)
+  ctx.breakers = ctx.breakers or {}
+  local b = ctx.breakers[ds]
+  if not b then
+    local v = rcall('HMGET', dsKey(ctx, ds, 'brk'), 'st', 'gen', 'obs', 'probes', 'closedAt', 'ramp')
+    b = { st = v[1] or 'closed', gen = tonumber(v[2]) or 1, obs = v[3] == '1', probes = tonumber(v[4]) or 0,
+      closedAt = tonumber(v[5]), ramp = tonumber(v[6]) or 0 }
+    if b.obs then b.st = 'closed' end
+    ctx.breakers[ds] = b
+  end
+  return b
+end
+
+-- Probes still allowed in the breaker's current half-open generation.
+local function probesLeft(ctx, ds, b)
+  return b.probes - (tonumber(rcall('GET', dsKey(ctx, ds, 'probed:' .. b.gen))) or 0)
+end
+
+------------------------------------------------------------------------------------------------
 -- Allocation policy (mirrors src/core/policy.ts)
 ------------------------------------------------------------------------------------------------
 
@@ -255,6 +279,11 @@ local function policyOf(ctx, ds, fallbackCapacity)
     }
     local adaptive = tonumber(rcall('GET', dsKey(ctx, ds, 'cap')))
     if adaptive then p.cap = adaptive end
+    -- After a breaker closes, capacity ramps up so held jobs replay without a stampede.
+    local b = breakerOf(ctx, ds)
+    if b.st == 'closed' and b.closedAt and b.ramp > 0 and ctx.now - b.closedAt < b.ramp then
+      p.cap = math.min(p.cap, math.max(b.probes, math.floor(p.cap * (ctx.now - b.closedAt) / b.ramp)))
+    end
     ctx.policies[ds] = p
   end
   return p

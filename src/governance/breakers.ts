@@ -1,0 +1,291 @@
+/**
+ * Runs the circuit breakers: the pure state machine (src/core/breaker.ts) applied to the state in
+ * Redis with compare-and-set, so any number of observers and API processes agree; time-driven moves
+ * (open → half-open at openUntil, after a health check when the downstream has one); operators'
+ * forced states; the outbox of transitions written to Postgres (never ahead of Redis: it is written
+ * from Redis's outbox); and restoring a breaker Redis lost from its Postgres snapshot.
+ */
+import type { Logger } from 'pino';
+import { eq, sql } from 'drizzle-orm';
+import type { BreakerSettings } from '../contracts/breakers';
+import type { Config } from '../config/file';
+import {
+  countsAsFailure,
+  force,
+  INITIAL_BREAKER,
+  recordOutcomes,
+  retryAfterOf,
+  tick,
+  type BreakerConfig,
+  type BreakerOutcome,
+  type BreakerState,
+  type ForceAction,
+  type Step,
+  type Transition,
+} from '../core/breaker';
+import type { Database } from '../db/client';
+import { breakerSnapshots, breakerTransitions } from '../db/schema';
+import type { Metrics } from '../observability/metrics';
+import type { Governance } from '../redis/governance';
+
+export interface BreakerDeps {
+  governance: Governance;
+  config: Config;
+  database: Database;
+  log: Logger;
+  metrics?: Metrics;
+  now?: () => number;
+  rand?: () => number;
+}
+
+/** An execution event the observer passes on: a job ended, or one of its attempts failed. */
+export interface ExecEvent {
+  ingressJobId: string;
+  execJobId: string;
+  kind: 'completed' | 'failed' | 'retry';
+  /** When it happened (the event's time). */
+  at: number;
+  /** When the attempt started, if the observer saw its 'active' event. */
+  startedAt?: number;
+  /** The breaker generation the job was admitted in (from its record). */
+  gen?: number;
+  /** For failures: "Name: message" of the error (its stack's first line), or the failed reason. */
+  errorText?: string;
+  /** The failed reason the event carried (used when the job is already removed). */
+  failedReason?: string;
+}
+
+export function machineConfig(s: BreakerSettings): BreakerConfig {
+  return {
+    observeOnly: s.observeOnly,
+    window: s.window,
+    minimumCalls: s.minimumCalls,
+    failureRateThreshold: s.failureRateThreshold,
+    consecutiveFailures: s.consecutiveFailures,
+    ...(s.slowCallMs !== undefined ? { slowCallMs: s.slowCallMs } : {}),
+    ...(s.slowCallRateThreshold !== undefined ? { slowCallRateThreshold: s.slowCallRateThreshold } : {}),
+    openMs: s.openMs,
+    maxOpenMs: s.maxOpenMs,
+    backoffMultiplier: s.backoffMultiplier,
+    jitter: s.jitter,
+    halfOpenProbes: s.halfOpenProbes,
+  };
+}
+
+export class BreakerService {
+  private readonly now: () => number;
+  private readonly rand: () => number;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly lastHealthCheck = new Map<string, number>();
+  private readonly settings = new Map<string, { s: BreakerSettings; m: BreakerConfig; count: RegExp[]; ignore: RegExp[] }>();
+
+  constructor(private readonly deps: BreakerDeps) {
+    this.now = deps.now ?? Date.now;
+    this.rand = deps.rand ?? Math.random;
+    for (const d of deps.config.downstreams) {
+      if (!d.breaker.enabled) continue;
+      this.settings.set(d.name, {
+        s: d.breaker,
+        m: machineConfig(d.breaker),
+        count: d.breaker.countErrors.map((r) => new RegExp(r)),
+        ignore: d.breaker.ignoreErrors.map((r) => new RegExp(r)),
+      });
+    }
+  }
+
+  enabled(downstream: string): boolean {
+    return this.settings.has(downstream);
+  }
+
+  async read(downstream: string): Promise<{ state: BreakerState; rev: number }> {
+    const { json, rev } = await this.deps.governance.readBreaker(downstream);
+    return { state: json ? (JSON.parse(json) as BreakerState) : INITIAL_BREAKER, rev };
+  }
+
+  /** Applies a step of the state machine to the stored state (compare-and-set, retried). */
+  private async apply(downstream: string, step: (s: BreakerState) => Step): Promise<Transition[]> {
+    const cfg = this.settings.get(downstream);
+    if (!cfg) return [];
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const { state, rev } = await this.read(downstream);
+      const next = step(state);
+      if (next.state === state && next.transitions.length === 0) return [];
+      const s = next.state;
+      const ok = await this.deps.governance.casBreaker(
+        downstream,
+        rev,
+        {
+          json: JSON.stringify(s),
+          st: s.state,
+          gen: s.gen,
+          observeOnly: cfg.s.observeOnly,
+          probes: cfg.s.halfOpenProbes,
+          ...(s.closedAt !== undefined ? { closedAt: s.closedAt } : {}),
+          rampMs: cfg.s.replayRampMs,
+          ...(s.openUntil !== undefined && s.state === 'open' ? { openUntil: s.openUntil } : {}),
+        },
+        next.transitions.map((t) => ({ json: JSON.stringify({ downstream, ...t }), from: t.from, to: t.to })),
+      );
+      if (!ok) continue;
+      if (next.transitions.length > 0) await this.announce(downstream, next.transitions);
+      return next.transitions;
+    }
+    throw new Error(`breaker of ${downstream}: state kept changing under 20 attempts to update it`);
+  }
+
+  private async announce(downstream: string, transitions: readonly Transition[]): Promise<void> {
+    for (const t of transitions) {
+      this.deps.metrics?.breakerTransitions.inc({ downstream, from: t.from, to: t.to });
+      this.deps.log[t.to === 'open' ? 'warn' : 'info'](
+        { downstream, from: t.from, to: t.to, reason: t.reason, gen: t.gen, ...(t.openUntil ? { openUntil: new Date(t.openUntil).toISOString() } : {}) },
+        `breaker ${t.to}`,
+      );
+    }
+    // Half-open lets probes through, closed lets held jobs replay: the schedulers must look again.
+    if (transitions.some((t) => t.to !== 'open')) await this.deps.governance.publishWake([downstream]);
+  }
+
+  /** Outcomes of execution events: what they say about the downstream, fed to its breaker. */
+  async observe(downstream: string, events: readonly ExecEvent[]): Promise<Transition[]> {
+    const cfg = this.settings.get(downstream);
+    if (!cfg || events.length === 0) return [];
+    const outcomes: BreakerOutcome[] = [];
+    for (const e of events) {
+      const gen = e.gen;
+      if (gen === undefined) continue;
+      if (e.kind === 'completed') {
+        const slow = cfg.s.slowCallMs !== undefined && e.startedAt !== undefined && e.at - e.startedAt > cfg.s.slowCallMs;
+        outcomes.push({ at: e.at, gen, failed: false, slow });
+        continue;
+      }
+      const text = e.errorText ?? '';
+      if (!countsAsFailure(text, { count: cfg.count, ignore: cfg.ignore })) continue; // the job's own fault
+      const retryAfterMs = retryAfterOf(text);
+      outcomes.push({ at: e.at, gen, failed: true, slow: false, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+    }
+    if (outcomes.length === 0) return [];
+    return this.apply(downstream, (s) => recordOutcomes(s, cfg.m, outcomes, this.now(), this.rand));
+  }
+
+  async force(downstream: string, action: ForceAction, actor: string): Promise<Transition[]> {
+    return this.apply(downstream, (s) => force(s, action, this.now(), actor));
+  }
+
+  /** Moves breakers whose open period is over to half-open (after a passing health check, if any). */
+  async tickAll(): Promise<void> {
+    const now = this.now();
+    for (const [downstream, cfg] of this.settings) {
+      const { state } = await this.read(downstream);
+      if (state.state !== 'open' || state.forced !== null || state.openUntil === undefined || now < state.openUntil) continue;
+      let healthy: boolean | undefined;
+      if (cfg.s.healthUrl) {
+        if (now - (this.lastHealthCheck.get(downstream) ?? 0) < cfg.s.healthIntervalMs) continue;
+        this.lastHealthCheck.set(downstream, now);
+        healthy = await probeHealth(cfg.s.healthUrl, cfg.s.healthTimeoutMs);
+        if (!healthy) this.deps.log.info({ downstream, url: cfg.s.healthUrl }, 'breaker stays open: health check failed');
+      }
+      await this.apply(downstream, (s) => tick(s, this.now(), healthy));
+    }
+  }
+
+  /** A breaker Redis does not have (fresh or flushed Redis) is restored from its Postgres snapshot. */
+  async restoreMissing(): Promise<string[]> {
+    const restored: string[] = [];
+    for (const [downstream, cfg] of this.settings) {
+      const { rev } = await this.deps.governance.readBreaker(downstream);
+      if (rev !== 0) continue;
+      const rows = await this.deps.database.db.select().from(breakerSnapshots).where(eq(breakerSnapshots.downstream, downstream));
+      const row = rows[0];
+      if (!row) continue;
+      let s = row.state as BreakerState;
+      // A snapshot never resumes mid-probe: half-open comes back as open, due at once.
+      if (s.state === 'half-open') s = { ...s, state: 'open', openUntil: this.now() };
+      const ok = await this.deps.governance.casBreaker(
+        downstream,
+        0,
+        {
+          json: JSON.stringify(s),
+          st: s.state,
+          gen: s.gen,
+          observeOnly: cfg.s.observeOnly,
+          probes: cfg.s.halfOpenProbes,
+          ...(s.closedAt !== undefined ? { closedAt: s.closedAt } : {}),
+          rampMs: cfg.s.replayRampMs,
+          ...(s.openUntil !== undefined && s.state === 'open' ? { openUntil: s.openUntil } : {}),
+        },
+        [],
+      );
+      if (ok) {
+        restored.push(downstream);
+        this.deps.log.warn({ downstream, state: s.state, gen: s.gen, ...(s.openUntil ? { openUntil: new Date(s.openUntil).toISOString() } : {}) }, 'breaker restored from its Postgres snapshot');
+      }
+    }
+    return restored;
+  }
+
+  /** Writes pending transitions and the current snapshots to Postgres; returns how many were written. */
+  async flushOutbox(): Promise<number> {
+    const { governance, database } = this.deps;
+    const entries = await governance.breakerOutbox(200);
+    const touched = new Set<string>();
+    if (entries.length > 0) {
+      const rows = entries.map((e) => {
+        const t = JSON.parse(e) as Transition & { downstream: string };
+        touched.add(t.downstream);
+        return {
+          downstream: t.downstream,
+          fromState: t.from,
+          toState: t.to,
+          reason: t.reason,
+          counters: t.counters,
+          gen: t.gen,
+          actor: t.actor,
+          at: new Date(t.at),
+          openUntil: t.openUntil !== undefined ? new Date(t.openUntil) : null,
+        };
+      });
+      await database.db.insert(breakerTransitions).values(rows).onConflictDoNothing();
+    }
+    for (const downstream of this.settings.keys()) {
+      // Snapshots copy Redis: Postgres is never ahead of it.
+      const { json } = await governance.readBreaker(downstream);
+      if (!json) continue;
+      const s = JSON.parse(json) as BreakerState;
+      await database.db
+        .insert(breakerSnapshots)
+        .values({ downstream, state: s, gen: s.gen })
+        .onConflictDoUpdate({
+          target: breakerSnapshots.downstream,
+          set: { state: s, gen: s.gen, updatedAt: sql`now()` },
+          setWhere: sql`${breakerSnapshots.gen} <= ${s.gen}`,
+        });
+    }
+    await governance.trimBreakerOutbox(entries.length);
+    return entries.length;
+  }
+
+  /** Background upkeep: ticks (open → half-open), outbox to Postgres, restores. */
+  start(opts: { tickMs?: number; flushMs?: number } = {}): void {
+    const guard = (what: string, f: () => Promise<unknown>) => () =>
+      void f().catch((err: Error) => this.deps.log.warn({ err: err.message, what }, 'breaker upkeep failed; retrying'));
+    const t1 = setInterval(guard('tick', () => this.tickAll()), opts.tickMs ?? 200);
+    const t2 = setInterval(guard('outbox', () => this.restoreMissing().then(() => this.flushOutbox())), opts.flushMs ?? 1000);
+    t1.unref();
+    t2.unref();
+    this.timers.push(t1, t2);
+  }
+
+  close(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+  }
+}
+
+async function probeHealth(url: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
