@@ -1,0 +1,218 @@
+/**
+ * Circuit breakers on real Redis and Postgres with a real execution worker whose downstream we make
+ * fail and recover: trip timing, zero promotions while open (but probes), held jobs replayed on close
+ * exactly once, drain and replay by hand, forced states, and a breaker surviving kill -9 plus a
+ * flushed Redis (restored from Postgres).
+ */
+import { Queue, Worker } from 'bullmq';
+import { Client } from 'pg';
+import { parseApiTokens } from '../../src/config/tokens';
+import type { DeadLetterData } from '../../src/queues/dead-letter';
+import { createHarness, type Harness } from '../support/harness';
+import { freePort } from '../support/net';
+import { startPrivateRedis } from '../support/private-redis';
+import { spawnWorker, writeConfigFile } from '../support/processes';
+import { createTestDatabase, testConfigInput, testRedis, uniquePrefix, waitFor } from '../support/services';
+
+jest.setTimeout(90_000);
+
+const ADMIN = 'admin-secret-0123456789';
+const breaker = { consecutiveFailures: 3, minimumCalls: 1000, openMs: 1500, jitter: 0, halfOpenProbes: 2, replayRampMs: 500 };
+let h: Harness;
+
+beforeEach(async () => {
+  h = await createHarness('breakers', {
+    env: { apiTokens: parseApiTokens(`ops:${ADMIN}:admin`) },
+    config: {
+      downstreams: [
+        { name: 'scanner', capacity: 10, breaker },
+        { name: 'attestor', capacity: 10, breaker: { ...breaker, openMs: 60_000 } },
+        { name: 'policy', capacity: 10, breaker: { ...breaker, observeOnly: true } },
+      ],
+    },
+  });
+  await h.start();
+});
+afterEach(async () => {
+  await h.close();
+});
+
+interface Run {
+  id: string;
+  tenant: string;
+  startedAt: number;
+  ok: boolean;
+}
+
+function downstreamWorker(queue: string) {
+  const state = { failing: true, runs: [] as Run[] };
+  h.worker(
+    queue,
+    async (job) => {
+      const run = { id: job.id!, tenant: job.data.tenantId, startedAt: Date.now(), ok: !state.failing };
+      state.runs.push(run);
+      if (!run.ok) throw new Error('scanner unavailable: connect ECONNREFUSED');
+      return 'ok';
+    },
+    { concurrency: 20 },
+  );
+  return state;
+}
+
+const breakerOf = async (ds: string) => (await h.api('GET', `/api/v1/breakers/${ds}`, { token: ADMIN })).body;
+const dead = async () => (await h.queue('dead-letter').getJobs(['waiting'])).map((j) => j.data as DeadLetterData);
+
+it('opens within 1 s of the tripping failure, promotes nothing but probes while open, and replays held jobs once on close', async () => {
+  const ds = downstreamWorker('exec.scanner');
+  await h.ingress.addBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'first', i } })));
+  const opened = await waitFor(async () => {
+    const b = await breakerOf('scanner');
+    return b.state === 'open' ? b : undefined;
+  }, 'the breaker to open', 10_000, 20);
+  const trip = opened.transitions.find((t: { to: string }) => t.to === 'open');
+  const thirdFailure = (await h.queue('exec.scanner').getJobs(['failed'])).map((j) => j.finishedOn!).sort((a, b) => a - b)[2]!;
+  const openedAfter = Date.parse(trip.at) - thirdFailure;
+  process.stdout.write(`breaker opened ${openedAfter} ms after the tripping failure (${trip.reason})\n`);
+  expect(openedAfter).toBeLessThan(1000);
+  expect(trip.reason).toBe('3 consecutive failures');
+
+  // While open: 30 jobs of 3 tenants are held, none reaches the downstream.
+  const held = await h.ingress.addBulk(Array.from({ length: 30 }, (_, i) => ({ name: 'scan.image', data: { tenantId: `t${i % 3}`, i } })));
+  await waitFor(async () => (await breakerOf('scanner')).held === 30, '30 held');
+  const heldList = (await h.api('GET', '/api/v1/breakers/scanner/held?limit=5', { token: ADMIN })).body;
+  expect(heldList).toMatchObject({ state: 'open', total: 30, byTenant: { t0: 10, t1: 10, t2: 10 } });
+  expect(heldList.items).toHaveLength(5);
+  const loc = (await h.api('GET', `/api/v1/jobs/${held[0]!.id}`, { token: ADMIN })).body;
+  expect(loc).toMatchObject({ place: 'waiting', waiting: { reason: 'breaker-open' } });
+
+  // The downstream recovers; the breaker probes on its own (time-driven, no new job needed).
+  ds.failing = false;
+  const closed = await waitFor(async () => {
+    const b = await breakerOf('scanner');
+    return b.state === 'closed' ? b : undefined;
+  }, 'the breaker to close', 15_000, 50);
+  const ts = (to: string) => Date.parse(closed.transitions.find((t: { to: string }) => t.to === to).at);
+  const [openAt, halfOpenAt, closedAt] = [ts('open'), ts('half-open'), ts('closed')];
+  await waitFor(() => ds.runs.filter((r) => r.ok).length === 30, 'every held job replayed', 20_000);
+
+  const startedWhileOpen = ds.runs.filter((r) => r.startedAt > openAt && r.startedAt < halfOpenAt);
+  const startedWhileHalfOpen = ds.runs.filter((r) => r.startedAt >= halfOpenAt && r.startedAt < closedAt);
+  process.stdout.write(`while open: ${startedWhileOpen.length} promotions; while half-open: ${startedWhileHalfOpen.length} (probes)\n`);
+  expect(startedWhileOpen).toEqual([]);
+  expect(startedWhileHalfOpen.length).toBeLessThanOrEqual(2);
+  // None lost, none duplicated.
+  const okIds = ds.runs.filter((r) => r.ok).map((r) => r.id);
+  expect(new Set(okIds).size).toBe(30);
+  expect(okIds.length).toBe(30);
+  expect(closed.transitions.map((t: { from: string; to: string }) => `${t.from}>${t.to}`).slice(0, 3)).toEqual(['half-open>closed', 'open>half-open', 'closed>open']);
+});
+
+it('drains and replays held jobs by hand, with counts, audited; forced states are sticky', async () => {
+  const ds = downstreamWorker('exec.attestor');
+  ds.failing = false;
+  const forced = await h.api('POST', '/api/v1/breakers/attestor/open', { token: ADMIN, reason: 'attestor maintenance' });
+  expect(forced.body).toMatchObject({ state: 'open', forced: 'open' });
+  await h.ingress.addBulk(Array.from({ length: 12 }, (_, i) => ({ name: 'attest.sbom', data: { tenantId: i < 8 ? 'acme' : 'globex', i } })));
+  await waitFor(async () => (await breakerOf('attestor')).held === 12, '12 held');
+
+  const drained = await h.api('POST', '/api/v1/breakers/attestor/held/drain', { body: { limit: 5, tenantId: 'acme' }, token: ADMIN, reason: 'stale scans' });
+  expect(drained.body).toEqual({ drained: 5 });
+  const dl = await waitFor(async () => {
+    const d = (await dead()).filter((x) => x.reason === 'drained');
+    return d.length === 5 ? d : undefined;
+  }, 'five drained in dead-letter');
+  expect(new Set(dl.map((d) => d.tenantId))).toEqual(new Set(['acme']));
+  expect((await breakerOf('attestor')).held).toBe(7);
+
+  const replayed = await h.api('POST', '/api/v1/breakers/attestor/held/replay', { body: { limit: 2 }, token: ADMIN, reason: 'customer escalation' });
+  expect(replayed.body).toEqual({ replayed: 2, skipped: 0 });
+  await waitFor(() => ds.runs.length === 2, 'the two replayed jobs run despite the forced-open breaker');
+  await new Promise((r) => setTimeout(r, 500));
+  expect(ds.runs).toHaveLength(2);
+  expect((await breakerOf('attestor')).state).toBe('open'); // forced: no time-driven probe
+
+  await h.api('POST', '/api/v1/breakers/attestor/release', { token: ADMIN, reason: 'maintenance over' });
+  await waitFor(() => ds.runs.length === 7, 'the rest after release', 15_000);
+  expect(new Set(ds.runs.map((r) => r.id)).size).toBe(7);
+
+  const pg = new Client({ connectionString: h.db.url });
+  await pg.connect();
+  try {
+    const { rows } = await pg.query(`SELECT action, reason FROM audit_log WHERE resource_type = 'breaker' ORDER BY id`);
+    expect(rows.map((r) => r.action)).toEqual(['breaker.open', 'breaker.held.drain', 'breaker.held.replay', 'breaker.release']);
+    await waitFor(async () => (await pg.query(`SELECT count(*)::int AS n FROM breaker_transitions WHERE downstream = 'attestor'`)).rows[0].n >= 3, 'transitions in Postgres');
+  } finally {
+    await pg.end();
+  }
+});
+
+it('in observe-only mode records transitions but holds nothing', async () => {
+  const ds = downstreamWorker('exec.policy');
+  await h.ingress.addBulk(Array.from({ length: 10 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'watched', i } })));
+  await waitFor(async () => (await breakerOf('policy')).state === 'open', 'the (observing) breaker to open');
+  await h.ingress.addBulk(Array.from({ length: 5 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'watched', i: 100 + i } })));
+  await waitFor(() => ds.runs.length === 15, 'every job still runs');
+  expect((await breakerOf('policy')).held).toBe(0);
+});
+
+it('survives kill -9 of every process and a flushed Redis while open: same openUntil and trips, from Postgres', async () => {
+  const redis = await startPrivateRedis();
+  const db = await createTestDatabase('brkrestart');
+  const prefix = uniquePrefix('brkrestart');
+  const port = await freePort();
+  const config = writeConfigFile({
+    ...testConfigInput(),
+    downstreams: [
+      { name: 'scanner', capacity: 10, breaker: { ...breaker, openMs: 60_000 } },
+      { name: 'attestor', capacity: 10 },
+      { name: 'policy', capacity: 10 },
+    ],
+  });
+  const env = { REDIS_URL: redis.url, DATABASE_URL: db.url, TOLLGATE_PREFIX: prefix, TOLLGATE_CONFIG: config, PORT: String(port), TOLLGATE_API_TOKENS: `ops:${ADMIN}:admin` };
+  const conn = testRedis(redis.url);
+  const workerConn = testRedis(redis.url);
+  const worker = new Worker('exec.scanner', async () => { throw new Error('scanner down'); }, { connection: workerConn, prefix, concurrency: 5 });
+  worker.on('error', () => undefined);
+  const ingress = new Queue('ingress', { connection: conn, prefix });
+  const get = async () => (await (await fetch(`http://127.0.0.1:${port}/api/v1/breakers/scanner`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as Record<string, any>;
+  let child = spawnWorker('all', env);
+  try {
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 'tollgate ready', 20_000);
+    await ingress.addBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'acme', i } })));
+    const before = await waitFor(async () => {
+      const b = await get();
+      return b.state === 'open' ? b : undefined;
+    }, 'open', 10_000);
+    // The transition and snapshot reach Postgres.
+    const pg = new Client({ connectionString: db.url });
+    await pg.connect();
+    await waitFor(async () => (await pg.query(`SELECT count(*)::int AS n FROM breaker_snapshots WHERE downstream = 'scanner' AND state->>'state' = 'open'`)).rows[0].n === 1, 'snapshot in Postgres');
+    await pg.end();
+
+    child.kill('SIGKILL');
+    await child.exited;
+    await conn.flushall();
+    child = spawnWorker('all', env);
+    const after = await waitFor(async () => {
+      try {
+        return (await get()).state === 'open' ? await get() : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 'the breaker back, open', 20_000, 200);
+    process.stdout.write(`restored: ${JSON.stringify({ state: after.state, nextProbeAt: after.nextProbeAt, trips: after.trips, generation: after.generation })}\n`);
+    expect({ state: after.state, nextProbeAt: after.nextProbeAt, trips: after.trips }).toEqual({ state: before.state, nextProbeAt: before.nextProbeAt, trips: before.trips });
+    // And it holds: a new job waits.
+    await ingress.add('scan.image', { tenantId: 'acme', late: true });
+    await waitFor(async () => (await get()).held === 1, 'the new job held');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    await worker.close();
+    await ingress.close();
+    conn.disconnect();
+    workerConn.disconnect();
+    await redis.stop();
+    await db.drop();
+  }
+});
