@@ -287,15 +287,43 @@ export class Observer {
     const { redis, log, metrics } = this.deps;
     const scripts = scriptsFor(redis);
     for (const s of this.streams) {
-      const [lost, lastDelivered] = await scripts.detectGap([s.key], [OBSERVER_GROUP]);
+      const [lost, lastDelivered, firstEntry] = await scripts.detectGap([s.key], [OBSERVER_GROUP]);
       if (lost > 0) {
         metrics.observerGaps.inc({ downstream: s.downstream });
         log.warn(
           { downstream: s.downstream, lostEvents: lost, lastDelivered },
           'event stream was trimmed past unread events; the reconciliation sweep releases what they would have',
         );
+        await this.rescanGap(s, Number(lastDelivered.split('-')[0]), firstEntry ? Number(firstEntry.split('-')[0]) : this.now());
       }
     }
+  }
+
+  /**
+   * After a gap, the breaker missed the outcomes the lost events carried: rescan the jobs of the
+   * execution queue that finished in the gap (between the last event read and the oldest event still
+   * in the stream) and feed them to it. Jobs removed on completion cannot be found; the breaker just
+   * sees fewer calls.
+   */
+  private async rescanGap(s: StreamInfo, from: number, to: number): Promise<void> {
+    const breakers = this.deps.breakers;
+    if (!breakers?.enabled(s.downstream)) return;
+    const { redis, keys } = this.deps;
+    const events: ExecEvent[] = [];
+    for (const set of ['completed', 'failed'] as const) {
+      const ids = await redis.zrangebyscore(keys.bullSet(s.queue, set), `(${from}`, `(${to}`, 'LIMIT', 0, 10_000);
+      for (const jobId of ids) {
+        const ingressJobId = ingressIdOf(jobId);
+        if (ingressJobId === undefined) continue;
+        const finishedOn = Number((await redis.hget(keys.bullJob(s.queue, jobId), 'finishedOn')) ?? to);
+        events.push({ ingressJobId, execJobId: jobId, kind: set, at: finishedOn });
+      }
+    }
+    events.sort((a, b) => a.at - b.at);
+    if (events.length === 0) return;
+    await this.describe(s, events);
+    const transitions = await breakers.observe(s.downstream, events);
+    this.deps.log.info({ downstream: s.downstream, rescanned: events.length, transitions: transitions.length }, 'outcomes lost in the gap fed to the breaker');
   }
 
   /**

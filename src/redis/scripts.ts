@@ -22,7 +22,7 @@ export interface Scripts {
   explain(keys: [anchor: string], args: Arg[]): Promise<string[]>;
   deadLetter(keys: [stats: string], args: Arg[]): Promise<string[]>;
   restoreStats(keys: [stats: string, restored: string], args: Arg[]): Promise<number>;
-  detectGap(keys: [stream: string], args: Arg[]): Promise<[number, string]>;
+  detectGap(keys: [stream: string], args: Arg[]): Promise<[number, string, string]>;
   ensureGroup(keys: [stream: string], args: Arg[]): Promise<number>;
   advanceVersion(keys: [version: string], args: Arg[]): Promise<number>;
   restoreUsage(keys: [marker: string], args: Arg[]): Promise<number>;

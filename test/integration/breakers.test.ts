@@ -5,9 +5,11 @@
  * flushed Redis (restored from Postgres).
  */
 import { Queue, Worker } from 'bullmq';
+import { createServer } from 'node:http';
 import { Client } from 'pg';
 import { parseApiTokens } from '../../src/config/tokens';
 import type { DeadLetterData } from '../../src/queues/dead-letter';
+import { startTollgate } from '../../src/runtime';
 import { createHarness, type Harness } from '../support/harness';
 import { freePort } from '../support/net';
 import { startPrivateRedis } from '../support/private-redis';
@@ -214,5 +216,66 @@ it('survives kill -9 of every process and a flushed Redis while open: same openU
     workerConn.disconnect();
     await redis.stop();
     await db.drop();
+  }
+});
+
+it('after a gap in the event stream, feeds the breaker the outcomes it missed', async () => {
+  await h.stop();
+  await h.start(['gate', 'api']);
+  const observer1 = await startTollgate({ roles: ['observer'], env: h.env, config: h.config });
+  await observer1.started;
+  await observer1.close(); // the consumer group exists; no observer runs now
+  downstreamWorker('exec.scanner');
+  await h.ingress.addBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'gap', i } })));
+  await waitFor(async () => (await h.queue('exec.scanner').getJobCounts('failed')).failed === 3, 'three failures, unobserved');
+  await h.redis.xtrim(`${h.prefix}:exec.scanner:events`, 'MAXLEN', 0);
+  const observer2 = await startTollgate({ roles: ['observer'], env: h.env, config: h.config });
+  await observer2.started;
+  try {
+    await waitFor(async () => (await breakerOf('scanner')).state === 'open', 'the breaker opened from the rescanned outcomes', 10_000);
+  } finally {
+    await observer2.close();
+  }
+});
+
+it('with a health check, moves to half-open only once the downstream answers healthy', async () => {
+  let healthy = false;
+  const server = createServer((_req, res) => {
+    res.writeHead(healthy ? 200 : 503).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/health`;
+  const own = await createHarness('brkhealth', {
+    env: { apiTokens: parseApiTokens(`ops:${ADMIN}:admin`) },
+    config: {
+      downstreams: [
+        { name: 'scanner', capacity: 10, breaker: { ...breaker, openMs: 300, healthUrl: url, healthIntervalMs: 100 } },
+        { name: 'attestor', capacity: 10 },
+        { name: 'policy', capacity: 10 },
+      ],
+    },
+  });
+  await own.start();
+  try {
+    own.worker('exec.scanner', async () => {
+      throw new Error('down');
+    });
+    await own.ingress.addBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'hc', i } })));
+    const get = async () => (await own.api('GET', '/api/v1/breakers/scanner', { token: ADMIN })).body;
+    await waitFor(async () => (await get()).state === 'open', 'open');
+    await new Promise((r) => setTimeout(r, 1200)); // well past openUntil: still open while unhealthy
+    expect((await get()).state).toBe('open');
+    healthy = true;
+    const b = await waitFor(async () => {
+      const x = await get();
+      return x.state !== 'open' ? x : undefined;
+    }, 'half-open once healthy', 5000, 50);
+    expect(b.transitions[0].reason).toBe('open period over and the health check passed');
+    const metrics = await (await fetch(`${own.tollgate!.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
+    expect(metrics).toMatch(/tollgate_breaker_transitions_total\{downstream="scanner",from="closed",to="open"\} 1/);
+    expect(metrics).toMatch(/tollgate_breaker_state\{downstream="scanner",state="half-open"\} 1/);
+  } finally {
+    await own.close();
+    await new Promise((r) => server.close(r));
   }
 });

@@ -11,7 +11,8 @@
     KEYS[1] events stream (stream)
     ARGV[1] group name
 
-  Output: { lost, lastDeliveredId }   lost = -1 when the group does not exist
+  Output: { lost, lastDeliveredId, firstEntryId }   lost = -1 when the group does not exist;
+          firstEntryId '' when the stream is empty (the lost events were between the two ids)
 ]]
 local key = KEYS[1]
 local group = ARGV[1]
@@ -52,7 +53,7 @@ if not read then
   if trimmedPast then
     redis.call('XGROUP', 'SETID', key, group, last, 'ENTRIESREAD', added - length)
   end
-  return { 0, last }
+  return { 0, last, firstId or '' }
 end
 
 local lost = 0
@@ -64,4 +65,4 @@ if trimmedPast then
     lost = 0
   end
 end
-return { lost, last }
+return { lost, last, firstId or '' }
