@@ -279,3 +279,45 @@ it('with a health check, moves to half-open only once the downstream answers hea
     await new Promise((r) => server.close(r));
   }
 });
+
+it('admits exactly the half-open probes across two gate processes', async () => {
+  await h.stop();
+  await h.start(['observer', 'api']);
+  const file = writeConfigFile({
+    ...testConfigInput(),
+    downstreams: [
+      // The same breaker settings as this file's in-process observer (one deployment, one config).
+      { name: 'scanner', capacity: 10, breaker },
+      { name: 'attestor', capacity: 10 },
+      { name: 'policy', capacity: 10 },
+    ],
+  });
+  const env = { REDIS_URL: h.env.redisUrl, DATABASE_URL: h.db.url, TOLLGATE_PREFIX: h.prefix, TOLLGATE_CONFIG: file };
+  const gates = [spawnWorker('gate', env), spawnWorker('gate', env)];
+  try {
+    let failing = true;
+    const started: number[] = [];
+    h.worker(
+      'exec.scanner',
+      async () => {
+        started.push(Date.now());
+        if (failing) throw new Error('down');
+        await new Promise((r) => setTimeout(r, 1500)); // probes stay in flight: nothing else may start
+      },
+      { concurrency: 20 },
+    );
+    await h.ingress.addBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'p', i } })));
+    await waitFor(async () => (await breakerOf('scanner')).state === 'open', 'open');
+    failing = false;
+    await h.ingress.addBulk(Array.from({ length: 40 }, (_, i) => ({ name: 'scan.image', data: { tenantId: `p${i % 4}`, i } })));
+    await waitFor(async () => (await breakerOf('scanner')).state === 'half-open', 'half-open', 10_000, 20);
+    const halfOpenAt = Date.now();
+    await new Promise((r) => setTimeout(r, 1000)); // both gates drain repeatedly meanwhile
+    const probes = started.filter((t) => t >= halfOpenAt - 300);
+    process.stdout.write(`half-open with two gates: ${probes.length} probes started\n`);
+    expect(probes).toHaveLength(breaker.halfOpenProbes);
+  } finally {
+    gates.forEach((g) => g.kill('SIGKILL'));
+    await Promise.all(gates.map((g) => g.exited));
+  }
+});
