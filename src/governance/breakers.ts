@@ -158,6 +158,9 @@ export class BreakerService {
         outcomes.push({ at: e.at, gen, failed: false, slow });
         continue;
       }
+      // A job sent back to wait or delayed without an error (a worker's own rate limit or delay, a
+      // stalled job) is not a failed call.
+      if (e.kind === 'retry' && !e.errorText) continue;
       const text = e.errorText ?? '';
       if (!countsAsFailure(text, { count: cfg.count, ignore: cfg.ignore })) continue; // the job's own fault
       const retryAfterMs = retryAfterOf(text);
