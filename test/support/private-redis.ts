@@ -14,39 +14,50 @@ import { waitFor } from './services';
 export interface PrivateRedis {
   url: string;
   port: number;
+  /** kill -9 the server (its data is gone: it keeps nothing on disk). */
   stop(): Promise<void>;
+  /** Starts a new, empty server on the same port (after stop()). */
+  restart(): Promise<void>;
+}
+
+async function answers(url: string): Promise<boolean> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } finally {
+    r.disconnect();
+  }
 }
 
 export async function startPrivateRedis(): Promise<PrivateRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-'));
-  let proc: ChildProcess;
-  try {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-      stdio: 'ignore',
-    });
-  } catch (err) {
-    throw new Error(`this test starts a private redis-server and none could be started: ${(err as Error).message}`);
-  }
-  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
-  proc.on('error', () => undefined);
   const url = `redis://127.0.0.1:${port}`;
-  await waitFor(async () => {
-    const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    r.on('error', () => undefined);
+  let proc: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  const launch = async () => {
     try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } finally {
-      r.disconnect();
+      proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+        stdio: 'ignore',
+      });
+    } catch (err) {
+      throw new Error(`this test starts a private redis-server and none could be started: ${(err as Error).message}`);
     }
-  }, `a private redis-server on port ${port}`);
+    const p = proc;
+    exited = new Promise<void>((r) => p.on('exit', () => r()));
+    p.on('error', () => undefined);
+    await waitFor(() => answers(url), `a private redis-server on port ${port}`);
+  };
+  await launch();
   return {
     url,
     port,
     async stop() {
-      proc.kill('SIGKILL');
+      proc?.kill('SIGKILL');
       await exited;
     },
+    restart: launch,
   };
 }
