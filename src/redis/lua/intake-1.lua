@@ -32,12 +32,22 @@ local inflight = KEYS[1]
 local p = policyOf(ctx, ds, capacity)
 local b = breakerOf(ctx, ds)
 
+-- Read once per batch and kept up to date here (this script is the only writer while it runs): whether
+-- anything of the downstream waits at all, its capacity used, and each tenant's in-flight cost.
+-- Writes of counters are summed and made once at the end; the outcome is the same as job by job.
+local queued = not schedEmpty(ctx, ds)
+local anyWaiting = (tonumber(rcall('GET', dsKey(ctx, ds, 'wtotal'))) or 0) > 0
+local used = usedOf(ctx, ds)
+local tin, tinAdd, tenantsAdded = {}, {}, {}
+local zargs = {}
+
 local out = {}
 local admitted = 0
 for i = CONTEXT_ARGS + 4, #ARGV, 4 do
   local id, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local rec = ctx.G .. 'rec:' .. id
   local state = rcall('HGET', rec, 'st')
+  local ti = tin[tenant]
   if state == 'admitted' then
     out[#out + 1] = 'R'
   elseif state == 'waiting' then
@@ -46,28 +56,48 @@ for i = CONTEXT_ARGS + 4, #ARGV, 4 do
     out[#out + 1] = 'D' .. (rcall('HGET', rec, 'msg') or '')
   elseif state then
     out[#out + 1] = 'F'
-  elseif b.st ~= 'closed' or (not schedEmpty(ctx, ds)) or rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1
-      or admissible(p, tenantPolicy(ctx, ds, p, tenant), tenantInflight(ctx, ds, tenant), cost, usedOf(ctx, ds), 0) ~= 'yes' then
+  elseif b.st ~= 'closed' or queued or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1) then
     out[#out + 1] = 'W'
   else
-    local v = evaluate(ctx, tenant, name, ds, cost)
-    if v.k == 'admit' then
-      take(ctx, v, cost)
-      chargeCapacity(ctx, ds, tenant, cost)
-      countAdmission(ctx, ds, tenant, cost)
-      -- No expiry while admitted: the release needs the record (tenant, quota, cost), however long the job runs.
-      rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
-        'qk', v.q.id, 'cost', cost, 'bg', b.gen)
-      rcall('ZADD', inflight, fmt(ctx.now), id)
-      admitted = admitted + 1
-      out[#out + 1] = 'A'
-    elseif v.k == 'wait' then
+    if ti == nil then
+      ti = tenantInflight(ctx, ds, tenant)
+      tin[tenant] = ti
+    end
+    if admissible(p, tenantPolicy(ctx, ds, p, tenant), ti, cost, used, 0) ~= 'yes' then
       out[#out + 1] = 'W'
     else
-      recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
-      out[#out + 1] = 'X' .. v.msg
+      local v = evaluate(ctx, tenant, name, ds, cost)
+      if v.k == 'admit' then
+        take(ctx, v, cost)
+        used = used + cost
+        tin[tenant] = ti + cost
+        if not tinAdd[tenant] then
+          tinAdd[tenant] = 0
+          tenantsAdded[#tenantsAdded + 1] = tenant
+        end
+        tinAdd[tenant] = tinAdd[tenant] + cost
+        -- No expiry while admitted: the release needs the record (tenant, quota, cost), however long the job runs.
+        rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
+          'qk', v.q.id, 'cost', cost, 'bg', b.gen)
+        zargs[#zargs + 1] = fmt(ctx.now)
+        zargs[#zargs + 1] = id
+        admitted = admitted + 1
+        out[#out + 1] = 'A'
+      elseif v.k == 'wait' then
+        out[#out + 1] = 'W'
+      else
+        recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
+        out[#out + 1] = 'X' .. v.msg
+      end
     end
   end
 end
-if admitted > 0 then rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted) end
+if admitted > 0 then
+  for _, tenant in ipairs(tenantsAdded) do
+    chargeCapacity(ctx, ds, tenant, tinAdd[tenant])
+    countAdmission(ctx, ds, tenant, tinAdd[tenant])
+  end
+  rcall('ZADD', inflight, unpack(zargs))
+  rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted)
+end
 return out

@@ -44,13 +44,20 @@ end
 local observe = rcall('EXISTS', dsKey(ctx, ds, 'obs-on')) == 1
 local obsKey = dsKey(ctx, ds, 'obs')
 
+-- Gives back are summed per tenant (and per quota) and made once after the loop: the same end state as
+-- job by job, with fewer calls. Nothing read in the loop depends on them.
+local anyPromoting = rcall('EXISTS', dsKey(ctx, ds, 'promoting')) == 1
+local refund, refundTenants = {}, {}
+local quotaBack, quotaKeys = {}, {}
+local counts = {}
+
 local out = {}
 local wake = {}
 for i = CONTEXT_ARGS + 3, #ARGV, 4 do
   local id, outcome, actual, endedAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]) or ctx.now
   local rec = ctx.G .. 'rec:' .. id
-  local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at')
-  local leased = outcome == 'vanished' and rcall('ZSCORE', dsKey(ctx, ds, 'promoting'), id)
+  local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at', 'enq')
+  local leased = outcome == 'vanished' and anyPromoting and rcall('ZSCORE', dsKey(ctx, ds, 'promoting'), id)
   local wasInflight = 0
   if not leased then wasInflight = rcall('ZREM', inflight, id) end
   if leased then
@@ -59,11 +66,19 @@ for i = CONTEXT_ARGS + 3, #ARGV, 4 do
     if v[1] then
       local cost = tonumber(v[4]) or 1
       rcall('HSET', rec, 'st', outcome, 'fin', fmt(ctx.now))
-      rcall('HDEL', rec, 'p')
+      -- Only a job that went through the waiting place has a payload or a promotion lease.
+      if v[6] then
+        rcall('HDEL', rec, 'p')
+        if anyPromoting then rcall('ZREM', dsKey(ctx, ds, 'promoting'), id) end
+      end
       rcall('PEXPIRE', rec, ctx.retention)
-      rcall('ZREM', dsKey(ctx, ds, 'promoting'), id)
       if v[2] and v[3] then
-        giveBack(ctx, v[2], v[3], cost)
+        local qk = v[2] .. '\n' .. v[3]
+        if not quotaBack[qk] then
+          quotaBack[qk] = 0
+          quotaKeys[#quotaKeys + 1] = { v[2], v[3], qk }
+        end
+        quotaBack[qk] = quotaBack[qk] + cost
         if actual and actual ~= cost then
           settle(v[2], v[3], actual - cost)
           rcall('HSET', rec, 'ac', actual)
@@ -71,8 +86,11 @@ for i = CONTEXT_ARGS + 3, #ARGV, 4 do
         wake[v[3]] = true
       end
       if v[3] then
-        refundCapacity(ctx, ds, v[3], cost)
-        retier(ctx, ds, v[3])
+        if not refund[v[3]] then
+          refund[v[3]] = 0
+          refundTenants[#refundTenants + 1] = v[3]
+        end
+        refund[v[3]] = refund[v[3]] + cost
       end
       if observe and outcome ~= 'vanished' and v[5] then
         local failed = 0
@@ -81,12 +99,18 @@ for i = CONTEXT_ARGS + 3, #ARGV, 4 do
         rcall('LTRIM', obsKey, 0, 1999)
       end
     end
-    rcall('HINCRBY', stats, outcome, 1)
+    counts[outcome] = (counts[outcome] or 0) + 1
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
+for _, q in ipairs(quotaKeys) do giveBack(ctx, q[1], q[2], quotaBack[q[3]]) end
+for _, tenant in ipairs(refundTenants) do
+  refundCapacity(ctx, ds, tenant, refund[tenant])
+  retier(ctx, ds, tenant)
+end
+for outcome, n in pairs(counts) do rcall('HINCRBY', stats, outcome, n) end
 local toWake = {}
 for tenant in pairs(wake) do
   for _, d in ipairs(all) do

@@ -93,7 +93,11 @@ end
 
 local function tenantThrottles(ctx, tenant)
   local list = ctx.throttles[tenant]
-  if not list then
+  if ctx.anyThrottles == nil then ctx.anyThrottles = rcall('EXISTS', ctx.G .. 'th') == 1 end
+  if not list and not ctx.anyThrottles then
+    list = {}
+    ctx.throttles[tenant] = list
+  elseif not list then
     list = {}
     local ids = rcall('SUNION', ctx.G .. 'th-t:' .. tenant, ctx.G .. 'th-any')
     for _, id in ipairs(ids) do
