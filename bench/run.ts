@@ -7,26 +7,28 @@
  *   baseline-direct  producer → queue → plain worker (concurrency 50)
  *   baseline-move    producer → q1 → plain mover process (add to q2) → q2 → plain worker: any gate's floor
  *   tollgate-open    producer → ingress → tollgate process (gate + observer + API) → exec.bench → plain worker,
- *                    100 tenants, nothing binding
+ *                    100 tenants, nothing binding; then a trickle (200 jobs/s) for the uncontended decision latency
+ *   tollgate-contended  1,000 tenants, proportional policy, capacity binding, one tenant flooding
+ *   tollgate-breaker    a downstream failing then recovering: trip → open, promotions while open, replay
+ *   scale (once, BENCH_SCALE=0 skips it)  10,000 tenants with quotas and 200,000 waiting jobs vs 100 tenants
  *
- * Env: BENCH_JOBS (50000), BENCH_RUNS (3), REDIS_URL.
+ * Env: BENCH_JOBS (50000), BENCH_RUNS (3), BENCH_SCENARIOS (comma-separated), BENCH_SCALE_JOBS (200000),
+ * REDIS_URL, DATABASE_URL (a server where the bench may create and drop its own database).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { deleteKeysWithPrefix } from '../src/redis/maintenance';
+import { breaker, contended, scale, trickleLatency } from './governed';
+import { bucketQuantile, cleanup, histogram, info, median, newPrefix, PAYLOAD, procStats, redis, REDIS_URL, ROOT, startTollgate } from './lib';
 
-const ROOT = join(__dirname, '..');
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const JOBS = Number(process.env.BENCH_JOBS ?? 50_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SCALE_JOBS = Number(process.env.BENCH_SCALE_JOBS ?? 200_000);
 const WORKER_CONCURRENCY = 50;
 const MIDDLE_CONCURRENCY = 200; // the mover and the gate take the same number of jobs at once
-const PAYLOAD = 'x'.repeat(150);
 
 interface Result {
   scenario: string;
@@ -39,19 +41,9 @@ interface Result {
   childCpuSec: number;
   childPeakRssMb: number;
   redisPeakMemMb: number;
+  /** Top Redis commands by time: calls and microseconds per job (EVALSHA's time includes its inner calls). */
+  profile: Array<{ cmd: string; callsPerJob: number; usecPerJob: number }>;
   extra: Record<string, number>;
-}
-
-const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-
-async function info(section: string): Promise<Record<string, string>> {
-  const text = await redis.info(section);
-  const out: Record<string, string> = {};
-  for (const line of text.split('\r\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
-  }
-  return out;
 }
 
 async function totalCommands(): Promise<number> {
@@ -64,25 +56,21 @@ async function totalCommands(): Promise<number> {
   return n;
 }
 
+/** Per command: calls and microseconds (INFO commandstats), for the profile of where Redis time goes. */
+async function commandProfile(): Promise<Map<string, { calls: number; usec: number }>> {
+  const stats = await info('commandstats');
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const [k, v] of Object.entries(stats)) {
+    if (!k.startsWith('cmdstat_') || k === 'cmdstat_info' || k === 'cmdstat_config') continue;
+    out.set(k.slice(8), { calls: Number(/calls=(\d+)/.exec(v)?.[1] ?? 0), usec: Number(/usec=(\d+)/.exec(v)?.[1] ?? 0) });
+  }
+  return out;
+}
+
 async function redisCpu(): Promise<number> {
   const c = await info('cpu');
   return Number(c.used_cpu_user) + Number(c.used_cpu_sys);
 }
-
-/** CPU seconds and RSS of a child process, from /proc. */
-function procStats(pid: number): { cpu: number; rssMb: number } {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    const rssPages = Number(fields[21]);
-    return { cpu: ticks / 100, rssMb: (rssPages * 4096) / 1048576 };
-  } catch {
-    return { cpu: 0, rssMb: 0 };
-  }
-}
-
-const cleanup = (prefix: string) => deleteKeysWithPrefix(redis, prefix);
 
 function tenantOf(i: number): string {
   return `tenant-${i % 100}`;
@@ -143,6 +131,11 @@ async function measure(
   const rcpu = (await redisCpu()) - rcpu0;
   const ccpu = child?.pid ? procStats(child.pid).cpu - ccpu0 : 0;
   const mem = await info('memory');
+  const profile = [...(await commandProfile())]
+    .sort((a, b) => b[1].usec - a[1].usec)
+    .slice(0, 14)
+    .map(([cmd, v]) => ({ cmd, callsPerJob: +(v.calls / JOBS).toFixed(2), usecPerJob: +(v.usec / JOBS).toFixed(1) }));
+  if (process.env.BENCH_PROFILE) process.stdout.write(`${JSON.stringify(profile)}\n`);
   await worker.close();
   await producer.close();
   conn.disconnect();
@@ -156,19 +149,13 @@ async function measure(
     childCpuSec: ccpu,
     childPeakRssMb: peakRss,
     redisPeakMemMb: Number(mem.used_memory_peak) / 1048576,
+    profile,
   };
 }
 
-function waitForMessage(child: ChildProcess, what: (line: string) => boolean, timeoutMs = 20_000): Promise<void> {
+function waitForReady(child: ChildProcess, timeoutMs = 20_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('child did not start in time')), timeoutMs);
-    const onData = (b: Buffer) => {
-      if (b.toString().split('\n').some(what)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
     child.on('message', () => {
       clearTimeout(timer);
       resolve();
@@ -185,110 +172,105 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 type Scenario = (run: number) => Promise<Result>;
 
+/** A result without a throughput run (the governed scenarios report their own figures). */
+const figuresOnly = (scenario: string, run: number, extra: Record<string, number>): Result => ({
+  scenario,
+  run,
+  seconds: NaN,
+  jobsPerSec: NaN,
+  redisCmdsPerJob: NaN,
+  redisCpuSec: NaN,
+  benchCpuSec: NaN,
+  childCpuSec: NaN,
+  childPeakRssMb: NaN,
+  redisPeakMemMb: NaN,
+  profile: [],
+  extra,
+});
+
 const scenarios: Record<string, Scenario> = {
   'baseline-direct': async (run) => {
-    const prefix = `bench-${randomBytes(3).toString('hex')}`;
+    const prefix = newPrefix();
     const r = await measure(prefix, 'direct', 'bench.job', 'direct');
     await cleanup(prefix);
     return { scenario: 'baseline-direct', run, ...r, extra: {} };
   },
   'baseline-move': async (run) => {
-    const prefix = `bench-${randomBytes(3).toString('hex')}`;
+    const prefix = newPrefix();
     const child = fork(join(__dirname, 'mover.ts'), [prefix, 'q1', 'q2', String(MIDDLE_CONCURRENCY)], {
       execArgv: ['--import', 'tsx'],
       env: { ...process.env, REDIS_URL },
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     });
-    await waitForMessage(child, () => false);
+    await waitForReady(child);
     const r = await measure(prefix, 'q1', 'bench.job', 'q2', child);
     await stopChild(child);
     await cleanup(prefix);
     return { scenario: 'baseline-move', run, ...r, extra: {} };
   },
   'tollgate-open': async (run) => {
-    const prefix = `bench-${randomBytes(3).toString('hex')}`;
-    const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
-    const configFile = join(dir, 'tollgate.config.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        downstreams: [{ name: 'bench', capacity: 1_000_000 }],
-        routing: { rules: [{ jobName: 'bench.*', downstream: 'bench' }] },
-        gate: { concurrency: MIDDLE_CONCURRENCY },
-      }),
-    );
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'workers', 'all.ts')], {
-      cwd: ROOT,
-      env: { ...process.env, REDIS_URL, TOLLGATE_PREFIX: prefix, TOLLGATE_CONFIG: configFile, PORT: '0', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const prefix = newPrefix();
+    const tg = await startTollgate(prefix, {
+      downstreams: [{ name: 'bench', capacity: 1_000_000 }],
+      routing: { rules: [{ jobName: 'bench.*', downstream: 'bench' }] },
+      gate: { concurrency: MIDDLE_CONCURRENCY },
     });
-    let url = '';
-    await waitForMessage(child, (line) => {
-      if (line.includes('observer reading execution events')) return true;
-      const m = /"url":"([^"]+)"/.exec(line);
-      if (m) url = m[1]!;
-      return false;
-    });
-    const r = await measure(prefix, 'ingress', 'bench.job', 'exec.bench', child);
-    const metrics = await (await fetch(`${url}/metrics`)).text();
-    const p99 = histogramQuantile(metrics, 'tollgate_gate_promotion_seconds', 0.99);
-    const p50 = histogramQuantile(metrics, 'tollgate_gate_promotion_seconds', 0.5);
-    await stopChild(child);
+    const r = await measure(prefix, 'ingress', 'bench.job', 'exec.bench', tg.child);
+    const flood = histogram(await tg.metrics(), 'tollgate_gate_promotion_seconds');
+    const latency = await trickleLatency(tg);
+    await tg.stop();
     await cleanup(prefix);
-    return { scenario: 'tollgate-open', run, ...r, extra: { decisionP50Ms: p50 * 1000, decisionP99Ms: p99 * 1000 } };
+    return {
+      scenario: 'tollgate-open',
+      run,
+      ...r,
+      extra: { floodDecisionP99Ms: bucketQuantile(flood, 0.99) * 1000, ...latency },
+    };
   },
+  'tollgate-contended': async (run) => figuresOnly('tollgate-contended', run, await contended()),
+  'tollgate-breaker': async (run) => figuresOnly('tollgate-breaker', run, await breaker()),
 };
 
-/** Upper bound of the bucket holding quantile q of a Prometheus histogram (summed over labels). */
-function histogramQuantile(text: string, name: string, q: number): number {
-  const buckets = new Map<number, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}_bucket`)) continue;
-    const le = /le="([^"]+)"/.exec(line)![1]!;
-    const v = Number(line.slice(line.lastIndexOf(' ') + 1));
-    const bound = le === '+Inf' ? Infinity : Number(le);
-    buckets.set(bound, (buckets.get(bound) ?? 0) + v);
-  }
-  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
-  const total = sorted.at(-1)?.[1] ?? 0;
-  for (const [bound, count] of sorted) if (count >= q * total) return bound;
-  return NaN;
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
+const fmt = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '-' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
 async function main(): Promise<void> {
-  const names = (process.env.BENCH_SCENARIOS ?? Object.keys(scenarios).join(',')).split(',');
+  const names = (process.env.BENCH_SCENARIOS ?? Object.keys(scenarios).join(',')).split(',').filter((n) => n in scenarios);
   const results: Result[] = [];
   for (let run = 1; run <= RUNS; run++) {
     for (const name of names) {
       const r = await scenarios[name]!(run);
       results.push(r);
       process.stdout.write(
-        `run ${run} ${name.padEnd(16)} ${r.jobsPerSec.toFixed(0).padStart(7)} jobs/s  ${r.redisCmdsPerJob.toFixed(1)} cmds/job` +
-          `${r.extra.decisionP99Ms !== undefined ? `  decision p99 ≤ ${r.extra.decisionP99Ms} ms` : ''}\n`,
+        `run ${run} ${name.padEnd(18)} ${Number.isNaN(r.jobsPerSec) ? '' : `${r.jobsPerSec.toFixed(0).padStart(7)} jobs/s  ${r.redisCmdsPerJob.toFixed(1)} cmds/job  `}` +
+          `${Object.entries(r.extra).map(([k, v]) => `${k}=${fmt(v, 1)}`).join(' ')}\n`,
       );
     }
   }
   const summary = names.map((name) => {
     const rs = results.filter((r) => r.scenario === name);
     const pick = (f: (r: Result) => number) => median(rs.map(f));
+    const extra: Record<string, number> = {};
+    for (const k of Object.keys(rs[0]!.extra)) extra[k] = pick((r) => r.extra[k]!);
     return {
       scenario: name,
       jobsPerSec: pick((r) => r.jobsPerSec),
       redisCmdsPerJob: pick((r) => r.redisCmdsPerJob),
       redisCpuSec: pick((r) => r.redisCpuSec),
-      benchCpuSec: pick((r) => r.benchCpuSec),
-      childCpuSec: pick((r) => r.childCpuSec),
+      redisCpuUsPerJob: pick((r) => (r.redisCpuSec * 1e6) / JOBS),
+      nodeCpuUsPerJob: pick((r) => ((r.benchCpuSec + r.childCpuSec) * 1e6) / JOBS),
       childPeakRssMb: pick((r) => r.childPeakRssMb),
       redisPeakMemMb: pick((r) => r.redisPeakMemMb),
-      decisionP50Ms: rs[0]!.extra.decisionP50Ms !== undefined ? pick((r) => r.extra.decisionP50Ms!) : undefined,
-      decisionP99Ms: rs[0]!.extra.decisionP99Ms !== undefined ? pick((r) => r.extra.decisionP99Ms!) : undefined,
+      extra,
     };
   });
+  const scaleRuns: Array<Record<string, number>> = [];
+  if (process.env.BENCH_SCALE !== '0' && (process.env.BENCH_SCENARIOS === undefined || process.env.BENCH_SCENARIOS.includes('scale'))) {
+    for (const tenants of [100, 10_000]) {
+      const r = await scale(tenants, SCALE_JOBS);
+      scaleRuns.push(r);
+      process.stdout.write(`scale ${tenants} tenants: ${Object.entries(r).map(([k, v]) => `${k}=${fmt(v, 1)}`).join(' ')}\n`);
+    }
+  }
   const base = (n: string) => summary.find((s) => s.scenario === n);
   const machine = {
     date: new Date().toISOString().slice(0, 10),
@@ -300,40 +282,97 @@ async function main(): Promise<void> {
     jobs: JOBS,
     runs: RUNS,
   };
-  const rows = summary.map((s) => {
-    const direct = base('baseline-direct');
-    const move = base('baseline-move');
-    return `| ${s.scenario} | ${s.jobsPerSec.toFixed(0)} | ${direct ? (s.jobsPerSec / direct.jobsPerSec).toFixed(2) : '-'} | ${
-      move ? (s.jobsPerSec / move.jobsPerSec).toFixed(2) : '-'
-    } | ${s.redisCmdsPerJob.toFixed(1)} | ${move ? (s.redisCmdsPerJob / move.redisCmdsPerJob).toFixed(2) : '-'} | ${s.redisCpuSec.toFixed(1)} | ${(
-      s.benchCpuSec + s.childCpuSec
-    ).toFixed(1)} | ${s.childPeakRssMb ? s.childPeakRssMb.toFixed(0) : '-'} | ${s.decisionP99Ms !== undefined ? `≤ ${s.decisionP99Ms}` : '-'} |`;
-  });
-  const table = [
-    '| scenario | jobs/s (median) | × direct | × move | Redis cmds/job | cmds × move | Redis CPU s | Node CPU s | middle process peak RSS MB | decision p99 ms |',
+  const direct = base('baseline-direct');
+  const move = base('baseline-move');
+  const throughputRows = summary
+    .filter((s) => !Number.isNaN(s.jobsPerSec))
+    .map(
+      (s) =>
+        `| ${s.scenario} | ${fmt(s.jobsPerSec)} | ${direct ? fmt(s.jobsPerSec / direct.jobsPerSec, 2) : '-'} | ${move ? fmt(s.jobsPerSec / move.jobsPerSec, 2) : '-'} | ` +
+        `${fmt(s.redisCmdsPerJob, 1)} | ${move ? fmt(s.redisCmdsPerJob / move.redisCmdsPerJob, 2) : '-'} | ${fmt(s.redisCpuUsPerJob)} | ${fmt(s.nodeCpuUsPerJob)} | ` +
+        `${s.childPeakRssMb ? fmt(s.childPeakRssMb) : '-'} | ${fmt(s.redisPeakMemMb)} |`,
+    );
+  const throughput = [
+    '| scenario | jobs/s (median) | × direct | × move | Redis cmds/job | cmds × move | Redis CPU µs/job | Node CPU µs/job | middle process peak RSS MB | Redis peak MB |',
     '|---|---|---|---|---|---|---|---|---|---|',
-    ...rows,
+    ...throughputRows,
   ].join('\n');
-  process.stdout.write(`\n${table}\n`);
+  const open = base('tollgate-open');
+  const con = base('tollgate-contended');
+  const brk = base('tollgate-breaker');
+  const targets: string[] = ['| target | measured | met |', '|---|---|---|'];
+  const row = (what: string, value: string, ok: boolean | undefined) => targets.push(`| ${what} | ${value} | ${ok === undefined ? '-' : ok ? 'yes' : '**no**'} |`);
+  if (open && move) row('tollgate-open ≥ 1.0 × baseline-move', `${fmt(open.jobsPerSec / move.jobsPerSec, 2)} ×`, open.jobsPerSec >= move.jobsPerSec);
+  if (open && direct) row('tollgate-open ≥ 0.6 × baseline-direct', `${fmt(open.jobsPerSec / direct.jobsPerSec, 2)} ×`, open.jobsPerSec >= 0.6 * direct.jobsPerSec);
+  if (open) row('decision p99 ≤ 5 ms uncontended (200 jobs/s)', `≤ ${fmt(open.extra.decisionP99Ms, 1)} ms (bucket bound)`, open.extra.decisionP99Ms! <= 5);
+  if (con) row("tollgate-contended Jain's index ≥ 0.99", fmt(con.extra.jain, 4), con.extra.jain! >= 0.99);
+  if (con) row('tollgate-contended quiet-tenant p99 ≤ 500 ms', `${fmt(con.extra.quietP99Ms)} ms`, con.extra.quietP99Ms! <= 500);
+  if (open && move) row('Redis commands per job ≤ 1.5 × baseline-move', `${fmt(open.redisCmdsPerJob / move.redisCmdsPerJob, 2)} ×`, open.redisCmdsPerJob <= 1.5 * move.redisCmdsPerJob);
+  if (brk) row('tollgate-breaker: promotions while open = 0', fmt(brk.extra.promotedWhileOpen), brk.extra.promotedWhileOpen === 0);
+  const extrasTable = (s: { scenario: string; extra: Record<string, number> } | undefined) =>
+    s ? [`**${s.scenario}** (medians of ${RUNS})`, '', '| figure | value |', '|---|---|', ...Object.entries(s.extra).map(([k, v]) => `| ${k} | ${fmt(v, 2)} |`), ''].join('\n') : '';
+  const scaleTable = scaleRuns.length
+    ? [
+        '| tenants (each with a quota) | waiting jobs | intake jobs/s | drain (admission) jobs/s | Redis bytes / waiting job | gate peak RSS MB | gate RSS growth bytes / waiting job |',
+        '|---|---|---|---|---|---|---|',
+        ...scaleRuns.map(
+          (r) =>
+            `| ${fmt(r.tenants)} | ${fmt(r.jobs)} | ${fmt(r.intakePerSec)} | ${fmt(r.drainPerSec)} | ${fmt(r.redisBytesPerWaitingJob)} | ${fmt(r.gateRssMb)} | ${fmt(r.gateRssGrowthBytesPerWaitingJob)} |`,
+        ),
+      ].join('\n')
+    : '';
+  process.stdout.write(`\n${throughput}\n\n${targets.join('\n')}\n\n${scaleTable}\n`);
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), `${JSON.stringify({ machine, summary, results }, null, 2)}\n`);
+  writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), `${JSON.stringify({ machine, summary, scale: scaleRuns, results }, null, 2)}\n`);
   const md = `# Benchmarks
 
 Generated by \`npm run bench\` on ${machine.date}: ${machine.cpu}, Node ${machine.node}, Redis ${machine.redis},
-BullMQ ${machine.bullmq}, ioredis ${machine.ioredis}. ${machine.jobs.toLocaleString('en')} jobs of ~200 bytes per scenario,
+BullMQ ${machine.bullmq}, ioredis ${machine.ioredis}. ${machine.jobs.toLocaleString('en')} jobs of ~200 bytes per throughput scenario,
 scenarios alternated, ${machine.runs} runs each, medians shown. Raw numbers: \`bench/results/latest.json\`.
+Everything (Redis, the benchmark process, the middle process) shares the machine's cores.
 
 - **baseline-direct**: producer → queue → plain BullMQ worker (concurrency ${WORKER_CONCURRENCY}).
 - **baseline-move**: producer → q1 → a plain worker process that only \`add\`s each job to q2 (concurrency ${MIDDLE_CONCURRENCY}) → q2 → plain worker: the cost of any gate.
-- **tollgate-open**: producer → ingress → tollgate process (gate + observer + API, gate concurrency ${MIDDLE_CONCURRENCY}) → exec.bench → plain worker; 100 tenants, nothing binding.
+- **tollgate-open**: producer → ingress → tollgate process (gate + observer + API, gate concurrency ${MIDDLE_CONCURRENCY}) → exec.bench → plain worker; 100 tenants, nothing binding. Then 1,000 more jobs at 200 jobs/s for the uncontended decision latency.
+- **tollgate-contended**: 1,000 tenants, proportional policy, capacity 20 with 20 ms jobs (capacity binds at ≤ 1,000 jobs/s); one tenant floods 20,000 jobs at once while 999 quiet tenants send 100 jobs/s between them for 15 s.
+- **tollgate-breaker**: capacity 50; execution fails from the start (breaker: 5 consecutive failures, open 2 s, 3 probes, 2 s replay ramp) and recovers once the breaker is open; producers send 400 jobs/s for 6 s.
+- **scale**: 100 and 10,000 tenants, each with a quota of its own, ${SCALE_JOBS.toLocaleString('en')} jobs waiting behind a full downstream (capacity 100), then drained by a worker.
 
 Throughput is end to end: first \`add\` to last job executed. Redis commands per job count every command, including those
-run inside Lua scripts (INFO commandstats). Node CPU is the benchmark process (producer and final worker) plus the middle
-process. Decision p99 is the upper bound of the histogram bucket holding the 99th percentile of
-\`tollgate_gate_promotion_seconds\` (ingress job active in the gate → execution job added).
+run inside Lua scripts (INFO commandstats). CPU per job: Redis's own, and Node's (the benchmark process, producer and
+final worker, plus the middle process). Decision latency is the bucket bound of \`tollgate_gate_promotion_seconds\`
+(ingress job active in the gate → execution job added) holding the quantile, for the trickled jobs only.
 
-${table}
-`;
+## Throughput
+
+${throughput}
+
+## Targets (issue 6), as measured in this run
+
+${targets.join('\n')}
+
+## Governed scenarios
+
+${extrasTable(open)}
+${extrasTable(con)}
+${extrasTable(brk)}
+Fairness (contended): each tenant's admissions while the flood was backlogged, divided by its max-min fair share of all
+admissions in that window (a quiet tenant is entitled to what it sent, the flooding tenant to the rest); Jain's index of
+those ratios over the 1,000 tenants (1 = every tenant got exactly its fair share).
+
+## Scale check
+
+${scaleTable || '(not run: BENCH_SCALE=0)'}
+
+## Where the time goes (Redis, per job, first run)
+
+${['baseline-move', 'tollgate-open']
+  .map((n) => results.find((r) => r.scenario === n))
+  .filter((r): r is Result => !!r)
+  .map((r) => `**${r.scenario}**: ${r.profile.slice(0, 8).map((p) => `${p.cmd} ${p.callsPerJob}×/${p.usecPerJob} µs`).join(', ')}`)
+  .join('\n\n')}
+
+${process.env.BENCH_NOTES ? readFileSync(process.env.BENCH_NOTES, 'utf8') : ''}`;
   writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), md);
   redis.disconnect();
 }

@@ -1,0 +1,3 @@
+import { redis } from './lib';
+import { contended } from './governed';
+(async () => { console.log(await contended()); redis.disconnect(); })();
