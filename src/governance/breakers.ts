@@ -53,6 +53,72 @@ export interface ExecEvent {
   errorText?: string;
   /** The failed reason the event carried (used when the job is already removed). */
   failedReason?: string;
+  /** The id of the stream entry that carried the event (for de-duplication of redelivered batches). */
+  entryId?: string;
+}
+
+/**
+ * The stream entries one observer call fed to a breaker. An observer acknowledges a batch only after
+ * feeding it, so a batch whose observer died in between is redelivered (claimed by another observer):
+ * the breaker remembers which entries it already counted, in its state, in the same compare-and-set
+ * as the counts, and skips them the second time.
+ */
+export interface EventBatch {
+  /** The observer's consumer name in the group. */
+  consumer: string;
+  /**
+   * Read with XREADGROUP '>': never delivered before, and a contiguous range of the stream nobody
+   * else was given (remembered as its first and last id). Otherwise claimed from a dead observer
+   * (remembered id by id).
+   */
+  fresh: boolean;
+  /** Every entry id of the batch, with or without an outcome. */
+  entryIds: readonly string[];
+}
+
+/** A batch the breaker counted: a fresh range, or the ids of a claimed batch. */
+interface AppliedBatch {
+  at: number;
+  from?: string;
+  to?: string;
+  ids?: string[];
+}
+
+/** The stored breaker state: the machine's state plus, per observer, the batches it last counted. */
+type StoredState = BreakerState & { applied?: Record<string, AppliedBatch[]> };
+
+/** Batches remembered per observer (one is enough unless an acknowledgement failed) and observers kept. */
+const APPLIED_PER_CONSUMER = 4;
+const APPLIED_CONSUMERS = 16;
+
+function compareEntryIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am !== bm ? am - bm : (as ?? 0) - (bs ?? 0);
+}
+
+function alreadyApplied(applied: Record<string, AppliedBatch[]>, entryId: string): boolean {
+  for (const batches of Object.values(applied)) {
+    for (const b of batches) {
+      if (b.ids?.includes(entryId)) return true;
+      if (b.from !== undefined && b.to !== undefined && compareEntryIds(b.from, entryId) <= 0 && compareEntryIds(entryId, b.to) <= 0) return true;
+    }
+  }
+  return false;
+}
+
+function rememberBatch(applied: Record<string, AppliedBatch[]>, batch: EventBatch, now: number): Record<string, AppliedBatch[]> {
+  // A fresh batch comes from XREADGROUP '>' in stream order: its first and last ids bound it.
+  const rec: AppliedBatch = batch.fresh
+    ? { at: now, from: batch.entryIds[0]!, to: batch.entryIds[batch.entryIds.length - 1]! }
+    : { at: now, ids: [...batch.entryIds] };
+  const next = { ...applied, [batch.consumer]: [...(applied[batch.consumer] ?? []), rec].slice(-APPLIED_PER_CONSUMER) };
+  const lastAt = (list: AppliedBatch[]) => list[list.length - 1]?.at ?? 0;
+  return Object.fromEntries(
+    Object.entries(next)
+      .sort(([, a], [, b]) => lastAt(b) - lastAt(a))
+      .slice(0, APPLIED_CONSUMERS),
+  );
 }
 
 export function machineConfig(s: BreakerSettings): BreakerConfig {
@@ -145,17 +211,21 @@ export class BreakerService {
     if (transitions.some((t) => t.to !== 'open')) await this.deps.governance.publishWake([downstream]);
   }
 
-  /** Outcomes of execution events: what they say about the downstream, fed to its breaker. */
-  async observe(downstream: string, events: readonly ExecEvent[]): Promise<Transition[]> {
+  /**
+   * Outcomes of execution events: what they say about the downstream, fed to its breaker. With a
+   * batch, each stream entry is counted once even when the batch is fed again (see EventBatch).
+   */
+  async observe(downstream: string, events: readonly ExecEvent[], batch?: EventBatch): Promise<Transition[]> {
     const cfg = this.settings.get(downstream);
     if (!cfg || events.length === 0) return [];
-    const outcomes: BreakerOutcome[] = [];
+    const outcomes: Array<BreakerOutcome & { entryId?: string }> = [];
     for (const e of events) {
       const gen = e.gen;
       if (gen === undefined) continue;
+      const entry = e.entryId !== undefined ? { entryId: e.entryId } : {};
       if (e.kind === 'completed') {
         const slow = cfg.s.slowCallMs !== undefined && e.startedAt !== undefined && e.at - e.startedAt > cfg.s.slowCallMs;
-        outcomes.push({ at: e.at, gen, failed: false, slow });
+        outcomes.push({ at: e.at, gen, failed: false, slow, ...entry });
         continue;
       }
       // A job sent back to wait or delayed without an error (a worker's own rate limit or delay, a
@@ -164,10 +234,19 @@ export class BreakerService {
       const text = e.errorText ?? '';
       if (!countsAsFailure(text, { count: cfg.count, ignore: cfg.ignore })) continue; // the job's own fault
       const retryAfterMs = retryAfterOf(text);
-      outcomes.push({ at: e.at, gen, failed: true, slow: false, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+      outcomes.push({ at: e.at, gen, failed: true, slow: false, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...entry });
     }
     if (outcomes.length === 0) return [];
-    return this.apply(downstream, (s) => recordOutcomes(s, cfg.m, outcomes, this.now(), this.rand));
+    if (!batch || batch.entryIds.length === 0) return this.apply(downstream, (s) => recordOutcomes(s, cfg.m, outcomes, this.now(), this.rand));
+    return this.apply(downstream, (s) => {
+      const applied = (s as StoredState).applied ?? {};
+      const fresh = outcomes.filter((o) => o.entryId === undefined || !alreadyApplied(applied, o.entryId));
+      if (fresh.length === 0) return { state: s, transitions: [] };
+      const now = this.now();
+      const step = recordOutcomes(s, cfg.m, fresh, now, this.rand);
+      const state: StoredState = { ...step.state, applied: rememberBatch(applied, batch, now) };
+      return { state, transitions: step.transitions };
+    });
   }
 
   async force(downstream: string, action: ForceAction, actor: string): Promise<Transition[]> {

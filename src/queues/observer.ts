@@ -132,8 +132,11 @@ export class Observer {
     }
   }
 
-  /** Applies a batch of events of one stream, then acknowledges it. */
-  private async apply(stream: StreamInfo, entries: StreamEntry[]): Promise<void> {
+  /**
+   * Applies a batch of events of one stream, then acknowledges it. `fresh`: read with '>' (first
+   * delivery), else claimed from a dead observer (perhaps applied already: see EventBatch).
+   */
+  private async apply(stream: StreamInfo, entries: StreamEntry[], fresh = true): Promise<void> {
     if (entries.length === 0) return;
     const { governance, metrics, failpoints, redis } = this.deps;
     const releases: Array<{ ingressJobId: string; outcome: Outcome; actualCost?: number; endedAt?: number }> = [];
@@ -158,6 +161,7 @@ export class Observer {
             execJobId: ev.jobId,
             kind,
             at,
+            entryId,
             ...(startedAt !== undefined ? { startedAt } : {}),
             ...(ev.failedReason !== undefined ? { failedReason: ev.failedReason } : {}),
           });
@@ -180,7 +184,7 @@ export class Observer {
     }
     if (execEvents.length > 0 && this.deps.breakers?.enabled(stream.downstream)) {
       await this.describe(stream, execEvents);
-      await this.deps.breakers.observe(stream.downstream, execEvents);
+      await this.deps.breakers.observe(stream.downstream, execEvents, { consumer: this.consumer, fresh, entryIds: entries.map(([id]) => id) });
     }
     await failpoints.hit('observer.before-ack');
     await redis.xack(stream.key, OBSERVER_GROUP, ...entries.map(([id]) => id));
@@ -246,6 +250,7 @@ export class Observer {
         await this.apply(
           s,
           entries.filter((e) => Array.isArray(e[1])),
+          false,
         );
         cursor = next;
       } while (cursor !== '0-0' && this.running);
