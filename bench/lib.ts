@@ -141,7 +141,9 @@ export async function startTollgate(prefix: string, config: Record<string, unkno
   await admin.end();
   const dbUrl = new URL(DATABASE_URL);
   dbUrl.pathname = `/${dbName}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'workers', 'all.ts')], {
+  // BENCH_CPU_PROF=<dir>: the tollgate process writes a V8 CPU profile there when it exits.
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(ROOT, 'workers', 'all.ts')], {
     cwd: ROOT,
     env: {
       ...process.env,
