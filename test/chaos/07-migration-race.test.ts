@@ -1,0 +1,104 @@
+/**
+ * RELIABILITY.md scenario 7: three processes migrating an empty database at once. One applies, the
+ * others wait on the advisory lock, then find nothing left to do; each migration is applied exactly
+ * once and nobody logs an error or retries.
+ *
+ * To make "at once" certain rather than likely, the test takes tollgate's migration lock itself
+ * before the three processes (a gate, an observer, an API: every role migrates) start, waits until
+ * all three are queued on it in pg_locks, and lets go: from that instant the three race.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { chaosConfigInput, startCluster } from './support/cluster';
+import { errorLines, levelOf, waitForLog, waitReady } from './support/lifecycle';
+import { freePort } from '../support/net';
+import { waitFor } from '../support/services';
+
+jest.setTimeout(60_000);
+
+/** src/db/migrate.ts's MIGRATION_LOCK_ID; pg_locks shows a bigint advisory key as (classid, objid). */
+const LOCK_ID = 7_461_290_113n;
+const LOCK_CLASSID = Number(LOCK_ID >> 32n);
+const LOCK_OBJID = Number(LOCK_ID & 0xffffffffn);
+
+interface Journal {
+  entries: Array<{ idx: number; tag: string; when: number }>;
+}
+
+it('three processes migrating an empty database at once: one applies, the others wait, each migration once', async () => {
+  const c = await startCluster('migrate', chaosConfigInput());
+  const holder = new Client({ connectionString: c.dbUrl });
+  const probe = new Client({ connectionString: c.dbUrl });
+  await holder.connect();
+  await probe.connect();
+  try {
+    // Empty database: no migrations table yet.
+    const before = await probe.query(`SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = 'drizzle'`);
+    expect(before.rows[0].n).toBe(0);
+
+    await holder.query('SELECT pg_advisory_lock($1)', [LOCK_ID.toString()]);
+    const port = await freePort();
+    const children = [
+      c.spawn('gate', { LOG_LEVEL: 'info' }),
+      c.spawn('observer', { LOG_LEVEL: 'info' }),
+      c.spawn('api', { LOG_LEVEL: 'info', PORT: String(port) }),
+    ];
+    const waiters = async () =>
+      (
+        await probe.query(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+            WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()
+              AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1`,
+          [LOCK_CLASSID, LOCK_OBJID],
+        )
+      ).rows[0].n as number;
+    await waitFor(async () => (await waiters()) === 3, 'all three processes queued on the migration lock', 30_000, 50);
+    // Hold a little longer: nobody gets past the lock, nothing is migrated meanwhile.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await waiters()).toBe(3);
+    const stillEmpty = await probe.query(`SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = 'drizzle'`);
+    expect(stillEmpty.rows[0].n).toBe(0);
+    const releasedAt = Date.now();
+    await holder.query('SELECT pg_advisory_unlock($1)', [LOCK_ID.toString()]);
+
+    const applied = await Promise.all(children.map((ch) => waitForLog(ch, 'database migrations applied', 20_000)));
+    await waitReady(port);
+    const waited = applied.map((l) => Number(l.waitedForLockMs));
+    const appliedAt = applied.map((l) => Date.parse(String(l.time)));
+    process.stdout.write(
+      `[chaos] migration race: waitedForLockMs ${JSON.stringify(waited)}, applied ${JSON.stringify(appliedAt.map((t) => t - releasedAt))} ms after the release\n`,
+    );
+    // Every process waited on the lock (it was held when each asked for it) ...
+    for (const w of waited) expect(w).toBeGreaterThanOrEqual(300);
+    // ... and none got past it before the release.
+    for (const t of appliedAt) expect(t).toBeGreaterThanOrEqual(releasedAt - 50);
+
+    const journal = JSON.parse(readFileSync(join(__dirname, '..', '..', 'drizzle', 'meta', '_journal.json'), 'utf8')) as Journal;
+    const rows = (await probe.query('SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id')).rows as Array<{ hash: string; created_at: string }>;
+    // Each migration of the journal applied exactly once, in order.
+    expect(rows).toHaveLength(journal.entries.length);
+    expect(new Set(rows.map((r) => r.hash)).size).toBe(journal.entries.length);
+    expect(rows.map((r) => Number(r.created_at))).toEqual(journal.entries.map((e) => e.when));
+    const tables = await probe.query(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'
+        AND table_name IN ('downstream_counters', 'breaker_snapshots', 'breaker_transitions', 'audit_log') ORDER BY table_name`,
+    );
+    expect(tables.rows.map((r) => r.table_name)).toEqual(['audit_log', 'breaker_snapshots', 'breaker_transitions', 'downstream_counters']);
+
+    // Give a failed-and-retried migration (the symptom of a race) the time to show in the logs.
+    await new Promise((r) => setTimeout(r, 500));
+    for (const ch of children) {
+      expect(errorLines(ch)).toEqual([]);
+      expect(ch.logs.filter((l) => levelOf(l) >= 40 && /Postgres|migrat/i.test(String(l.msg)))).toEqual([]);
+      expect(ch.logs.filter((l) => l.msg === 'database migrations applied')).toHaveLength(1);
+      expect({ exitCode: ch.proc.exitCode, signal: ch.proc.signalCode }).toEqual({ exitCode: null, signal: null });
+    }
+    // No one still waits or holds the lock.
+    expect(await waiters()).toBe(0);
+  } finally {
+    await holder.end().catch(() => undefined);
+    await probe.end().catch(() => undefined);
+    await c.close();
+  }
+});
