@@ -47,7 +47,7 @@ export const ERRORS = {
   TG_ERR_INVALID_PRIORITY: {
     status: 400,
     reason: 'invalid-priority',
-    doc: 'The priority (BullMQ `priority` option or `data.priority`) is not an integer from 0 to 2097152.',
+    doc: 'The priority (BullMQ `priority` option or `data.priority`) is not an integer from 0 to 2097151.',
   },
   TG_ERR_INVALID_COST: {
     status: 400,

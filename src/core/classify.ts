@@ -7,8 +7,8 @@ import { compileGlob } from './glob';
 import { readPath } from './paths';
 
 export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
-/** BullMQ's own priority range: 0 (none) to 2^21. */
-export const MAX_PRIORITY = 2_097_152;
+/** BullMQ's own priority range: 0 (none) to 2^21 - 1 (BullMQ refuses 2097152 on add). */
+export const MAX_PRIORITY = 2_097_151;
 
 export interface RoutingConfig {
   rules: ReadonlyArray<{ jobName: string; downstream: string }>;

@@ -58,7 +58,7 @@ function variants(i: number): Spec[] {
     { name: 'scan.image', data: { tenantId: t, priority: 'urgent' }, reason: 'invalid-priority' },
     { name: 'attest.sbom', data: { tenantId: t, priority: 1.5 }, reason: 'invalid-priority' },
     { name: 'policy.eval', data: { tenantId: t, priority: -1 }, reason: 'invalid-priority' },
-    { name: 'scan.image', data: { tenantId: t, priority: 2_097_153 }, reason: 'invalid-priority' },
+    { name: 'scan.image', data: { tenantId: t, priority: 2_097_152 }, reason: 'invalid-priority' },
     { name: 'policy.eval', data: { tenantId: t }, opts: { priority: -5 }, reason: 'invalid-priority' },
     // invalid-cost
     { name: 'scan.image', data: { tenantId: t, cost: 0 }, reason: 'invalid-cost' },
@@ -73,10 +73,10 @@ function variants(i: number): Spec[] {
     { name: 'mystery.job', data: { tenantId: t, downstream: 'printer' }, reason: 'unknown-downstream' },
     { name: 'mystery.job', data: { tenantId: t, downstream: 7 }, reason: 'unknown-downstream' },
     // Good jobs at the edges: exactly the payload limit, the extreme priorities, the longest tenant
-    // id with every allowed character, a future deadline, the routing data field, cost 1. (BullMQ's own
-    // limit for opts.priority is 2^21 - 1, one below tollgate's data.priority limit of 2^21.)
+    // id with every allowed character, a future deadline, the routing data field, cost 1. (The priority
+    // limit is BullMQ's own for opts.priority: 2^21 - 1.)
     { name: 'scan.image', data: exactly(MAX_PAYLOAD, { tenantId: t, edge: 'size' }) },
-    { name: 'attest.sbom', data: { tenantId: t, priority: 2_097_152, edge: 'priority-max' } },
+    { name: 'attest.sbom', data: { tenantId: t, priority: 2_097_151, edge: 'priority-max' } },
     { name: 'policy.eval', data: { tenantId: t, edge: 'opts-priority' }, opts: { priority: 2_097_151 } },
     { name: 'scan.image', data: { tenantId: `A.b_c:d@e-${'9'.repeat(118)}`, edge: 'tenant' } },
     { name: 'policy.eval', data: { tenantId: t, deadline: new Date(Date.now() + 3_600_000).toISOString(), edge: 'deadline' } },
