@@ -22,24 +22,26 @@ export async function runProcess(roles: readonly Role[]): Promise<void> {
     process.exit(1);
   }
   const log = createLogger(env.logLevel, roles.join('+'));
-  let tollgate;
-  try {
-    tollgate = await startTollgate({ roles, env, config, log });
-  } catch (err) {
-    log.fatal({ err }, 'tollgate could not start');
-    process.exit(1);
-  }
+  // Signal handlers first: a SIGTERM that arrives while the roles are still starting is honoured (the
+  // process shuts down cleanly once they are up) instead of killing it mid-start.
+  let tollgate: Awaited<ReturnType<typeof startTollgate>> | undefined;
+  let requested: string | undefined;
   let stopping = false;
   const stop = (signal: string) => {
+    if (!tollgate) {
+      requested ??= signal;
+      return;
+    }
     if (stopping) return;
     stopping = true;
+    const running = tollgate;
     log.info({ signal, graceMs: env.shutdownGraceMs }, 'shutting down: finishing in-flight work');
     const timer = setTimeout(() => {
       log.error({ graceMs: env.shutdownGraceMs }, 'shutdown grace period exceeded; exiting with work unfinished (it will be retried)');
       process.exit(1);
     }, env.shutdownGraceMs);
     timer.unref();
-    tollgate.close().then(
+    running.close().then(
       () => {
         log.info('shut down cleanly');
         process.exit(0);
@@ -52,4 +54,11 @@ export async function runProcess(roles: readonly Role[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    tollgate = await startTollgate({ roles, env, config, log });
+  } catch (err) {
+    log.fatal({ err }, 'tollgate could not start');
+    process.exit(1);
+  }
+  if (requested) stop(requested);
 }

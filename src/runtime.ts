@@ -30,6 +30,8 @@ import { adoptLiveJobs } from './governance/adopt';
 import { AdaptiveCapacity } from './governance/adaptive';
 import { BreakerService } from './governance/breakers';
 import { Definitions } from './governance/definitions';
+import { pendingRestore } from './governance/restoring';
+import { MirrorGuard } from './governance/mirror-guard';
 
 export type Role = 'gate' | 'observer' | 'api';
 
@@ -124,7 +126,16 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
           (err: Error) => ({ ok: false, detail: `DATABASE_URL: ${err.message}` }),
         ),
       ]);
-      return { redis: r, postgres: p };
+      // Redis lost governance state Postgres keeps (a flush, a replaced server): not ready until the
+      // observer's sync has restored it, so nothing is served under missing quotas or counters.
+      let g: { ok: boolean; detail?: string } = { ok: false, detail: 'not checked until Redis and Postgres answer' };
+      if (r.ok && p.ok) {
+        g = await pendingRestore(apiGovernance, database, downstreamNames, now()).then(
+          (detail) => (detail ? { ok: false, detail } : { ok: true }),
+          (err: Error) => ({ ok: false, detail: `could not check: ${err.message}` }),
+        );
+      }
+      return { redis: r, postgres: p, governance: g };
     };
     const apiGovernance = new Governance(apiRedis, keys, retentionMs, downstreamNames, now);
     const apiLog = log.child({ component: 'api' });
@@ -172,12 +183,20 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       workerConnection.options.enableAutoPipelining = false;
       const subscriber = createRedis(env.redisUrl, 'worker', log, 'gate-wake');
       const gateLog = log.child({ component: 'gate' });
+      const mirror = new MirrorGuard(database, new Definitions(database, governance, config, gateLog), gateLog, () => migrated);
+      mirror.start();
+      // Once Postgres is in: learn its version and make sure Redis has the mirror (a fresh Redis has none).
+      void migrating.then(async () => {
+        await mirror.refresh();
+        mirror.repair(false);
+      });
       const scheduler = new Scheduler({ config, topology, governance, subscriber, log: gateLog, metrics, failpoints, now });
       await scheduler.start();
-      gate = new Gate({ config, topology, governance, scheduler, workerConnection, log: gateLog, metrics, failpoints, now });
+      gate = new Gate({ config, topology, governance, scheduler, workerConnection, log: gateLog, metrics, failpoints, now, mirror });
       gate.start();
       // Intake first (its in-flight jobs may still enqueue), then the scheduler's in-flight drains.
       phases.gate.push(async () => {
+        mirror.close();
         await gate!.close();
         await scheduler.close();
         workerConnection.disconnect();

@@ -8,8 +8,10 @@ const UNAVAILABLE =
 
 /** True when the error means Redis or Postgres did not answer, not that the request was wrong. */
 export function isUnavailable(err: unknown): boolean {
-  const e = err as { message?: string; code?: string; name?: string };
-  return e?.name === 'MaxRetriesPerRequestError' || UNAVAILABLE.test(String(e?.message ?? '')) || UNAVAILABLE.test(String(e?.code ?? ''));
+  const e = err as { message?: string; code?: string; name?: string; cause?: unknown };
+  if (e?.name === 'MaxRetriesPerRequestError' || UNAVAILABLE.test(String(e?.message ?? '')) || UNAVAILABLE.test(String(e?.code ?? ''))) return true;
+  // drizzle wraps the driver's error ("Failed query: ...") and keeps it as the cause.
+  return e?.cause !== undefined && e.cause !== err && isUnavailable(e.cause);
 }
 
 export function installErrorHandling(app: FastifyInstance, log: Logger): void {

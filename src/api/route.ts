@@ -49,6 +49,8 @@ export function registerRoutes(
   routes: readonly RouteDef[],
   tokens: readonly ApiToken[],
   postgresReady: () => boolean,
+  /** Resolves if Postgres answers now; checked before every change (see below). */
+  postgresAnswers?: () => Promise<unknown>,
 ): void {
   for (const def of routes) {
     app.route({
@@ -58,6 +60,18 @@ export function registerRoutes(
         const auth = authorize(req.headers.authorization, def.access, tokens);
         if (def.postgres && !postgresReady()) {
           throw new TollgateError('TG_ERR_UNAVAILABLE', 'Postgres is not ready (unreachable at DATABASE_URL, or migrations not applied yet); retry shortly');
+        }
+        // A change needs Postgres (the durable truth and its audit entry): refused up front while it
+        // does not answer, so no change is half-applied (in Redis but not audited) during an outage.
+        if (def.postgres && def.method !== 'GET' && postgresAnswers) {
+          try {
+            await postgresAnswers();
+          } catch (err) {
+            throw new TollgateError(
+              'TG_ERR_UNAVAILABLE',
+              `Postgres does not answer at DATABASE_URL (${(err as Error).message}); changes are refused until it is back (the gates keep admitting under the rules already in Redis); retry shortly`,
+            );
+          }
         }
         const params = parse(def.params, req.params, 'params');
         const query = parse(def.query, req.query, 'query');

@@ -43,6 +43,6 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1_048_576, routerOptions: { maxParamLength: 1024 }, return503OnClosing: true });
   installErrorHandling(app, ctx.log);
   registerClusterMetrics(ctx);
-  registerRoutes(app, apiRoutes(ctx), ctx.tokens, ctx.postgresReady);
+  registerRoutes(app, apiRoutes(ctx), ctx.tokens, ctx.postgresReady, () => ctx.database.pool.query('SELECT 1'));
   return app;
 }

@@ -260,10 +260,14 @@ export class Definitions {
     }
   }
 
-  /** Rebuilds the Redis mirror from Postgres if it is not at Postgres's version. Returns true if rebuilt. */
+  /**
+   * Rebuilds the Redis mirror from Postgres if it is not at Postgres's version, or absent (a fresh or
+   * emptied Redis: writing it, even at version 0, tells the gates the definitions are in). Returns true
+   * if rebuilt.
+   */
   async repairMirror(): Promise<boolean> {
-    const [pgVersion, redisVersion] = await Promise.all([currentVersion(this.db), this.governance.mirrorVersion()]);
-    if (pgVersion === redisVersion) return false;
+    const [pgVersion, redisVersion, present] = await Promise.all([currentVersion(this.db), this.governance.mirrorVersion(), this.governance.hasMirror()]);
+    if (pgVersion === redisVersion && present) return false;
     const [quotaRows, throttleRows] = await Promise.all([allQuotas(this.db), allThrottles(this.db)]);
     const byTenant = new Map<string, ReturnType<typeof quotaDef>[]>();
     for (const r of quotaRows) {

@@ -18,6 +18,7 @@ import { ERRORS } from '../errors';
 import { createClassifier, type Classification } from '../core/classify';
 import { MicroBatcher } from '../core/batcher';
 import type { Failpoints } from '../failpoints';
+import type { MirrorGuard } from '../governance/mirror-guard';
 import type { Metrics } from '../observability/metrics';
 import { encodePayload } from '../redis/codec';
 import type { Governance, IntakeCode, IntakeItem, WaitItem } from '../redis/governance';
@@ -40,6 +41,8 @@ export interface GateDeps {
   failpoints: Failpoints;
   /** The governance clock (deadlines are checked against it). */
   now: () => number;
+  /** Holds intake while Redis lacks the definitions Postgres has (absent: never held). */
+  mirror?: Pick<MirrorGuard, 'known' | 'repair'>;
 }
 
 const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
@@ -62,7 +65,7 @@ export class Gate {
       jobs: config.jobs,
     });
     const ds = (name: string) => topology.downstreams.get(name)!;
-    this.intake = new MicroBatcher((d, items) => governance.intake(d, ds(d).queue, ds(d).capacity, items), config.gate.maxBatch);
+    this.intake = new MicroBatcher((d, items) => governance.intake(d, ds(d).queue, ds(d).capacity, items, deps.mirror?.known() ?? -1), config.gate.maxBatch);
     this.enqueue = new MicroBatcher(async (d, items) => {
       const { codes, shed } = await governance.enqueue(d, ds(d).queue, items, {
         backlog: config.tenantLimits,
@@ -162,10 +165,16 @@ export class Gate {
         case 'D':
           await addDeadLetter(this.deps.topology, { ingressJobId: job.id!, code: 'TG_ERR_QUOTA_EXCEEDED', message: decision.message, tenantId, downstream, job: original });
           break;
+        case 'U':
+          // Redis lost the definitions: restore them, and let the job come back in a moment.
+          this.deps.mirror?.repair();
+          await this.worker?.rateLimit(100);
+          throw Worker.RateLimitError();
         default: // 'F' finished, 'Q' already waiting: the earlier attempt did the work
       }
       this.consecutiveErrors = 0;
     } catch (err) {
+      if (err instanceof Error && err.name === 'RateLimitError') throw err;
       await this.onInfraError(job, token, err);
     }
   }

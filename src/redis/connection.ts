@@ -2,7 +2,8 @@
  * ioredis clients. Two profiles:
  * - `worker`: commands wait for Redis to come back (maxRetriesPerRequest null), as BullMQ requires;
  *   used by the gate and observer, whose work must not be dropped during an outage.
- * - `api`: fails fast (no offline queue, command timeout) so HTTP answers 503 instead of hanging.
+ * - `api`: fails fast (no offline queue, 1 s command timeout) so HTTP answers 503 instead of hanging:
+ *   within about a second, inside an orchestrator's default probe timeout (Kubernetes: 1 s).
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
@@ -19,7 +20,7 @@ export function createRedis(url: string, profile: RedisProfile, log: Logger, nam
   const opts: RedisOptions =
     profile === 'worker'
       ? { ...common, maxRetriesPerRequest: null, enableAutoPipelining: true }
-      : { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 2000, connectTimeout: 2000 };
+      : { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 1000, connectTimeout: 1000 };
   const client = new Redis(url, opts);
   let down = false;
   client.on('error', (err: Error) => {

@@ -14,7 +14,8 @@ import { scriptsFor, type Scripts } from './scripts';
 export type Outcome = 'completed' | 'failed' | 'vanished';
 
 export type IntakeCode =
-  | { code: 'A' | 'R' | 'F' | 'Q' | 'W' }
+  /** U: Redis's definitions mirror is behind the version given (it lost them); decide nothing now. */
+  | { code: 'A' | 'R' | 'F' | 'Q' | 'W' | 'U' }
   /** X: refused now; D: refused by an earlier attempt (its dead-letter job may be missing). */
   | { code: 'X' | 'D'; message: string };
 
@@ -94,8 +95,8 @@ export class Governance {
     ];
   }
 
-  async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[]): Promise<IntakeCode[]> {
-    const args = [...this.context(), downstream, queue, capacity];
+  async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[], knownVersion = -1): Promise<IntakeCode[]> {
+    const args = [...this.context(), downstream, queue, capacity, knownVersion];
     for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost);
     const raw = await this.scripts.intake([this.keys.inflight(downstream)], args);
     return raw.map((r) => (r[0] === 'X' || r[0] === 'D' ? { code: r[0], message: r.slice(1) } : { code: r as 'A' }));
@@ -314,6 +315,11 @@ export class Governance {
 
   async mirrorVersion(): Promise<number> {
     return Number((await this.redis.get(this.keys.mirrorVersion())) ?? 0);
+  }
+
+  /** False when Redis has no definitions mirror at all (never written, or lost with its data). */
+  async hasMirror(): Promise<boolean> {
+    return (await this.redis.exists(this.keys.mirrorVersion())) === 1;
   }
 
   /** Records that the mirror moved from `from` to `to`; false when it was not at `from` (a gap). */

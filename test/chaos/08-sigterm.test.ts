@@ -21,6 +21,8 @@ it('SIGTERM to two gates under load: in-flight promotions finish, exit 0 in the 
     c.spawn('observer');
     const gateEnv = { LOG_LEVEL: 'info', TOLLGATE_SHUTDOWN_GRACE_SECONDS: String(GRACE_SECONDS) };
     const gates = [c.spawn('gate', gateEnv), c.spawn('gate', gateEnv)];
+    // Both gates running (a process still loading its modules has no handler yet: SIGTERM kills it).
+    await Promise.all(gates.map((g) => waitForLog(g, 'gate consuming ingress', 30_000)));
     const exec = c.startExec({ concurrency: 100, work: () => new Promise((r) => setTimeout(r, 3)) });
     sampler = sampleInflight(c);
     const good = await c.produce(c.goodJobs(1500));

@@ -173,9 +173,15 @@ it('snapshots counters to Postgres and restores them into a Redis that lost them
 describe('tenant concurrency slots', () => {
   const quota = { id: 'q1', tenantId: 'slotty', maxConcurrent: 2, onPeriodExceeded: 'wait' as const, paused: false };
   const inFlight = async () => Number((await h.redis.hget(gov.keys.quotaState('q1', 'slotty'), 'inf')) ?? 0);
+  // The quota goes straight into Redis (these tests are about the observer), marked as a mirror in
+  // step with Postgres (version 0): without the mark a starting gate rebuilds the mirror from Postgres.
+  const seedQuota = async () => {
+    await gov.writeTenantQuotas('slotty', [quota]);
+    await h.redis.set(gov.keys.mirrorVersion(), '0');
+  };
 
   it('holds a slot through retries and gives it back after the last attempt fails', async () => {
-    await gov.writeTenantQuotas('slotty', [quota]);
+    await seedQuota();
     await h.start();
     const attempts = new Map<string, number>();
     h.worker('exec.scanner', async (job) => {
@@ -197,7 +203,7 @@ describe('tenant concurrency slots', () => {
   });
 
   it('frees slots through the sweep when completions were missed', async () => {
-    await gov.writeTenantQuotas('slotty', [quota]);
+    await seedQuota();
     await h.start(['gate']);
     h.worker('exec.scanner', async () => 'ok');
     await addMany(4, 'scan.image', { tenantId: 'slotty' });

@@ -13,7 +13,8 @@
     ARGV[1..12]  governance context: G, now, retention (ms), hour start/end/iso, day start/end/iso,
                  month start/end/iso
     ARGV[13] downstream    ARGV[14] execution queue    ARGV[15] capacity
-    ARGV[16..] per job, 4 values: ingress id, tenant id, job name, cost
+    ARGV[16] the definitions version the caller knows Postgres is at, or -1: do not check the mirror
+    ARGV[17..] per job, 4 values: ingress id, tenant id, job name, cost
 
   Output: one code per job, in order
     'A'          admitted now: add it to the execution queue
@@ -23,12 +24,24 @@
     'W'          must wait: store it with enqueue
     'X<message>' refused now (period quota with reject): dead-letter it
     'D<message>' refused by an earlier attempt: make sure its dead-letter job exists
+    'U'          (every job) Redis has no mirror of the quota and throttle definitions, or one behind
+                 ARGV[16] (Redis lost it): nothing is decided until the mirror is restored
 ]]
 --- @include "governance"
 
 local ctx = contextFromArgs()
 local ds, queue, capacity = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local inflight = KEYS[1]
+local FIRST = CONTEXT_ARGS + 5
+
+-- A Redis that lost its governance state must not admit under missing quotas or throttles.
+local known = tonumber(ARGV[16]) or -1
+local mirrored = known >= 0 and rcall('GET', ctx.G .. 'mirror-version')
+if known >= 0 and ((not mirrored) or tonumber(mirrored) < known) then
+  local out = {}
+  for _ = FIRST, #ARGV, 4 do out[#out + 1] = 'U' end
+  return out
+end
 local p = policyOf(ctx, ds, capacity)
 local b = breakerOf(ctx, ds)
 
@@ -43,7 +56,7 @@ local zargs = {}
 
 local out = {}
 local admitted = 0
-for i = CONTEXT_ARGS + 4, #ARGV, 4 do
+for i = FIRST, #ARGV, 4 do
   local id, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local rec = ctx.G .. 'rec:' .. id
   local state = rcall('HGET', rec, 'st')

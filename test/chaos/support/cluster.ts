@@ -7,7 +7,7 @@
  * `c.spawn('gate')`, produce with `c.produce(...)`, then `expectConserved(await c.conservation(ids))`
  * and `c.close()` in a finally.
  */
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { ConfigInput } from '../../../src/config/file';
@@ -37,6 +37,11 @@ export interface ExecOptions {
   /** Processor body; default: resolve at once. Throwing fails the job (a downstream failure). */
   work?: (job: Job, downstream: Downstream) => Promise<void>;
   downstreams?: readonly Downstream[];
+  /**
+   * Extra BullMQ worker options, e.g. a short `lockDuration` / `stalledInterval` so an execution job
+   * whose move to active lost its reply (a cut connection) is recovered in seconds, not 30 s.
+   */
+  worker?: Partial<Pick<WorkerOptions, 'lockDuration' | 'stalledInterval' | 'maxStalledCount'>>;
 }
 
 export type Place = 'ingress' | 'waiting' | 'exec' | 'dead-letter';
@@ -73,6 +78,8 @@ export interface Cluster {
   /** The test's own connection to the private Redis (reconnects after a Redis restart). */
   readonly conn: Redis;
   readonly ingress: Queue;
+  /** Set by close(): samplers and other loops of the scenario stop. */
+  readonly closed: boolean;
   /** Environment for a tollgate child process pointed at the private services. */
   env(extra?: Record<string, string | undefined>): Record<string, string | undefined>;
   /** Spawns a tollgate role as a child process; killed (-9) by close(). */
@@ -128,6 +135,7 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
     keys,
     conn,
     ingress,
+    closed: false,
     env,
     spawn(role, extra) {
       const child = spawnWorker(role, env(extra));
@@ -163,7 +171,7 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
               bump(peakByTenant, tenant, -1);
             }
           },
-          { connection: wconn, prefix, concurrency: opts.concurrency ?? 100, removeOnComplete: { count: 0 } },
+          { connection: wconn, prefix, concurrency: opts.concurrency ?? 100, removeOnComplete: { count: 0 }, ...opts.worker },
         );
         w.on('error', () => undefined);
         return w;
@@ -218,6 +226,7 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
       return conservation(cluster, ids, exec);
     },
     async close() {
+      (cluster as { closed: boolean }).closed = true;
       for (const c of children) c.kill('SIGKILL');
       await Promise.all(children.map((c) => c.exited));
       await Promise.all(trackers.map((t) => t.close()));
@@ -313,13 +322,14 @@ export function expectConserved(label: string, result: Conservation, expected: P
 
 /**
  * Samples admitted-but-unfinished jobs per downstream (tollgate's in-flight set, which the gate
- * checks) every `everyMs` until stopped; returns the largest sample per downstream.
+ * checks) every `everyMs` until stopped (or the cluster closed, so a failed test cannot leave it
+ * running); returns the largest sample per downstream.
  */
 export function sampleInflight(c: Cluster, everyMs = 20): { stop(): Promise<Map<string, number>> } {
   const peaks = new Map<string, number>();
   let running = true;
   const loop = (async () => {
-    while (running) {
+    while (running && !c.closed) {
       try {
         const pipe = c.conn.pipeline();
         for (const d of DOWNSTREAMS) pipe.zcard(c.keys.inflight(d));
