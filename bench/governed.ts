@@ -21,6 +21,7 @@ import {
   startTollgate,
   usedMemory,
   waitUntil,
+  watchProcess,
   type TollgateProcess,
 } from './lib';
 
@@ -28,8 +29,9 @@ const conn = () => new Redis(REDIS_URL, { maxRetriesPerRequest: null });
 
 /**
  * Uncontended decision latency on a running tollgate: `count` jobs added one at a time at `perSec`,
- * each waited for end to end. Returns the promotion histogram's p50/p99 bucket bounds for these jobs
- * only (gate: ingress job active → execution job added) and measured ingress add → exec start.
+ * each waited for end to end. Returns, for these jobs only, the p50/p99 bucket bounds of the promotion
+ * histogram (gate: ingress job active → execution job added) and of the decision histogram (active →
+ * decided, before the add), and the measured ingress add → exec start.
  */
 export async function trickleLatency(tg: TollgateProcess, count = 1000, perSec = 200): Promise<Record<string, number>> {
   const pc = conn();
@@ -49,7 +51,9 @@ export async function trickleLatency(tg: TollgateProcess, count = 1000, perSec =
   );
   worker.on('error', () => undefined);
   await worker.waitUntilReady();
-  const before = histogram(await tg.metrics(), 'tollgate_gate_promotion_seconds');
+  const m0 = await tg.metrics();
+  const before = histogram(m0, 'tollgate_gate_promotion_seconds');
+  const beforeDecision = histogram(m0, 'tollgate_gate_decision_seconds');
   const t0 = Date.now();
   for (let i = 0; i < count; i++) {
     const due = t0 + (i * 1000) / perSec;
@@ -58,14 +62,18 @@ export async function trickleLatency(tg: TollgateProcess, count = 1000, perSec =
     await ingress.add('bench.job', { tenantId: `tenant-${i % 100}`, trickle: true, sentAt: Date.now(), payload: PAYLOAD }, { removeOnComplete: true });
   }
   await waitUntil(() => seen >= count, 'the trickle to finish', 60_000);
-  const after = histogram(await tg.metrics(), 'tollgate_gate_promotion_seconds');
+  const m1 = await tg.metrics();
+  const after = histogram(m1, 'tollgate_gate_promotion_seconds');
+  const afterDecision = histogram(m1, 'tollgate_gate_decision_seconds');
   await worker.close();
   await ingress.close();
   pc.disconnect();
   wc.disconnect();
   return {
-    decisionP50Ms: bucketQuantile(after, 0.5, before) * 1000,
-    decisionP99Ms: bucketQuantile(after, 0.99, before) * 1000,
+    promotionP50Ms: bucketQuantile(after, 0.5, before) * 1000,
+    promotionP99Ms: bucketQuantile(after, 0.99, before) * 1000,
+    decisionOnlyP50Ms: bucketQuantile(afterDecision, 0.5, beforeDecision) * 1000,
+    decisionOnlyP99Ms: bucketQuantile(afterDecision, 0.99, beforeDecision) * 1000,
     trickleE2eP50Ms: quantile(latencies, 0.5),
     trickleE2eP99Ms: quantile(latencies, 0.99),
   };
@@ -105,6 +113,7 @@ export async function contended(): Promise<Record<string, number>> {
   );
   worker.on('error', () => undefined);
   await worker.waitUntilReady();
+  const watch = watchProcess(tg.child.pid!);
   const BURST = 20_000;
   const FLOOD_PER_SEC = 300;
   const QUIET_TENANTS = 999;
@@ -155,6 +164,8 @@ export async function contended(): Promise<Record<string, number>> {
   const fair = maxMinShares(demands, totalServed);
   const ratios = [...served, floodStarts].map((s, i) => (fair[i]! > 0 ? s / fair[i]! : 1));
   const seconds = (tEnd - t0) / 1000;
+  const proc = watch.stop();
+  const jobs = BURST + floodSent - (BURST - floodBefore) + quietTotal;
   await worker.close();
   await ingress.close();
   await tg.stop();
@@ -169,6 +180,9 @@ export async function contended(): Promise<Record<string, number>> {
     floodAdmittedInWindow: floodStarts,
     quietJobs: quietTotal,
     burstIntakeSeconds,
+    jobs,
+    tollgateCpuSec: proc.cpuSec,
+    tollgatePeakRssMb: proc.peakRssMb,
   };
 }
 
@@ -214,6 +228,7 @@ export async function breaker(): Promise<Record<string, number>> {
   worker.on('error', () => undefined);
   await worker.waitUntilReady();
   const state = async () => (await pc.hget(keys.ds('bench', 'brk'), 'st')) ?? 'closed';
+  const watch = watchProcess(tg.child.pid!);
   const TOTAL = 2400;
   const PER_SEC = 400;
   const t0 = Date.now();
@@ -243,8 +258,13 @@ export async function breaker(): Promise<Record<string, number>> {
   await waitUntil(() => done.size >= TOTAL - failTimes.length, 'every job not failed to run', 120_000);
   const lastDone = Math.max(...done.values());
   const replayed = [...done.entries()].filter(([, at]) => at >= closed).length;
-  const whileOpen = added.filter((a) => a.at > opened && a.at < halfOpened).length;
+  // Promotions decided while open (the record's admission time, from the gate's decision), probes aside;
+  // and execution adds that landed while open for jobs admitted just before it opened.
+  const recs = await Promise.all(added.map((a) => pc.hmget(keys.record(a.id.replace(/^tg-/, '')), 'at', 'probe')));
+  const whileOpen = recs.filter(([at, probe]) => Number(at) > opened && Number(at) < halfOpened && !probe).length;
+  const addsLandingWhileOpen = added.filter((a, i) => a.at > opened && a.at < halfOpened && Number(recs[i]![0]) <= opened).length;
   const tripping = failTimes[4]!;
+  const proc = watch.stop();
   await worker.close();
   await ingress.close();
   await tg.stop();
@@ -256,9 +276,13 @@ export async function breaker(): Promise<Record<string, number>> {
     openObservedAfterMs: openSeen - tripping,
     failedBeforeOpen: failTimes.length,
     promotedWhileOpen: whileOpen,
+    addsOfEarlierAdmissionsLandingWhileOpen: addsLandingWhileOpen,
     openMs: halfOpened - opened,
     replayedAfterClose: replayed,
     replayPerSec: replayed / Math.max(0.001, (lastDone - closed) / 1000),
+    jobs: TOTAL,
+    tollgateCpuSec: proc.cpuSec,
+    tollgatePeakRssMb: proc.peakRssMb,
   };
 }
 

@@ -45,6 +45,41 @@ export function procStats(pid: number): { cpu: number; rssMb: number } {
   }
 }
 
+/** Redis used_memory sampled every 100 ms until stop(): the peak growth over the start, in MB. */
+export function watchRedisMemory(): { stop(): Promise<number> } {
+  let start: number | undefined;
+  let peak = 0;
+  const sample = async () => {
+    const m = await usedMemory();
+    start ??= m;
+    peak = Math.max(peak, m);
+  };
+  const first = sample();
+  const timer = setInterval(() => void sample().catch(() => undefined), 100);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await first;
+      await sample();
+      return (peak - start!) / 1048576;
+    },
+  };
+}
+
+/** CPU seconds used and peak RSS of a process from now until stop(). */
+export function watchProcess(pid: number): { stop(): { cpuSec: number; peakRssMb: number } } {
+  const cpu0 = procStats(pid).cpu;
+  let peak = procStats(pid).rssMb;
+  const timer = setInterval(() => (peak = Math.max(peak, procStats(pid).rssMb)), 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      const now = procStats(pid);
+      return { cpuSec: now.cpu - cpu0, peakRssMb: Math.max(peak, now.rssMb) };
+    },
+  };
+}
+
 export const cleanup = (prefix: string) => deleteKeysWithPrefix(redis, prefix);
 export const newPrefix = () => `bench-${randomBytes(3).toString('hex')}`;
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -143,7 +178,7 @@ export async function startTollgate(prefix: string, config: Record<string, unkno
   dbUrl.pathname = `/${dbName}`;
   // BENCH_CPU_PROF=<dir>: the tollgate process writes a V8 CPU profile there when it exits.
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(ROOT, 'workers', 'all.ts')], {
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', join(ROOT, 'workers', process.env.BENCH_ROLE_FILE ?? 'all.ts')], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -154,6 +189,7 @@ export async function startTollgate(prefix: string, config: Record<string, unkno
       TOLLGATE_API_TOKENS: `bench:${ADMIN_TOKEN}:admin`,
       HOST: '127.0.0.1',
       PORT: '0',
+      METRICS_PORT: '0',
       LOG_LEVEL: 'info',
       ...extraEnv,
     },
@@ -170,7 +206,7 @@ export async function startTollgate(prefix: string, config: Record<string, unkno
       for (const line of lines) {
         const m = /"url":"([^"]+)"/.exec(line);
         if (m) url = m[1]!;
-        if (line.includes('observer reading execution events') && url) {
+        if ((line.includes('observer reading execution events') || (process.env.BENCH_ROLE_FILE === 'gate.ts' && line.includes('gate consuming ingress'))) && url) {
           clearTimeout(timer);
           child.stdout!.off('data', onData);
           child.stdout!.resume();
@@ -182,6 +218,13 @@ export async function startTollgate(prefix: string, config: Record<string, unkno
     child.stdout!.on('data', onData);
     child.on('exit', (code) => reject(new Error(`bench: tollgate exited with ${code} while starting`)));
   });
+  // Ready: migrations applied and Redis in step (changes over the API need Postgres).
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${url}/readyz`).catch(() => undefined);
+    if (res?.status === 200) break;
+    if (i > 300) throw new Error('bench: tollgate not ready in 30 s');
+    await sleep(100);
+  }
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${url}${path}`, {
       method,

@@ -17,6 +17,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** The decision alone (classify and the intake script, batched), a part of the promotion time. */
+  readonly decisionSeconds = new Histogram({
+    name: 'tollgate_gate_decision_seconds',
+    help: 'Time from an ingress job becoming active in the gate to its admission decision (before the execution job is added)',
+    labelNames: ['downstream'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
   /** End-to-end wait: ingress job created → execution job added. */
   readonly ingressToExecSeconds = new Histogram({
     name: 'tollgate_ingress_to_exec_seconds',

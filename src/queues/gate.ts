@@ -129,6 +129,7 @@ export class Gate {
       }
       const item: IntakeItem = { ingressJobId: job.id!, tenantId, name: job.name, cost: verdict.cost };
       const decision = await this.intake.submit(downstream, item);
+      this.deps.metrics.decisionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
       await this.deps.failpoints.hit('gate.after-decision');
       switch (decision.code) {
         case 'A':
