@@ -97,14 +97,17 @@ function compareEntryIds(a: string, b: string): number {
   return am !== bm ? am - bm : (as ?? 0) - (bs ?? 0);
 }
 
-function alreadyApplied(applied: Record<string, AppliedBatch[]>, entryId: string): boolean {
+/** A test of "was this stream entry counted already?", built once per observe call. */
+function appliedFilter(applied: Record<string, AppliedBatch[]>): (entryId: string) => boolean {
+  const ids = new Set<string>();
+  const ranges: Array<[string, string]> = [];
   for (const batches of Object.values(applied)) {
     for (const b of batches) {
-      if (b.ids?.includes(entryId)) return true;
-      if (b.from !== undefined && b.to !== undefined && compareEntryIds(b.from, entryId) <= 0 && compareEntryIds(entryId, b.to) <= 0) return true;
+      b.ids?.forEach((id) => ids.add(id));
+      if (b.from !== undefined && b.to !== undefined) ranges.push([b.from, b.to]);
     }
   }
-  return false;
+  return (entryId) => ids.has(entryId) || ranges.some(([from, to]) => compareEntryIds(from, entryId) <= 0 && compareEntryIds(entryId, to) <= 0);
 }
 
 function rememberBatch(applied: Record<string, AppliedBatch[]>, batch: EventBatch, now: number): Record<string, AppliedBatch[]> {
@@ -119,6 +122,20 @@ function rememberBatch(applied: Record<string, AppliedBatch[]>, batch: EventBatc
       .sort(([, a], [, b]) => lastAt(b) - lastAt(a))
       .slice(0, APPLIED_CONSUMERS),
   );
+}
+
+/** What the breaker's compare-and-set stores: the state as JSON, and the fields the gates' scripts read. */
+function storedFields(s: BreakerState, settings: BreakerSettings) {
+  return {
+    json: JSON.stringify(s),
+    st: s.state,
+    gen: s.gen,
+    observeOnly: settings.observeOnly,
+    probes: settings.halfOpenProbes,
+    ...(s.closedAt !== undefined ? { closedAt: s.closedAt } : {}),
+    rampMs: settings.replayRampMs,
+    ...(s.openUntil !== undefined && s.state === 'open' ? { openUntil: s.openUntil } : {}),
+  };
 }
 
 export function machineConfig(s: BreakerSettings): BreakerConfig {
@@ -180,16 +197,7 @@ export class BreakerService {
       const ok = await this.deps.governance.casBreaker(
         downstream,
         rev,
-        {
-          json: JSON.stringify(s),
-          st: s.state,
-          gen: s.gen,
-          observeOnly: cfg.s.observeOnly,
-          probes: cfg.s.halfOpenProbes,
-          ...(s.closedAt !== undefined ? { closedAt: s.closedAt } : {}),
-          rampMs: cfg.s.replayRampMs,
-          ...(s.openUntil !== undefined && s.state === 'open' ? { openUntil: s.openUntil } : {}),
-        },
+        storedFields(s, cfg.s),
         next.transitions.map((t) => ({ json: JSON.stringify({ downstream, ...t }), from: t.from, to: t.to })),
       );
       if (!ok) continue;
@@ -240,7 +248,8 @@ export class BreakerService {
     if (!batch || batch.entryIds.length === 0) return this.apply(downstream, (s) => recordOutcomes(s, cfg.m, outcomes, this.now(), this.rand));
     return this.apply(downstream, (s) => {
       const applied = (s as StoredState).applied ?? {};
-      const fresh = outcomes.filter((o) => o.entryId === undefined || !alreadyApplied(applied, o.entryId));
+      const counted = appliedFilter(applied);
+      const fresh = outcomes.filter((o) => o.entryId === undefined || !counted(o.entryId));
       if (fresh.length === 0) return { state: s, transitions: [] };
       const now = this.now();
       const step = recordOutcomes(s, cfg.m, fresh, now, this.rand);
@@ -285,16 +294,7 @@ export class BreakerService {
       const ok = await this.deps.governance.casBreaker(
         downstream,
         0,
-        {
-          json: JSON.stringify(s),
-          st: s.state,
-          gen: s.gen,
-          observeOnly: cfg.s.observeOnly,
-          probes: cfg.s.halfOpenProbes,
-          ...(s.closedAt !== undefined ? { closedAt: s.closedAt } : {}),
-          rampMs: cfg.s.replayRampMs,
-          ...(s.openUntil !== undefined && s.state === 'open' ? { openUntil: s.openUntil } : {}),
-        },
+        storedFields(s, cfg.s),
         [],
       );
       if (ok) {
