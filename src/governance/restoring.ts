@@ -10,9 +10,8 @@ import { loadCounters } from '../db/counters';
 import { loadUsage } from '../db/ledger';
 import { currentVersion } from '../db/quotas';
 import type { Governance } from '../redis/governance';
+import { UNROUTED_ROW } from './sync';
 
-/** Row name of the counters of jobs refused before routing (as in sync.ts). */
-const UNROUTED_ROW = '~';
 
 /** Undefined when nothing is pending; else what is still being restored, in words. */
 export async function pendingRestore(governance: Governance, database: Database, downstreams: readonly string[], now: number): Promise<string | undefined> {

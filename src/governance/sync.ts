@@ -21,7 +21,7 @@ import type { Governance } from '../redis/governance';
 import type { Definitions } from './definitions';
 
 /** Row name of the counters of jobs refused before routing. */
-const UNROUTED_ROW = '~';
+export const UNROUTED_ROW = '~';
 
 export class GovernanceSync {
   private timer?: NodeJS.Timeout;
