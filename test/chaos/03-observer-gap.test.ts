@@ -8,7 +8,8 @@
  * METRICS_PORT) and in log lines. Then the waiting jobs run and every job is conserved.
  */
 import { chaosConfigInput, DOWNSTREAMS, expectConserved, JOB_NAMES, sampleInflight, startCluster, type Downstream } from './support/cluster';
-import { freePort, inflightTotals, metricSum, redisStats, scrape, waitReady } from './support/observe';
+import { freePort, inflightTotals, metricSum, redisStats, scrape } from './support/observe';
+import { waitReady } from './support/ops';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);

@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { chaosConfigInput, expectConserved, startCluster } from './support/cluster';
-import { errorLines, levelOf, waitForLog, waitReady } from './support/lifecycle';
+import { errorLines, levelOf, waitForLog } from './support/lifecycle';
+import { waitReady } from './support/ops';
 import { freePort } from '../support/net';
 import { waitFor } from '../support/services';
 

@@ -8,7 +8,8 @@
  * runs alongside and is held to its own three.
  */
 import { chaosConfigInput, DOWNSTREAMS, expectConserved, JOB_NAMES, startCluster } from './support/cluster';
-import { freePort, inflightTotals, metricSum, redisStats, scrape, waitReady } from './support/observe';
+import { freePort, inflightTotals, metricSum, redisStats, scrape } from './support/observe';
+import { waitReady } from './support/ops';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);

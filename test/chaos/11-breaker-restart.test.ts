@@ -17,13 +17,12 @@
  */
 import { Client } from 'pg';
 import { chaosConfigInput, expectConserved, startCluster, type Downstream } from './support/cluster';
-import { apiClient, errorLines, waitReady } from './support/lifecycle';
-import { freePort } from '../support/net';
+import { errorLines } from './support/lifecycle';
+import { apiClient, waitReady } from './support/ops';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
 
-const ADMIN = 'admin-secret-0123456789';
 const CAPACITY = 20;
 const PROBES = 2;
 const RAMP_MS = 2500;
@@ -61,11 +60,10 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
   let sampling = false;
   let sampler: Promise<void> = Promise.resolve();
   try {
-    const port = await freePort();
-    const allEnv = { PORT: String(port), TOLLGATE_API_TOKENS: `ops:${ADMIN}:admin` };
-    const startAll = () => [c.spawn('all', allEnv), c.spawn('gate')];
+    const api = await apiClient();
+    const port = api.port;
+    const startAll = () => [c.spawn('all', api.env), c.spawn('gate')];
     let procs = startAll();
-    const api = apiClient(port, ADMIN);
     const state = { scannerFailing: true };
     const runs: Record<Downstream, Run[]> = { scanner: [], attestor: [], policy: [] };
     const exec = c.startExec({
@@ -110,8 +108,8 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
     })();
 
     // Forced states through the API, then the scanner trips on three failures.
-    expect((await api.post('/api/v1/breakers/attestor/open', undefined, 'attestor maintenance')).body).toMatchObject({ state: 'open', forced: 'open' });
-    expect((await api.post('/api/v1/breakers/policy/close', undefined, 'policy engine is known good')).body).toMatchObject({ state: 'closed', forced: 'closed' });
+    expect((await api.send('POST', '/api/v1/breakers/attestor/open', undefined, 'attestor maintenance')).body).toMatchObject({ state: 'open', forced: 'open' });
+    expect((await api.send('POST', '/api/v1/breakers/policy/close', undefined, 'policy engine is known good')).body).toMatchObject({ state: 'closed', forced: 'closed' });
     // Own ids: BullMQ's id counter lives in Redis and starts again at 1 after the flush, and the
     // execution tracker must not mistake a post-flush job for one of these.
     await c.produce(Array.from({ length: 3 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'trip', i }, opts: { jobId: `trip-${i}` } })));

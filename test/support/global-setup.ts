@@ -4,38 +4,10 @@
  * saying how to provide them. Test files then isolate themselves (own BullMQ prefix, own database).
  */
 import { execFileSync } from 'node:child_process';
-import { Redis } from 'ioredis';
-import { Client } from 'pg';
+import { postgresAnswers, redisAnswers } from './probe';
 
 const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
 const DEFAULT_PG = 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function redisAnswers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1500, retryStrategy: () => null });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
-
-async function postgresAnswers(url: string): Promise<boolean> {
-  const c = new Client({ connectionString: url, connectionTimeoutMillis: 1500 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
 
 function dockerRuns(): boolean {
   try {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { freePort } from './net';
+import { postgresAnswers } from './probe';
 import { waitFor } from './services';
 
 export interface PrivatePostgres {
@@ -34,20 +35,6 @@ function systemUser(): { uid: number; gid: number } | undefined {
   const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
   return { uid, gid };
-}
-
-async function answers(url: string): Promise<boolean> {
-  const c = new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
 }
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
@@ -77,7 +64,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     const p = proc;
     exited = new Promise<void>((r) => p.on('exit', () => r()));
     p.on('error', () => undefined);
-    await waitFor(() => answers(url), `a private Postgres on port ${port}`, 30_000, 100);
+    await waitFor(() => postgresAnswers(url), `a private Postgres on port ${port}`, 30_000, 100);
   };
   const stop = async () => {
     if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');

@@ -7,8 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { freePort } from './net';
+import { redisAnswers } from './probe';
 import { waitFor } from './services';
 
 export interface PrivateRedis {
@@ -18,17 +18,6 @@ export interface PrivateRedis {
   stop(): Promise<void>;
   /** Starts a new, empty server on the same port (after stop()). */
   restart(): Promise<void>;
-}
-
-async function answers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } finally {
-    r.disconnect();
-  }
 }
 
 export async function startPrivateRedis(): Promise<PrivateRedis> {
@@ -48,7 +37,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     const p = proc;
     exited = new Promise<void>((r) => p.on('exit', () => r()));
     p.on('error', () => undefined);
-    await waitFor(() => answers(url), `a private redis-server on port ${port}`);
+    await waitFor(() => redisAnswers(url), `a private redis-server on port ${port}`);
   };
   await launch();
   return {

@@ -82,16 +82,3 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   }
   return sum;
 }
-
-/** Waits until a child's /readyz on METRICS_PORT answers 200. */
-export async function waitReady(port: number, what: string, timeoutMs = 20_000): Promise<void> {
-  await waitFor(
-    async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) });
-      return res.status === 200;
-    },
-    `${what} ready on :${port}`,
-    timeoutMs,
-    100,
-  );
-}

@@ -1,10 +1,11 @@
 /**
- * Small helpers for the service-fault scenarios (4, 5, 6, 12): an operator's HTTP client for a
- * tollgate API child, Postgres reads straight from the private server, and process liveness checks.
+ * Small helpers for the fault scenarios: an operator's HTTP client for a tollgate API child, the
+ * readiness wait, Postgres reads straight from the private server, and process liveness checks.
  */
 import { Client } from 'pg';
 import type { Child } from '../../support/processes';
 import { freePort } from '../../support/net';
+import { waitFor } from '../../support/services';
 
 export const ADMIN_SECRET = 'chaos-admin-secret-0123456789';
 /** TOLLGATE_API_TOKENS for an admin token; HOST stays loopback. */
@@ -57,6 +58,22 @@ export async function apiClient(): Promise<ApiClient> {
     get: (path, timeoutMs) => call('GET', path, undefined, undefined, timeoutMs),
     send: (method, path, body, reason) => call(method, path, body, reason),
   };
+}
+
+/** Waits until GET /readyz on the port (API or METRICS_PORT) answers 200. */
+export async function waitReady(port: number, what = 'tollgate', timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) })).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    `${what} ready on :${port}`,
+    timeoutMs,
+    100,
+  );
 }
 
 /** One query on the private Postgres (a fresh connection each time: it may have been restarted). */
