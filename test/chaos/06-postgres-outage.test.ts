@@ -17,7 +17,13 @@ const BOOM = 'tenant-boom';
 
 it('Postgres terminated then stopped 10 s: admission goes on, changes answer 503, transitions and counters written when back', async () => {
   const started = Date.now();
-  const c = await startCluster('pg-outage', chaosConfigInput());
+  // The attestor's breaker stays open for the whole scenario (the default 10 s ± jitter would let it
+  // reach half-open right around the end of the 10 s outage, and the snapshot checked below with it).
+  const base = chaosConfigInput();
+  const c = await startCluster(
+    'pg-outage',
+    chaosConfigInput({ downstreams: base.downstreams.map((d) => (d.name === 'attestor' ? { ...d, breaker: { openMs: 60_000 } } : d)) }),
+  );
   const api = await apiClient();
   try {
     const all = c.spawn('all', api.env);
