@@ -14,7 +14,7 @@
  * two reconnect backoffs, and the restoring state could be missed. It is still the same process.
  */
 import { chaosConfigInput, expectConserved, startCluster, type ExecTracker } from './support/cluster';
-import { alive, apiClient, pgQuery, sleep } from './support/ops';
+import { alive, apiClient, logsMatching, pgQuery, sleep } from './support/ops';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
@@ -115,24 +115,36 @@ it('Redis lost and restarted: roles resume without a restart, governance restore
 
 /**
  * Between Redis coming back empty and the definitions being restored, the gate must not admit under
- * no quota at all: its intake holds while Redis's mirror is behind the version Postgres is at, and the
- * gate restores the mirror itself (the observer, frozen here, would only do it a sync round later).
+ * no quota at all: its intake holds while Redis's mirror is missing or behind the version Postgres is
+ * at, and the gate restores the mirror itself (the observer, frozen here, would only do it a sync
+ * round later).
+ *
+ * The gate is frozen (SIGSTOP) too while Redis is replaced and the jobs are produced, so that nobody
+ * can restore the mirror before the gate's intake meets the jobs: the window is held open, not raced.
+ * Its start-up mirror check (200 ms grace, then a Postgres read) has long finished by then; the
+ * gate's "intake waits" warning proves its intake met the missing mirror rather than a restored one.
  */
 it('jobs produced while governance is being restored are not admitted under missing quotas', async () => {
   const c = await startCluster('redis-restore-window', chaosConfigInput());
   const api = await apiClient();
   try {
-    c.spawn('gate');
+    const gate = c.spawn('gate');
     const observer = c.spawn('observer');
     c.spawn('api', api.env);
     await waitFor(async () => (await api.get('/readyz')).status === 200, '/readyz 200 at start', 20_000, 100);
     expect((await api.send('PUT', `/api/v1/quotas/${HELD}`, { paused: true })).status).toBe(201);
+    await waitFor(async () => Number(await c.conn.get(c.keys.mirrorVersion())) === 1, 'the quota mirrored to Redis', 5000, 50);
+    await sleep(1000); // the gate's start-up mirror check is done
     observer.proc.kill('SIGSTOP'); // the restore window held open
+    gate.proc.kill('SIGSTOP');
     await c.redis.stop();
     await c.redis.restart();
     await waitFor(async () => /restoring/.test(String((await api.get('/readyz', 5000)).body?.checks?.governance?.detail)), '/readyz restoring', 15_000, 50);
+    expect(await c.conn.exists(c.keys.mirrorVersion())).toBe(0);
     const exec = c.startExec();
     const ids = await c.produce(Array.from({ length: 5 }, (_, i) => ({ name: 'scan.image', data: { tenantId: HELD, seq: i } })));
+    gate.proc.kill('SIGCONT');
+    await waitFor(() => logsMatching(gate, /intake waits while they are restored/).length > 0, "the gate's intake to meet the missing mirror", 15_000, 50);
     await sleep(2000);
     const ran = ids.filter((id) => exec.runs.has(`tg-${id}`)).length;
     process.stdout.write(`[chaos] paused tenant's jobs produced during the restore window that ran: ${ran} of ${ids.length}\n`);
@@ -140,6 +152,7 @@ it('jobs produced while governance is being restored are not admitted under miss
     // Held by the restored pause, in the waiting place: none lost while intake waited.
     await waitFor(async () => (await c.conservation(ids, exec)).byPlace.waiting === ids.length, 'the paused jobs to wait', 10_000, 100);
     expectConserved('restore window', await c.conservation(ids, exec), { waiting: ids.length });
+    expect(alive(gate)).toBe(true);
   } finally {
     await c.close();
   }
