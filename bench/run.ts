@@ -464,6 +464,9 @@ function analysisFigures(machine: { date: string; runs: number }, results: Resul
     const hi = Math.max(...perRun);
     figures.openMoveRange = lo.toFixed(2) === hi.toFixed(2) ? lo.toFixed(2) : `${lo.toFixed(2)}–${hi.toFixed(2)}`;
     figures.openMoveMedian = (open.jobsPerSec / move.jobsPerSec).toFixed(2);
+    figures.openMovePairedMedian = median(perRun).toFixed(2);
+    const moves = results.filter((r) => r.scenario === 'baseline-move').map((r) => r.jobsPerSec);
+    figures.moveRange = `${fmt(Math.min(...moves))}–${fmt(Math.max(...moves))}`;
     figures.moveRedisUs = fmt(move.redisCpuUsPerJob);
     figures.openRedisUs = fmt(open.redisCpuUsPerJob);
     figures.redisUsRatio = (open.redisCpuUsPerJob / move.redisCpuUsPerJob).toFixed(2);
@@ -486,7 +489,7 @@ function analysisFigures(machine: { date: string; runs: number }, results: Resul
 
 /** Replaces every {{name}} of the analysis text; an unknown name is a bug in the text and fails the run. */
 function fillAnalysis(text: string, figures: Record<string, string>): string {
-  const known = new Set(['date', 'runs', 'openMoveRange', 'openMoveMedian', 'moveRedisUs', 'openRedisUs', 'redisUsRatio', 'redisUsInverse', 'cmdsRatio', 'promotionP99', 'promotionP50', 'decisionP99', 'decisionP50', 'contendedAdmitted', 'quietP99', 'jain']);
+  const known = new Set(['date', 'runs', 'openMoveRange', 'openMoveMedian', 'openMovePairedMedian', 'moveRange', 'moveRedisUs', 'openRedisUs', 'redisUsRatio', 'redisUsInverse', 'cmdsRatio', 'promotionP99', 'promotionP50', 'decisionP99', 'decisionP50', 'contendedAdmitted', 'quietP99', 'jain']);
   return text.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
     if (!known.has(name)) throw new Error(`bench/analysis.md names an unknown figure {{${name}}}`);
     return figures[name] ?? '(not measured in this run)';
