@@ -272,24 +272,25 @@ export type ForceAction = 'open' | 'close' | 'release' | 'reset';
 /**
  * Operator actions. `open` / `close` force that state until `release` (which hands control back to
  * the rules: a released forced-open breaker probes at once) or `reset` (closed, clean window, no
- * trips).
+ * trips). The transition's reason names the actor and, when given, the operator's note.
  */
-export function force(state: BreakerState, action: ForceAction, now: number, actor: string): Step {
+export function force(state: BreakerState, action: ForceAction, now: number, actor: string, note?: string): Step {
   const transitions: Transition[] = [];
+  const why = (what: string) => `${what} by ${actor}${note ? `: ${note}` : ''}`;
   const clean = { window: [], consecutive: 0, probeSuccesses: 0, probeFailures: 0 };
   switch (action) {
     case 'open':
-      return { state: move(state, 'open', `forced open by ${actor}`, now, actor, { forced: 'open', openedAt: now, openUntil: undefined }, transitions), transitions };
+      return { state: move(state, 'open', why('forced open'), now, actor, { forced: 'open', openedAt: now, openUntil: undefined }, transitions), transitions };
     case 'close':
-      return { state: move(state, 'closed', `forced closed by ${actor}`, now, actor, { forced: 'closed', closedAt: now, ...clean }, transitions), transitions };
+      return { state: move(state, 'closed', why('forced closed'), now, actor, { forced: 'closed', closedAt: now, ...clean }, transitions), transitions };
     case 'reset':
-      return { state: move(state, 'closed', `reset by ${actor}`, now, actor, { forced: null, trips: 0, closedAt: now, openUntil: undefined, ...clean }, transitions), transitions };
+      return { state: move(state, 'closed', why('reset'), now, actor, { forced: null, trips: 0, closedAt: now, openUntil: undefined, ...clean }, transitions), transitions };
     case 'release':
       if (state.forced === 'open') {
-        return { state: move(state, 'half-open', `released by ${actor}`, now, actor, { forced: null, ...clean }, transitions), transitions };
+        return { state: move(state, 'half-open', why('released'), now, actor, { forced: null, ...clean }, transitions), transitions };
       }
       if (state.forced === 'closed') {
-        return { state: move(state, 'closed', `released by ${actor}`, now, actor, { forced: null, ...clean }, transitions), transitions };
+        return { state: move(state, 'closed', why('released'), now, actor, { forced: null, ...clean }, transitions), transitions };
       }
       return { state, transitions };
   }

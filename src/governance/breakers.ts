@@ -187,12 +187,17 @@ export class BreakerService {
 
   /** Applies a step of the state machine to the stored state (compare-and-set, retried). */
   private async apply(downstream: string, step: (s: BreakerState) => Step): Promise<Transition[]> {
+    return (await this.applyStep(downstream, step)).transitions;
+  }
+
+  /** The compare-and-set loop: the state the step was applied to, the state written, and its transitions. */
+  private async applyStep(downstream: string, step: (s: BreakerState) => Step): Promise<{ before: BreakerState; after: BreakerState; transitions: Transition[] }> {
     const cfg = this.settings.get(downstream);
-    if (!cfg) return [];
+    if (!cfg) return { before: INITIAL_BREAKER, after: INITIAL_BREAKER, transitions: [] };
     for (let attempt = 0; attempt < 20; attempt++) {
       const { state, rev } = await this.read(downstream);
       const next = step(state);
-      if (next.state === state && next.transitions.length === 0) return [];
+      if (next.state === state && next.transitions.length === 0) return { before: state, after: state, transitions: [] };
       const s = next.state;
       const ok = await this.deps.governance.casBreaker(
         downstream,
@@ -202,7 +207,7 @@ export class BreakerService {
       );
       if (!ok) continue;
       if (next.transitions.length > 0) await this.announce(downstream, next.transitions);
-      return next.transitions;
+      return { before: state, after: s, transitions: next.transitions };
     }
     throw new Error(`breaker of ${downstream}: state kept changing under 20 attempts to update it`);
   }
@@ -258,8 +263,14 @@ export class BreakerService {
     });
   }
 
-  async force(downstream: string, action: ForceAction, actor: string): Promise<Transition[]> {
-    return this.apply(downstream, (s) => force(s, action, this.now(), actor));
+  /**
+   * An operator's forced state. Returns the state it was applied to and the state written by the same
+   * compare-and-set, so the audit records exactly this change even when others change the breaker
+   * at the same moment; the operator's reason also goes into the transition (written to Postgres from
+   * Redis's outbox, so it is kept even if the caller dies before its audit row is written).
+   */
+  async force(downstream: string, action: ForceAction, actor: string, reason?: string): Promise<{ before: BreakerState; after: BreakerState; transitions: Transition[] }> {
+    return this.applyStep(downstream, (s) => force(s, action, this.now(), actor, reason));
   }
 
   /** Moves breakers whose open period is over to half-open (after a passing health check, if any). */

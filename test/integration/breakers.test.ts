@@ -140,9 +140,28 @@ it('drains and replays held jobs by hand, with counts, audited; forced states ar
   const pg = new Client({ connectionString: h.db.url });
   await pg.connect();
   try {
-    const { rows } = await pg.query(`SELECT action, reason FROM audit_log WHERE resource_type = 'breaker' ORDER BY id`);
+    const { rows } = await pg.query(`SELECT action, reason, before, after FROM audit_log WHERE resource_type = 'breaker' ORDER BY id`);
     expect(rows.map((r) => r.action)).toEqual(['breaker.open', 'breaker.held.drain', 'breaker.held.replay', 'breaker.release']);
+    expect(rows[0]).toMatchObject({ reason: 'attestor maintenance', before: { state: 'closed', forced: null }, after: { state: 'open', forced: 'open' } });
+    expect(rows[3]).toMatchObject({ before: { state: 'open', forced: 'open' }, after: { state: 'half-open', forced: null } });
     await waitFor(async () => (await pg.query(`SELECT count(*)::int AS n FROM breaker_transitions WHERE downstream = 'attestor'`)).rows[0].n >= 3, 'transitions in Postgres');
+    // The operator's reason travels with the transition itself (written from Redis's outbox).
+    const forcedRow = (await pg.query(`SELECT reason, actor FROM breaker_transitions WHERE downstream = 'attestor' AND to_state = 'open' ORDER BY id LIMIT 1`)).rows[0];
+    expect(forcedRow.reason).toBe(`forced open by ${forcedRow.actor}: attestor maintenance`);
+
+    // Two operators at the same moment: each audit row records the change its own compare-and-set made,
+    // so one's "after" is the other's "before" (not two rows starting from the same state).
+    const before = await pg.query(`SELECT max(id)::int AS id FROM audit_log`);
+    const both = await Promise.all([
+      h.api('POST', '/api/v1/breakers/attestor/open', { token: ADMIN, reason: 'operator one' }),
+      h.api('POST', '/api/v1/breakers/attestor/close', { token: ADMIN, reason: 'operator two' }),
+    ]);
+    expect(both.map((r) => r.status)).toEqual([200, 200]);
+    const race = (await pg.query(`SELECT action, before, after FROM audit_log WHERE id > $1 ORDER BY id`, [before.rows[0].id])).rows;
+    expect(race).toHaveLength(2);
+    const [x, y] = race;
+    expect(JSON.stringify(x.after) === JSON.stringify(y.before) || JSON.stringify(y.after) === JSON.stringify(x.before)).toBe(true);
+    await h.api('POST', '/api/v1/breakers/attestor/reset', { token: ADMIN, reason: 'test over' });
   } finally {
     await pg.end();
   }

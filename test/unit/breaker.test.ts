@@ -156,6 +156,12 @@ describe('forced states', () => {
     expect(released.transitions[0]).toMatchObject({ reason: 'released by ops', actor: 'ops' });
   });
 
+  it("names the operator's reason in the transition, when given", () => {
+    const opened = force(INITIAL_BREAKER, 'open', T0, 'alice', 'scanner vendor maintenance');
+    expect(opened.transitions[0]).toMatchObject({ from: 'closed', to: 'open', reason: 'forced open by alice: scanner vendor maintenance', actor: 'alice' });
+    expect(force(opened.state, 'reset', T0 + 1, 'bob').transitions[0]).toMatchObject({ reason: 'reset by bob', actor: 'bob' });
+  });
+
   it('stays forced closed whatever fails, until released', () => {
     let s = force(INITIAL_BREAKER, 'close', T0, 'ops').state;
     s = feed(s, c, [fail(T0 + 1, s.gen), fail(T0 + 2, s.gen), fail(T0 + 3, s.gen)]).state;

@@ -117,11 +117,10 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
         handler: async ({ params, auth, req }) => {
           const op = operatorOf(req, auth);
           if (!ctx.breakers.enabled(params.downstream)) throw new TollgateError('TG_ERR_CONFLICT', `the breaker of ${params.downstream} is disabled in the config`);
-          const before = (await ctx.breakers.read(params.downstream)).state;
-          await ctx.breakers.force(params.downstream, action, op.actor);
-          const after = await view(params.downstream, false);
+          // Before and after come from the one compare-and-set that made the change, not from separate reads.
+          const { before, after } = await ctx.breakers.force(params.downstream, action, op.actor, op.reason);
           await audited(op, `breaker.${action}`, params.downstream, { state: before.state, forced: before.forced }, { state: after.state, forced: after.forced });
-          return after;
+          return view(params.downstream, false);
         },
       }),
     ),
