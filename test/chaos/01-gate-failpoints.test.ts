@@ -5,6 +5,7 @@
  */
 import { chaosConfigInput, expectConserved, sampleInflight, startCluster } from './support/cluster';
 import type { Child } from '../support/processes';
+import { expectWithinCapacity } from './support/observe';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
@@ -60,12 +61,7 @@ it('two gates killed -9 at every promotion failpoint lose, duplicate and over-ad
     for (const step of STEPS) expect({ step, died: (deaths.get(step) ?? 0) > 0 }).toEqual({ step, died: true });
     expectConserved('gate failpoints', result, { exec: good.length, 'dead-letter': bad.length, ingress: 0, waiting: 0 });
     expect(result.deadReasons).toEqual({ 'missing-tenant': bad.length });
-    expect(Math.max(...[...exec.peakByDownstream.values()])).toBeLessThanOrEqual(100);
-    expect(exec.peakByDownstream.get('attestor') ?? 0).toBeLessThanOrEqual(20);
-    expect(exec.peakByDownstream.get('scanner') ?? 0).toBeLessThanOrEqual(50);
-    expect(peaks.get('attestor') ?? 0).toBeLessThanOrEqual(20);
-    expect(peaks.get('scanner') ?? 0).toBeLessThanOrEqual(50);
-    expect(peaks.get('policy') ?? 0).toBeLessThanOrEqual(100);
+    expectWithinCapacity(exec, peaks);
   } finally {
     stop = true;
     await c.close();

@@ -13,7 +13,7 @@
  * of one does not hide the others.
  */
 import { chaosConfigInput, DOWNSTREAMS, expectConserved, JOB_NAMES, sampleInflight, startCluster, type Cluster, type Conservation, type Downstream, type ExecTracker } from './support/cluster';
-import { inflightTotals, pgBreaker, pgCounters, redisBreaker, redisStats } from './support/observe';
+import { expectWithinCapacity, inflightTotals, pgBreaker, pgCounters, redisBreaker, redisStats } from './support/observe';
 import { windowStats } from '../../src/core/breaker';
 import { OBSERVER_GROUP } from '../../src/queues/observer';
 import { waitFor } from '../support/services';
@@ -165,11 +165,7 @@ it('conserves every job, runs none twice, never over-admits', () => {
   const failed = [...expected.values()].reduce((a, e) => a + e.failed, 0);
   expectConserved('observer kill', result, { exec: JOBS, ingress: 0, waiting: 0, 'dead-letter': 0 });
   expect(failed).toBeGreaterThan(0);
-  for (const d of DOWNSTREAMS) {
-    const sampled = peaks.get(d) ?? 0;
-    const running = exec.peakByDownstream.get(d) ?? 0;
-    expect({ d, sampled, running, withinCapacity: sampled <= CAPACITY[d] && running <= CAPACITY[d] }).toEqual({ d, sampled, running, withinCapacity: true });
-  }
+  expectWithinCapacity(exec, peaks, CAPACITY);
 });
 
 it('counts every release exactly once: in-flight back to 0, outcome counters equal the jobs that finished (Redis and Postgres)', async () => {

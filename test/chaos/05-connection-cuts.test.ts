@@ -9,6 +9,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { chaosConfigInput, expectConserved, sampleInflight, startCluster } from './support/cluster';
 import { alive, apiClient, sleep } from './support/ops';
+import { expectWithinCapacity } from './support/observe';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
@@ -88,12 +89,7 @@ it('CLIENT KILL under load and CLIENT PAUSE: nothing lost or duplicated, the API
     await sleep(1000); // a late duplicate would show up
     const peaks = await sampler.stop();
     expectConserved('connection cuts', await c.conservation(ids, exec), { exec: ids.length, ingress: 0, waiting: 0, 'dead-letter': 0 });
-    expect(exec.peakByDownstream.get('scanner') ?? 0).toBeLessThanOrEqual(50);
-    expect(exec.peakByDownstream.get('attestor') ?? 0).toBeLessThanOrEqual(20);
-    expect(exec.peakByDownstream.get('policy') ?? 0).toBeLessThanOrEqual(100);
-    expect(peaks.get('scanner') ?? 0).toBeLessThanOrEqual(50);
-    expect(peaks.get('attestor') ?? 0).toBeLessThanOrEqual(20);
-    expect(peaks.get('policy') ?? 0).toBeLessThanOrEqual(100);
+    expectWithinCapacity(exec, peaks);
     expect((await api.get('/readyz')).status).toBe(200);
     expect({ all: alive(all), gate: alive(gate2) }).toEqual({ all: true, gate: true });
     process.stdout.write(`[chaos] scenario ${Date.now() - started} ms\n`);

@@ -8,7 +8,7 @@
  * runs alongside and is held to its own three.
  */
 import { chaosConfigInput, DOWNSTREAMS, expectConserved, JOB_NAMES, startCluster } from './support/cluster';
-import { freePort, inflightTotals, metricSum, redisStats, scrape } from './support/observe';
+import { freePort, metricSum, redisStats, scrape, waitInflightDrained } from './support/observe';
 import { waitReady } from './support/ops';
 import { waitFor } from '../support/services';
 
@@ -89,15 +89,7 @@ it(`${GATES} gates racing on one tenant never admit more than maxConcurrent = ${
     const ids = await c.produce(jobs);
     await c.settleIngress(ids, 20_000);
     await waitFor(() => exec.runs.size >= ids.length || undefined, 'every job executed', 25_000, 100);
-    await waitFor(
-      async () => {
-        const t = await inflightTotals(c);
-        return Object.values(t.byDownstream).every((n) => n === 0) && Object.keys(t.byTenant).length === 0;
-      },
-      'in-flight back to 0',
-      10_000,
-      100,
-    );
+    await waitInflightDrained(c);
     sampling = false;
     await sampler;
     const tDone = Date.now();

@@ -9,6 +9,7 @@ import { ERRORS } from '../../src/errors';
 import { execJobId } from '../../src/redis/keys';
 import { chaosConfigInput, expectConserved, sampleInflight, startCluster } from './support/cluster';
 import { errorLines } from './support/lifecycle';
+import { expectWithinCapacity } from './support/observe';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
@@ -168,11 +169,7 @@ it('a bad input storm mixed with good jobs: each bad job dead-lettered with its 
       expect({ exitCode: p.proc.exitCode, signal: p.proc.signalCode }).toEqual({ exitCode: null, signal: null });
       expect(errorLines(p)).toEqual([]);
     }
-    expect(exec.peakByDownstream.get('scanner') ?? 0).toBeLessThanOrEqual(50);
-    expect(exec.peakByDownstream.get('attestor') ?? 0).toBeLessThanOrEqual(20);
-    expect(peaks.get('scanner') ?? 0).toBeLessThanOrEqual(50);
-    expect(peaks.get('attestor') ?? 0).toBeLessThanOrEqual(20);
-    expect(peaks.get('policy') ?? 0).toBeLessThanOrEqual(100);
+    expectWithinCapacity(exec, peaks);
   } finally {
     await sampler?.stop();
     await c.close();

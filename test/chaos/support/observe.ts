@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import { windowStats, type BreakerState } from '../../../src/core/breaker';
 import { freePort } from '../../support/net';
 import { waitFor } from '../../support/services';
-import { DOWNSTREAMS, type Cluster } from './cluster';
+import { chaosConfigInput, DOWNSTREAMS, type Cluster, type ExecTracker } from './cluster';
 
 export { freePort };
 
@@ -61,6 +61,36 @@ export async function inflightTotals(c: Cluster): Promise<{ byDownstream: Record
     }
   }
   return { byDownstream, byTenant };
+}
+
+/** Waits until nothing is admitted-and-unfinished any more, per downstream and per tenant. */
+export async function waitInflightDrained(c: Cluster, timeoutMs = 10_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const t = await inflightTotals(c);
+      return Object.values(t.byDownstream).every((n) => n === 0) && Object.keys(t.byTenant).length === 0;
+    },
+    'in-flight back to 0',
+    timeoutMs,
+    100,
+  );
+}
+
+/** The chaos config's capacity per downstream (scanner 50, attestor 20, policy 100). */
+export const DEFAULT_CAPACITY: Readonly<Record<string, number>> = Object.fromEntries(
+  (chaosConfigInput().downstreams ?? []).map((d) => [d.name, d.capacity as number]),
+);
+
+/**
+ * Never over-admitted: per downstream, neither the in-flight peak sampled in Redis nor the most jobs
+ * the execution workers ran at once exceeds its capacity.
+ */
+export function expectWithinCapacity(exec: ExecTracker, sampled: Map<string, number>, capacity: Readonly<Record<string, number>> = DEFAULT_CAPACITY): void {
+  for (const d of DOWNSTREAMS) {
+    const peaks = { sampled: sampled.get(d) ?? 0, running: exec.peakByDownstream.get(d) ?? 0 };
+    const cap = capacity[d]!;
+    expect({ d, ...peaks, withinCapacity: peaks.sampled <= cap && peaks.running <= cap }).toEqual({ d, ...peaks, withinCapacity: true });
+  }
 }
 
 /** Prometheus text of a child serving METRICS_PORT. */
