@@ -27,6 +27,15 @@ import {
 
 const conn = () => new Redis(REDIS_URL, { maxRetriesPerRequest: null });
 
+/** Ends a governed scenario: its execution worker, producer queue, tollgate process, connections and keys. */
+async function teardown(parts: { worker: Worker; ingress: Queue; tg: TollgateProcess; conns: Redis[]; prefix: string }): Promise<void> {
+  await parts.worker.close();
+  await parts.ingress.close();
+  await parts.tg.stop();
+  for (const c of parts.conns) c.disconnect();
+  await cleanup(parts.prefix);
+}
+
 /**
  * Uncontended decision latency on a running tollgate: `count` jobs added one at a time at `perSec`,
  * each waited for end to end. Returns, for these jobs only, the p50/p99 bucket bounds of the promotion
@@ -166,12 +175,7 @@ export async function contended(): Promise<Record<string, number>> {
   const seconds = (tEnd - t0) / 1000;
   const proc = watch.stop();
   const jobs = BURST + floodSent - (BURST - floodBefore) + quietTotal;
-  await worker.close();
-  await ingress.close();
-  await tg.stop();
-  pc.disconnect();
-  wc.disconnect();
-  await cleanup(prefix);
+  await teardown({ worker, ingress, tg, conns: [pc, wc], prefix });
   return {
     admittedPerSec: totalServed / seconds,
     jain: jain(ratios),
@@ -265,12 +269,7 @@ export async function breaker(): Promise<Record<string, number>> {
   const addsLandingWhileOpen = added.filter((a, i) => a.at > opened && a.at < halfOpened && Number(recs[i]![0]) <= opened).length;
   const tripping = failTimes[4]!;
   const proc = watch.stop();
-  await worker.close();
-  await ingress.close();
-  await tg.stop();
-  pc.disconnect();
-  wc.disconnect();
-  await cleanup(prefix);
+  await teardown({ worker, ingress, tg, conns: [pc, wc], prefix });
   return {
     tripToOpenMs: opened - tripping,
     openObservedAfterMs: openSeen - tripping,
@@ -353,12 +352,7 @@ export async function scale(tenants: number, jobs: number): Promise<Record<strin
   worker.on('error', () => undefined);
   await drainedP;
   const drainSeconds = (Date.now() - d0) / 1000;
-  await worker.close();
-  await ingress.close();
-  await tg.stop();
-  pc.disconnect();
-  wc.disconnect();
-  await cleanup(prefix);
+  await teardown({ worker, ingress, tg, conns: [pc, wc], prefix });
   return {
     tenants,
     jobs,
