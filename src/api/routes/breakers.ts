@@ -6,7 +6,7 @@
 import { desc, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { TENANT_ID } from '../../core/classify';
-import { windowStats, type BreakerState, type Transition } from '../../core/breaker';
+import { windowStats, type Transition } from '../../core/breaker';
 import { breakerTransitions } from '../../db/schema';
 import { insertAudit } from '../../db/quotas';
 import { TollgateError } from '../../errors';
@@ -65,9 +65,13 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
       probes: { allowed: d.breaker.halfOpenProbes, succeeded: state.probeSuccesses },
       held,
     };
-    if (withTransitions) out.transitions = await recentTransitions(ctx, downstream, state);
+    if (withTransitions) out.transitions = await recentTransitions(ctx, downstream);
     return out;
   };
+
+  /** Leases held jobs out of the waiting place for a replay or a drain (see drainHeld-1.lua). */
+  const takeHeld = (downstream: string, mode: 'drain' | 'replay', body: z.infer<typeof HeldBody>, actor: string) =>
+    ctx.governance.releaseHeld(downstream, mode, { limit: body.limit, ...(body.tenantId ? { tenantId: body.tenantId } : {}), leaseMs: ctx.config.scheduler.leaseMs, actor });
 
   const audited = async (op: ReturnType<typeof operatorOf>, action: string, downstream: string, before: unknown, after: unknown) => {
     await insertAudit(ctx.database.db, { actor: op.actor, action, resourceType: 'breaker', resourceId: downstream, before, after, reason: op.reason, ticket: op.ticket ?? null });
@@ -169,12 +173,7 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
       responses: { 200: { description: 'Counts', schema: z.object({ replayed: z.number(), skipped: z.number().describe('Flows a quota or the capacity held back') }) } },
       handler: async ({ params, body, auth, req }) => {
         const op = operatorOf(req, auth);
-        const { taken, skipped } = await ctx.governance.releaseHeld(params.downstream, 'replay', {
-          limit: body.limit,
-          ...(body.tenantId ? { tenantId: body.tenantId } : {}),
-          leaseMs: ctx.config.scheduler.leaseMs,
-          actor: op.actor,
-        });
+        const { taken, skipped } = await takeHeld(params.downstream, 'replay', body, op.actor);
         await promoteLeased(ctx.topology, ctx.governance, params.downstream, taken, { retentionMs, metrics: ctx.metrics });
         await audited(op, 'breaker.held.replay', params.downstream, { limit: body.limit, tenantId: body.tenantId ?? null }, { replayed: taken.length, skipped });
         return { replayed: taken.length, skipped };
@@ -192,12 +191,7 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
       responses: { 200: { description: 'Counts', schema: z.object({ drained: z.number() }) } },
       handler: async ({ params, body, auth, req }) => {
         const op = operatorOf(req, auth);
-        const { taken } = await ctx.governance.releaseHeld(params.downstream, 'drain', {
-          limit: body.limit,
-          ...(body.tenantId ? { tenantId: body.tenantId } : {}),
-          leaseMs: ctx.config.scheduler.leaseMs,
-          actor: op.actor,
-        });
+        const { taken } = await takeHeld(params.downstream, 'drain', body, op.actor);
         await deadLetterLeased(
           ctx.topology,
           ctx.governance,
@@ -212,33 +206,27 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
   ];
 }
 
+/** A transition as the API shows it, whether read from Postgres or from the Redis outbox. */
+function transitionView(t: { from: string; to: string; reason: string; gen: number; actor: string; at: Date | number; openUntil?: Date | number | null; counters: unknown }) {
+  const iso = (v: Date | number) => new Date(v).toISOString();
+  return { from: t.from, to: t.to, reason: t.reason, gen: t.gen, actor: t.actor, at: iso(t.at), ...(t.openUntil ? { openUntil: iso(t.openUntil) } : {}), counters: t.counters };
+}
+
 /** The latest transitions: from Postgres, plus any still in the Redis outbox (Postgres down or behind). */
-async function recentTransitions(ctx: ApiContext, downstream: string, state: BreakerState): Promise<unknown[]> {
+async function recentTransitions(ctx: ApiContext, downstream: string): Promise<Array<ReturnType<typeof transitionView>>> {
   const pending = (await ctx.governance.breakerOutbox(200))
     .map((e) => JSON.parse(e) as Transition & { downstream: string })
     .filter((t) => t.downstream === downstream);
-  let stored: unknown[] = [];
+  let stored: Array<ReturnType<typeof transitionView>> = [];
   if (ctx.postgresReady()) {
     try {
       const rows = await ctx.database.db.select().from(breakerTransitions).where(eq(breakerTransitions.downstream, downstream)).orderBy(desc(breakerTransitions.gen)).limit(20);
-      stored = rows.map((r) => ({
-        from: r.fromState,
-        to: r.toState,
-        reason: r.reason,
-        gen: r.gen,
-        actor: r.actor,
-        at: r.at.toISOString(),
-        ...(r.openUntil ? { openUntil: r.openUntil.toISOString() } : {}),
-        counters: r.counters,
-      }));
+      stored = rows.map((r) => transitionView({ ...r, from: r.fromState, to: r.toState }));
     } catch {
       stored = [];
     }
   }
-  const seen = new Set(stored.map((t) => (t as { gen: number }).gen));
-  const fromOutbox = pending
-    .filter((t) => !seen.has(t.gen))
-    .map((t) => ({ from: t.from, to: t.to, reason: t.reason, gen: t.gen, actor: t.actor, at: new Date(t.at).toISOString(), ...(t.openUntil ? { openUntil: new Date(t.openUntil).toISOString() } : {}), counters: t.counters }));
-  void state;
-  return [...fromOutbox.reverse(), ...stored].sort((a, b) => (b as { gen: number }).gen - (a as { gen: number }).gen).slice(0, 20);
+  const seen = new Set(stored.map((t) => t.gen));
+  const fromOutbox = pending.filter((t) => !seen.has(t.gen)).map(transitionView);
+  return [...fromOutbox, ...stored].sort((a, b) => b.gen - a.gen).slice(0, 20);
 }
