@@ -316,13 +316,12 @@ export class Observer {
     const { redis, keys } = this.deps;
     const events: ExecEvent[] = [];
     for (const set of ['completed', 'failed'] as const) {
-      const ids = await redis.zrangebyscore(keys.bullSet(s.queue, set), `(${from}`, `(${to}`, 'LIMIT', 0, 10_000);
-      for (const jobId of ids) {
-        const ingressJobId = ingressIdOf(jobId);
-        if (ingressJobId === undefined) continue;
-        const finishedOn = Number((await redis.hget(keys.bullJob(s.queue, jobId), 'finishedOn')) ?? to);
-        events.push({ ingressJobId, execJobId: jobId, kind: set, at: finishedOn });
-      }
+      const ids = (await redis.zrangebyscore(keys.bullSet(s.queue, set), `(${from}`, `(${to}`, 'LIMIT', 0, 10_000)).filter((id) => ingressIdOf(id) !== undefined);
+      // One round trip for every job's end time, not one per job.
+      const pipe = redis.pipeline();
+      for (const jobId of ids) pipe.hget(keys.bullJob(s.queue, jobId), 'finishedOn');
+      const finished = ((await pipe.exec()) ?? []).map(([, v]) => v as string | null);
+      ids.forEach((jobId, i) => events.push({ ingressJobId: ingressIdOf(jobId)!, execJobId: jobId, kind: set, at: Number(finished[i] ?? to) }));
     }
     events.sort((a, b) => a.at - b.at);
     if (events.length === 0) return;

@@ -446,17 +446,17 @@ export class Governance {
 
   /** Transitions waiting to be written to Postgres, oldest first (up to `n`). */
   async breakerOutbox(n: number): Promise<string[]> {
-    return (await this.redis.lrange(`${this.keys.gov}brk-outbox`, -n, -1)).reverse();
+    return (await this.redis.lrange(this.keys.breakerOutbox(), -n, -1)).reverse();
   }
 
   /** Drops the `n` oldest outbox entries (written to Postgres). */
   async trimBreakerOutbox(n: number): Promise<void> {
-    if (n > 0) await this.redis.ltrim(`${this.keys.gov}brk-outbox`, 0, -n - 1);
+    if (n > 0) await this.redis.ltrim(this.keys.breakerOutbox(), 0, -n - 1);
   }
 
   /** Transition counts per downstream, from and to state (for metrics). */
   async breakerTransitionCounts(): Promise<Array<{ downstream: string; from: string; to: string; n: number }>> {
-    const raw = await this.redis.hgetall(`${this.keys.gov}brk-transitions`);
+    const raw = await this.redis.hgetall(this.keys.breakerTransitionCounts());
     return Object.entries(raw).map(([k, n]) => {
       const [downstream, from, to] = k.split('|') as [string, string, string];
       return { downstream, from, to, n: Number(n) };
@@ -483,19 +483,23 @@ export class Governance {
   async waitingJobs(downstream: string, opts: { tenantId?: string; limit: number }): Promise<Array<{ id: string; tenantId: string; name: string; since: number }>> {
     const tenants = opts.tenantId !== undefined ? [opts.tenantId] : Object.keys(await this.waitingByTenant(downstream));
     const out: Array<{ id: string; tenantId: string; name: string; since: number }> = [];
+    const results = async (pipe: ReturnType<Redis['pipeline']>) => ((await pipe.exec()) ?? []).map(([, v]) => v);
+    // Three round trips per tenant, whatever its number of flows: its flows, their heads, the heads' enqueue times.
     for (const t of tenants) {
       if (out.length >= opts.limit) break;
       const flows = await this.redis.smembers(this.keys.ds(downstream, `fl:${t}`));
+      const heads = this.redis.pipeline();
+      for (const f of flows) heads.zrange(this.keys.ds(downstream, `f:${f}`), '0', String(opts.limit - 1), 'WITHSCORES');
       const ids: Array<{ id: string; score: number; name: string }> = [];
-      for (const f of flows) {
-        const raw = await this.redis.zrange(this.keys.ds(downstream, `f:${f}`), '0', String(opts.limit - 1), 'WITHSCORES');
-        for (let i = 0; i < raw.length; i += 2) ids.push({ id: raw[i]!, score: Number(raw[i + 1]), name: f.slice(t.length + 1) });
-      }
+      (await results(heads)).forEach((raw, k) => {
+        const r = (raw ?? []) as string[];
+        for (let i = 0; i < r.length; i += 2) ids.push({ id: r[i]!, score: Number(r[i + 1]), name: flows[k]!.slice(t.length + 1) });
+      });
       ids.sort((a, b) => a.score - b.score);
-      const pipe = this.redis.pipeline();
       const take = ids.slice(0, opts.limit - out.length);
-      for (const j of take) pipe.hget(this.keys.record(j.id), 'enq');
-      const enq = ((await pipe.exec()) ?? []).map(([, v]) => Number(v ?? 0));
+      const enqueued = this.redis.pipeline();
+      for (const j of take) enqueued.hget(this.keys.record(j.id), 'enq');
+      const enq = (await results(enqueued)).map((v) => Number(v ?? 0));
       take.forEach((j, k) => out.push({ id: j.id, tenantId: t, name: j.name, since: enq[k]! }));
     }
     return out;

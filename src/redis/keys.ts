@@ -58,6 +58,16 @@ export class Keys {
     return `${this.gov}mirror-version`;
   }
 
+  /** Breaker transitions not yet written to Postgres, newest first (list; breakerCas-1.lua pushes). */
+  breakerOutbox(): string {
+    return `${this.gov}brk-outbox`;
+  }
+
+  /** Breaker transition counts by `downstream|from|to` (hash; breakerCas-1.lua increments). */
+  breakerTransitionCounts(): string {
+    return `${this.gov}brk-transitions`;
+  }
+
   quotaDefault(): string {
     return `${this.gov}qd-default`;
   }
