@@ -12,7 +12,7 @@ import { buildApi } from './api/server';
 import type { CheckResult } from './api/context';
 import type { Config } from './config/file';
 import type { Env } from './config/env';
-import { createDatabase, type Database } from './db/client';
+import { createDatabase } from './db/client';
 import { runMigrations } from './db/migrate';
 import { parseFailpoints } from './failpoints';
 import { createLogger, type Logger } from './observability/log';
