@@ -75,6 +75,11 @@ export function registerRoutes(
         }
         const params = parse(def.params, req.params, 'params');
         const query = parse(def.query, req.query, 'query');
+        // A missing or null body is refused, never read as {} (a PUT would then wipe every field).
+        if (def.body && (req.body === undefined || req.body === null)) {
+          const message = `a JSON object body is required (got ${req.body === null ? 'null' : 'none'}); send {} to take every default`;
+          throw new TollgateError('TG_ERR_VALIDATION', `invalid body: ${message}`, [{ field: 'body', message }]);
+        }
         const body = parse(def.body, req.body, 'body');
         return def.handler({ params, query, body, auth, req, reply });
       },

@@ -12,6 +12,10 @@ import { TollgateError } from '../errors';
 import type { Policy } from '../core/policy';
 import type { AimdConfig } from '../core/aimd';
 import { toPolicy } from '../config/policies';
+import { MAX_CAPACITY, MAX_DURATION_MS } from '../core/limits';
+
+/** A duration in ms, at most ten years (src/core/limits.ts). */
+const ms = (min: number) => z.number().int().min(min).max(MAX_DURATION_MS);
 
 const QUEUE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
 const queueName = z.string().regex(QUEUE_NAME, 'must be 1-100 characters from [A-Za-z0-9._-]');
@@ -24,7 +28,7 @@ const DownstreamSchema = z.strictObject({
   /** Execution queue; default `exec.<name>`. */
   queue: queueName.optional(),
   /** Max admitted, unfinished cost units in the execution queue (enforced by the allocation policy). */
-  capacity: z.number().int().positive(),
+  capacity: z.number().int().positive().max(MAX_CAPACITY),
   /** Allocation policy when capacity binds; default proportional with equal weights. */
   policy: PolicyInputSchema.optional(),
   /** Circuit breaker of the downstream (src/core/breaker.ts); on by default. */
@@ -32,25 +36,25 @@ const DownstreamSchema = z.strictObject({
   /** Load shedding: above `high` waiting jobs, shed the lowest priorities until below `low`. */
   shedding: z
     .strictObject({
-      high: z.number().int().min(1),
-      low: z.number().int().min(0),
+      high: z.number().int().min(1).max(1e9),
+      low: z.number().int().min(0).max(1e9),
       /** dead-letter (reason `shed`), or set the job aside for `delayMs` and then put it back. */
       action: z.enum(['dead-letter', 'delay']).default('dead-letter'),
-      delayMs: z.number().int().min(1).default(600_000),
+      delayMs: ms(1).default(600_000),
     })
     .refine((s) => s.low < s.high, { message: 'low must be below high', path: ['low'] })
     .optional(),
   /** Adaptive capacity: between `floor` and `capacity` (the ceiling), by AIMD on latency and failures. */
   adaptive: z
     .strictObject({
-      floor: z.number().int().min(1),
+      floor: z.number().int().min(1).max(MAX_CAPACITY),
       /** p90 of admission-to-completion latency above this cuts capacity. */
-      targetLatencyMs: z.number().int().min(1),
+      targetLatencyMs: ms(1),
       maxFailureRate: z.number().min(0).max(1).default(0.2),
       decreaseFactor: z.number().gt(0).lt(1).default(0.7),
-      increaseStep: z.number().int().min(1).default(1),
-      intervalMs: z.number().int().min(50).default(5_000),
-      minSamples: z.number().int().min(1).default(10),
+      increaseStep: z.number().int().min(1).max(MAX_CAPACITY).default(1),
+      intervalMs: ms(50).default(5_000),
+      minSamples: z.number().int().min(1).max(1_000_000).default(10),
     })
     .optional(),
 });
@@ -91,9 +95,9 @@ const ConfigSchema = z
         /** Flows one scheduler call may evaluate (bounds the script's run time). */
         maxEvaluationsPerCall: z.number().int().min(1).max(100_000).default(1000),
         /** A job admitted from the waiting place is added again if its add is not confirmed by then. */
-        leaseMs: z.number().int().min(100).default(30_000),
+        leaseMs: ms(100).default(30_000),
         /** Each scheduler looks at every downstream at least this often, whatever it was told. */
-        safetyTickMs: z.number().int().min(10).default(1000),
+        safetyTickMs: ms(10).default(1000),
       })
       .prefault({}),
     jobs: z
@@ -103,7 +107,7 @@ const ConfigSchema = z
         /** Where a job may state its own cost (a whole number from 1 to 10,000). */
         costField: dataPath.default('data.cost'),
         /** Time to live by job-name glob: a job still waiting this long after it entered ingress expires. */
-        ttls: z.array(z.strictObject({ jobName: z.string().min(1), ttlMs: z.number().int().min(1) })).default([]),
+        ttls: z.array(z.strictObject({ jobName: z.string().min(1), ttlMs: ms(1) })).default([]),
         /** Where a job may state its deadline (ISO time or ms since epoch); it overrides the TTL. */
         deadlineField: dataPath.default('data.deadline'),
       })
@@ -118,7 +122,7 @@ const ConfigSchema = z
       .prefault({}),
     limits: z
       .strictObject({
-        maxPayloadBytes: z.number().int().positive().default(1_048_576),
+        maxPayloadBytes: z.number().int().positive().max(512 * 1_048_576).default(1_048_576),
       })
       .prefault({}),
     gate: z
@@ -127,10 +131,10 @@ const ConfigSchema = z
         concurrency: z.number().int().min(1).max(5000).default(200),
         /** Max decisions per Redis script call. */
         maxBatch: z.number().int().min(1).max(1000).default(200),
-        lockDurationMs: z.number().int().min(100).default(30_000),
-        stalledIntervalMs: z.number().int().min(50).default(30_000),
+        lockDurationMs: ms(100).default(30_000),
+        stalledIntervalMs: ms(50).default(30_000),
         /** Promotion is idempotent, so a job may stall (its gate died) many times without harm. */
-        maxStalledCount: z.number().int().min(1).default(1000),
+        maxStalledCount: z.number().int().min(1).max(1_000_000).default(1000),
       })
       .prefault({}),
     observer: z
@@ -140,23 +144,23 @@ const ConfigSchema = z
         /** Max events read per call. */
         batch: z.number().int().min(1).max(10_000).default(500),
         /** How often the reconciliation sweep looks for admitted jobs whose completion was missed. */
-        reconcileIntervalMs: z.number().int().min(100).default(30_000),
+        reconcileIntervalMs: ms(100).default(30_000),
         /** An admitted job is checked by the sweep only after this long. */
-        reconcileMinAgeMs: z.number().int().min(0).default(120_000),
+        reconcileMinAgeMs: ms(0).default(120_000),
         /** Events another observer read but did not acknowledge for this long are taken over (it died). */
-        claimIdleMs: z.number().int().min(100).default(30_000),
+        claimIdleMs: ms(100).default(30_000),
         /** A tenant with waiting work and no admission for this long is starving (metric and warning). */
-        starvationMs: z.number().int().min(100).default(60_000),
+        starvationMs: ms(100).default(60_000),
         /** How often counters, definitions and period usage are synced between Redis and Postgres. */
-        syncIntervalMs: z.number().int().min(100).default(5_000),
+        syncIntervalMs: ms(100).default(5_000),
         /** Length kept of each execution queue's event stream (BullMQ's default is 10,000). */
-        eventsMaxLen: z.number().int().min(100).default(100_000),
+        eventsMaxLen: z.number().int().min(100).max(100_000_000).default(100_000),
       })
       .prefault({}),
     retention: z
       .strictObject({
         /** How long a job's decision record (and its promotion marker) is kept. */
-        decisionSeconds: z.number().int().min(60).default(86_400),
+        decisionSeconds: z.number().int().min(60).max(MAX_DURATION_MS / 1000).default(86_400),
       })
       .prefault({}),
   })

@@ -3,7 +3,11 @@
  * and responses. One definition, so config, API, OpenAPI and storage agree.
  */
 import { z } from 'zod';
+import { MAX_RATE, MIN_RATE } from '../core/limits';
 import { PERIODS } from '../core/periods';
+
+/** Jobs (cost units) per second: from one per 11.6 days to a million (src/core/limits.ts). */
+const rate = z.number().min(MIN_RATE).max(MAX_RATE);
 
 const jobTypeGlob = z
   .string()
@@ -13,11 +17,11 @@ const jobTypeGlob = z
 
 export const QuotaLimitsSchema = z
   .strictObject({
-    rate: z.number().positive().max(1_000_000).optional().describe('Average jobs per second'),
+    rate: rate.optional().describe(`Average jobs per second, ${MIN_RATE} to ${MAX_RATE}`),
     burst: z.number().int().min(1).max(1_000_000).optional().describe('Jobs admissible at once at `rate` (default: ceil(rate), at least 1)'),
     maxConcurrent: z.number().int().min(1).max(1_000_000).optional().describe('Jobs admitted and not finished, at most'),
     periods: z
-      .strictObject(Object.fromEntries(PERIODS.map((p) => [p, z.number().int().min(0).optional()])) as Record<(typeof PERIODS)[number], z.ZodOptional<z.ZodNumber>>)
+      .strictObject(Object.fromEntries(PERIODS.map((p) => [p, z.number().int().min(0).max(1e12).optional()])) as Record<(typeof PERIODS)[number], z.ZodOptional<z.ZodNumber>>)
       .optional()
       .describe('Jobs per UTC calendar hour, day and month'),
     onPeriodExceeded: z.enum(['wait', 'reject']).default('wait').describe('Past a period total: wait for the next window, or dead-letter the job (`quota-exceeded`)'),
@@ -60,7 +64,7 @@ export const ThrottleInputSchema = z
     tenantId: z.string().regex(/^[A-Za-z0-9._:@-]{1,128}$/).optional(),
     jobType: jobTypeGlob.optional(),
     action: z.enum(['pause', 'slow']).describe('pause: matching jobs wait; slow: matching jobs are limited to `rate` per second, all together'),
-    rate: z.number().positive().max(1_000_000).optional(),
+    rate: rate.optional().describe(`Jobs per second across everything the throttle matches, ${MIN_RATE} to ${MAX_RATE}`),
     burst: z.number().int().min(1).max(1_000_000).optional(),
     until: z.iso.datetime({ offset: true }).optional().describe('ISO time the throttle ends; absent: until removed'),
   })

@@ -4,6 +4,7 @@
  */
 import { ERRORS, type RejectionCode } from '../errors';
 import { compileGlob } from './glob';
+import { MAX_TIME_MS } from './limits';
 import { readPath } from './paths';
 
 export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
@@ -131,8 +132,17 @@ export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => 
     const statedDeadline = readPath({ data: record }, deadlineField);
     if (statedDeadline !== undefined) {
       deadline = typeof statedDeadline === 'number' ? statedDeadline : typeof statedDeadline === 'string' ? Date.parse(statedDeadline) : NaN;
-      if (!Number.isFinite(deadline) || (typeof statedDeadline === 'string' && !/^\d{4}-\d\d-\d\dT/.test(statedDeadline))) {
-        return reject('TG_ERR_INVALID_DEADLINE', `${deadlineField} must be an ISO time or ms since the epoch, got ${JSON.stringify(statedDeadline).slice(0, 60)}`, tenant);
+      if (
+        !Number.isFinite(deadline) ||
+        deadline < 0 ||
+        deadline > MAX_TIME_MS ||
+        (typeof statedDeadline === 'string' && !/^\d{4}-\d\d-\d\dT/.test(statedDeadline))
+      ) {
+        return reject(
+          'TG_ERR_INVALID_DEADLINE',
+          `${deadlineField} must be an ISO time or ms since the epoch, no later than the year 9999, got ${JSON.stringify(statedDeadline).slice(0, 60)}`,
+          tenant,
+        );
       }
     } else {
       const ttl = ttlRules.find((r) => r.re.test(job.name))?.ttlMs;

@@ -17,13 +17,22 @@ export interface RateLimit {
 
 export type GcraResult = { ok: true; tat: number } | { ok: false; retryAt: number };
 
+/** The latest instant a JavaScript Date can hold (ms): computed times are clamped to it. */
+export const MAX_INSTANT = 8.64e15;
+
+function instant(t: number): number {
+  return Number.isNaN(t) || t > MAX_INSTANT ? MAX_INSTANT : t;
+}
+
 export function gcra(tat: number, now: number, limit: RateLimit, cost = 1): GcraResult {
   const interval = 1000 / limit.rate;
   const base = Math.max(tat, now);
   const next = base + interval * cost;
-  const allowAt = next - limit.burst * interval;
-  if (allowAt <= now) return { ok: true, tat: next };
-  return { ok: false, retryAt: Math.ceil(allowAt) };
+  // base + interval * (cost - burst), not next - burst * interval: the same number, without losing
+  // `base` to rounding when the interval is huge.
+  const allowAt = base + interval * (cost - limit.burst);
+  if (allowAt <= now) return { ok: true, tat: instant(next) };
+  return { ok: false, retryAt: instant(Math.ceil(allowAt)) };
 }
 
 /** Whole units available right now (for usage reports). */
