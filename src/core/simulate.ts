@@ -43,6 +43,10 @@ export interface SimResult {
   jain: number;
   /** Tenant order of the first admissions (for tests and explanations). */
   order: string[];
+  /** Work the simulation did (tenants the scheduler looked at, summed over its decisions). */
+  steps: number;
+  /** Set when the step budget ran out before the horizon: the simulated time reached (ms). */
+  truncatedAtMs?: number;
 }
 
 interface Job {
@@ -64,21 +68,87 @@ function percentile(sorted: readonly number[], q: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
-export function simulate(policy: Policy, tenants: readonly SimTenant[], durationMs: number, maxOrder = 200): SimResult {
+/** A min-heap of events by time, then scheduling order (the order the simulation applies them in). */
+class EventQueue {
+  private readonly heap: Array<{ at: number; seq: number; run: () => void }> = [];
+  private seq = 0;
+
+  get size(): number {
+    return this.heap.length;
+  }
+
+  peek(): { at: number } | undefined {
+    return this.heap[0];
+  }
+
+  push(at: number, run: () => void): void {
+    const h = this.heap;
+    h.push({ at, seq: this.seq++, run });
+    for (let i = h.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  pop(): { at: number; run: () => void } {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && this.less(l, m)) m = l;
+        if (r < h.length && this.less(r, m)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  private less(a: number, b: number): boolean {
+    const x = this.heap[a]!;
+    const y = this.heap[b]!;
+    return x.at < y.at || (x.at === y.at && x.seq < y.seq);
+  }
+}
+
+export interface SimulationProgress {
+  /** Simulated time reached (ms). */
+  at: number;
+  /** Work done so far: tenants looked at by the scheduler, summed over its decisions. */
+  steps: number;
+}
+
+/**
+ * The simulation as a generator: it yields its progress about every `sliceSteps` steps, so a caller
+ * can spread it over the event loop, and stops early (the result's `truncatedAtMs`) once `maxSteps`
+ * steps are spent. `simulate` runs it to the end in one go.
+ */
+export function* simulation(
+  policy: Policy,
+  tenants: readonly SimTenant[],
+  durationMs: number,
+  opts: { maxOrder?: number; maxSteps?: number; sliceSteps?: number } = {},
+): Generator<SimulationProgress, SimResult> {
+  const maxOrder = opts.maxOrder ?? 200;
+  const maxSteps = opts.maxSteps ?? Infinity;
+  const sliceSteps = opts.sliceSteps ?? Infinity;
   const queue = new FairQueue<Job>(policy);
   const waits = new Map<string, number[]>();
   const admitted = new Map<string, { n: number; cost: number }>();
   const hadWork = new Set<string>();
   const order: string[] = [];
-
-  type Event = { at: number; seq: number; run: () => void };
-  const events: Event[] = [];
-  let seq = 0;
-  const schedule = (at: number, run: () => void) => {
-    events.push({ at, seq: seq++, run });
-    events.sort((a, b) => a.at - b.at || a.seq - b.seq);
-  };
+  const events = new EventQueue();
   let now = 0;
+  let steps = 0;
+  let lastYield = 0;
 
   for (const t of tenants) {
     waits.set(t.id, []);
@@ -86,10 +156,10 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
     if (t.inflight) {
       queue.charge(t.id, t.inflight);
       const carried = t.inflight;
-      schedule(t.arrivals[0]?.serviceMs ?? 1000, () => queue.release(t.id, carried, now));
+      events.push(t.arrivals[0]?.serviceMs ?? 1000, () => queue.release(t.id, carried, now));
     }
     for (const a of t.arrivals) {
-      schedule(a.at, () => {
+      events.push(a.at, () => {
         for (let i = 0; i < a.count; i++) queue.add(t.id, { cost: a.cost ?? 1, item: { arrivedAt: a.at, cost: a.cost ?? 1, serviceMs: a.serviceMs } }, now);
         hadWork.add(t.id);
       });
@@ -97,26 +167,39 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
   }
 
   const drain = () => {
-    for (const { tenant, job } of queue.drain(now)) {
+    const eligible = queue.eligibleTenants;
+    const out = queue.drain(now);
+    // Each decision of the reference scheduler looks at every eligible tenant.
+    steps += (out.length + 1) * Math.max(1, eligible);
+    for (const { tenant, job } of out) {
       waits.get(tenant)!.push(now - job.item.arrivedAt);
       const a = admitted.get(tenant)!;
       a.n++;
       a.cost += job.cost;
       if (order.length < maxOrder) order.push(tenant);
-      schedule(now + job.item.serviceMs, () => queue.release(tenant, job.cost, now));
+      events.push(now + job.item.serviceMs, () => queue.release(tenant, job.cost, now));
     }
   };
 
   // The run covers [0, durationMs): an event at durationMs belongs to the next run.
-  while (events.length > 0 && events[0]!.at < durationMs) {
-    const e = events.shift()!;
+  let truncatedAtMs: number | undefined;
+  while (events.size > 0 && events.peek()!.at < durationMs) {
+    if (steps >= maxSteps) {
+      truncatedAtMs = now;
+      break;
+    }
+    const e = events.pop();
     now = e.at;
     e.run();
     // Several events at one instant are applied before the scheduler runs, like one drain call.
-    if (events.length === 0 || events[0]!.at > now) drain();
+    if (events.size === 0 || events.peek()!.at > now) drain();
+    if (steps - lastYield >= sliceSteps) {
+      lastYield = steps;
+      yield { at: now, steps };
+    }
   }
 
-  const totalCost = [...admitted.values()].reduce((s, a) => s + a.cost, 0);
+  const totalCost = [...admitted.values()].reduce((s2, a) => s2 + a.cost, 0);
   const active = [...hadWork];
   const out: SimResult['tenants'] = {};
   for (const t of tenants) {
@@ -137,5 +220,30 @@ export function simulate(policy: Policy, tenants: readonly SimTenant[], duration
     tenants: out,
     jain: jainIndex(active.map((t) => admitted.get(t)!.cost / weightOf(policy, t))),
     order,
+    steps,
+    ...(truncatedAtMs !== undefined ? { truncatedAtMs } : {}),
   };
+}
+
+export function simulate(policy: Policy, tenants: readonly SimTenant[], durationMs: number, maxOrder = 200): SimResult {
+  const run = simulation(policy, tenants, durationMs, { maxOrder });
+  for (;;) {
+    const r = run.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs a simulation in slices, yielding to the event loop between them (an API call must not freeze the process). */
+export async function simulateInSlices(
+  policy: Policy,
+  tenants: readonly SimTenant[],
+  durationMs: number,
+  opts: { maxOrder?: number; maxSteps: number; sliceSteps: number },
+): Promise<SimResult> {
+  const run = simulation(policy, tenants, durationMs, opts);
+  for (;;) {
+    const r = run.next();
+    if (r.done) return r.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }

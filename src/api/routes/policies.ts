@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { PolicyInputSchema, PolicyViewSchema } from '../../contracts/policies';
 import { toPolicy } from '../../config/policies';
 import type { Policy } from '../../core/policy';
-import { simulate, type SimResult } from '../../core/simulate';
+import { simulateInSlices, type SimResult, type SimTenant } from '../../core/simulate';
 import { TollgateError } from '../../errors';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
@@ -20,10 +20,71 @@ const SimulationSchema = z
     serviceMs: z.number().describe('Service time assumed for each job'),
     waiting: z.record(z.string(), z.number()).describe('Waiting jobs per tenant now'),
     inFlight: z.record(z.string(), z.number()).describe('Cost units in flight per tenant now'),
+    bounds: z
+      .object({
+        tenants: z.number().describe('Tenants with waiting or running work'),
+        simulatedTenants: z.number().describe('The busiest tenants simulated (the work is bounded: admissions x tenants)'),
+        omittedWaiting: z.number().describe('Waiting jobs of the tenants left out'),
+        waitingPerTenantCap: z.number().describe('Waiting jobs simulated per tenant at most (the horizon cannot admit more); the rest count as still waiting'),
+        maxSteps: z.number(),
+        truncatedAtMs: z.number().optional().describe('Set when the work budget ran out before the horizon: the simulated time reached'),
+      })
+      .describe('How the simulation was bounded'),
     current: z.unknown().describe('The simulation under the policy in force'),
     candidate: z.unknown().describe('The simulation under the candidate policy'),
   })
   .meta({ id: 'PolicySimulation' });
+
+/**
+ * Bounds of a what-if simulation (each API call's work is bounded whatever the state): the scheduler
+ * looks at every eligible tenant per admission, so the work is about admissions x tenants. The busiest
+ * tenants are simulated (as many as SIM_MAX_STEPS allows for the admissions the horizon can hold), each
+ * with no more waiting jobs than the horizon could admit (the rest could not change the result: they
+ * are added back to `stillWaiting`); the run yields to the event loop every SIM_SLICE_STEPS steps and
+ * stops at SIM_MAX_STEPS (`bounds.truncatedAtMs`). One simulation runs at a time per process.
+ */
+const SIM_MAX_STEPS = 3_000_000;
+const SIM_SLICE_STEPS = 20_000;
+const SIM_MIN_TENANTS = 50;
+let simulating = false;
+
+export function simulationPlan(
+  waiting: Record<string, number>,
+  inFlight: Record<string, number>,
+  capacity: number,
+  horizonMs: number,
+  serviceMs: number,
+): { tenants: SimTenant[]; capped: Record<string, number>; bounds: Record<string, number> } {
+  const admissions = Math.ceil((capacity * horizonMs) / serviceMs) + capacity;
+  const all = [...new Set([...Object.keys(waiting), ...Object.keys(inFlight)])];
+  const busiest = all.sort((a, b) => (waiting[b] ?? 0) + (inFlight[b] ?? 0) - ((waiting[a] ?? 0) + (inFlight[a] ?? 0)) || (a < b ? -1 : 1));
+  const maxTenants = Math.max(SIM_MIN_TENANTS, Math.floor(SIM_MAX_STEPS / admissions));
+  const chosen = busiest.slice(0, maxTenants).sort();
+  const capped: Record<string, number> = {};
+  const tenants = chosen.map((id) => {
+    const n = Math.min(waiting[id] ?? 0, admissions);
+    if ((waiting[id] ?? 0) > n) capped[id] = (waiting[id] ?? 0) - n;
+    return { id, arrivals: n > 0 ? [{ at: 0, count: n, serviceMs }] : [], ...(inFlight[id] ? { inflight: inFlight[id]! } : {}) };
+  });
+  const omitted = busiest.slice(maxTenants);
+  return {
+    tenants,
+    capped,
+    bounds: {
+      tenants: all.length,
+      simulatedTenants: chosen.length,
+      omittedWaiting: omitted.reduce((sum, t) => sum + (waiting[t] ?? 0), 0),
+      waitingPerTenantCap: admissions,
+      maxSteps: SIM_MAX_STEPS,
+    },
+  };
+}
+
+/** Jobs left out of a simulation because the horizon could not admit them still wait at its end. */
+function withCapped(r: SimResult, capped: Record<string, number>): SimResult {
+  for (const [t, n] of Object.entries(capped)) if (r.tenants[t]) r.tenants[t]!.stillWaiting += n;
+  return r;
+}
 
 export function policyRoutes(ctx: ApiContext): RouteDef[] {
   const Downstream = z.strictObject({
@@ -89,25 +150,33 @@ export function policyRoutes(ctx: ApiContext): RouteDef[] {
         requireGlobalReader(auth);
         const ds = ctx.config.downstreams.find((d) => d.name === params.downstream)!;
         const current = (await ctx.definitions.effectivePolicies()).find((p) => p.downstream === ds.name)!.policy;
-        const waiting = await ctx.governance.waitingByTenant(ds.name);
-        const inFlight = await ctx.governance.inFlightByTenant(ds.name);
-        const tenantIds = [...new Set([...Object.keys(waiting), ...Object.keys(inFlight)])].sort();
-        if (tenantIds.length > 10_000) throw new TollgateError('TG_ERR_VALIDATION', 'too many tenants to simulate here; use npm run simulate');
-        const tenants = tenantIds.map((id) => ({
-          id,
-          arrivals: waiting[id] ? [{ at: 0, count: waiting[id]!, serviceMs: body.serviceMs }] : [],
-          ...(inFlight[id] ? { inflight: inFlight[id]! } : {}),
-        }));
-        const run = (p: Policy): SimResult => simulate(p, tenants, body.horizonMs, 50);
-        return {
-          downstream: ds.name,
-          horizonMs: body.horizonMs,
-          serviceMs: body.serviceMs,
-          waiting,
-          inFlight,
-          current: run(current),
-          candidate: run(toPolicy(body.policy, ds.capacity)),
-        };
+        const candidate = toPolicy(body.policy, ds.capacity);
+        const [waiting, inFlight] = await Promise.all([ctx.governance.waitingByTenant(ds.name), ctx.governance.inFlightByTenant(ds.name)]);
+        const plan = simulationPlan(waiting, inFlight, Math.max(current.capacity, candidate.capacity), body.horizonMs, body.serviceMs);
+        if (simulating) throw new TollgateError('TG_ERR_UNAVAILABLE', 'another what-if simulation is running in this process; retry in a few seconds');
+        simulating = true;
+        try {
+          const run = async (p: Policy) => withCapped(await simulateInSlices(p, plan.tenants, body.horizonMs, { maxOrder: 50, maxSteps: SIM_MAX_STEPS, sliceSteps: SIM_SLICE_STEPS }), plan.capped);
+          const currentRun = await run(current);
+          const candidateRun = await run(candidate);
+          return {
+            downstream: ds.name,
+            horizonMs: body.horizonMs,
+            serviceMs: body.serviceMs,
+            waiting,
+            inFlight,
+            bounds: {
+              ...plan.bounds,
+              ...(currentRun.truncatedAtMs !== undefined || candidateRun.truncatedAtMs !== undefined
+                ? { truncatedAtMs: Math.min(currentRun.truncatedAtMs ?? body.horizonMs, candidateRun.truncatedAtMs ?? body.horizonMs) }
+                : {}),
+            },
+            current: currentRun,
+            candidate: candidateRun,
+          };
+        } finally {
+          simulating = false;
+        }
       },
     }),
   ];
