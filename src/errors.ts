@@ -57,7 +57,7 @@ export const ERRORS = {
   TG_ERR_INVALID_DEADLINE: {
     status: 400,
     reason: 'invalid-deadline',
-    doc: 'The job states a deadline (`data.deadline` by default) that is neither an ISO time nor milliseconds since the epoch.',
+    doc: 'The job states a deadline (`data.deadline` by default) that is neither an ISO time nor milliseconds since the epoch, or lies past the year 9999.',
   },
   TG_ERR_NO_ROUTE: {
     status: 400,
@@ -68,6 +68,27 @@ export const ERRORS = {
     status: 400,
     reason: 'unknown-downstream',
     doc: '`data.downstream` names a downstream that the config does not declare.',
+  },
+
+  TG_ERR_COST_OVER_CAPACITY: {
+    status: 400,
+    reason: 'cost-over-capacity',
+    doc: "The job's cost is above what its downstream could ever admit: the capacity of its allocation policy, the tenant's `maxShare` of it, or its `reserve` plus `borrowLimit`. Checked at intake and again while it waits (a policy change).",
+  },
+  TG_ERR_COST_OVER_QUOTA: {
+    status: 400,
+    reason: 'cost-over-quota',
+    doc: "The job's cost is above a limit of its quota that a single job must fit: `maxConcurrent`, `burst`, or a period total; it could never start.",
+  },
+  TG_ERR_DUPLICATE_JOB_ID: {
+    status: 409,
+    reason: 'duplicate-job-id',
+    doc: "The job reuses the custom id of the same tenant's job that is still in flight (waiting or admitted and unfinished); BullMQ adds a job id once, so it is not run twice. Once the first job ended, the id runs again.",
+  },
+  TG_ERR_EXEC_REFUSED: {
+    status: 400,
+    reason: 'exec-refused',
+    doc: 'BullMQ refused to add the admitted job to its execution queue (its options are invalid there, e.g. a `sizeLimit` below its data), or the add failed 3 times for a reason of its own; the message has the error. Its slot and quota were given back.',
   },
 
   TG_ERR_QUOTA_EXCEEDED: {
@@ -131,6 +152,6 @@ export class TollgateError extends Error {
   }
 }
 
-export function reasonOf(code: RejectionCode): string {
-  return ERRORS[code].reason;
+export function isRejectionCode(code: string): code is RejectionCode {
+  return Object.hasOwn(ERRORS, code) && 'reason' in ERRORS[code as ErrorCode];
 }

@@ -4,7 +4,7 @@
  * same order, as drain-1.lua and release-1.lua (the scheduler differential test replays random
  * operations through both), minus what the Lua adds around them (quotas, flows, leases).
  */
-import { admissible, compareKeys, orderKey, owedReserve, weightOf, type Candidate, type Policy } from './policy';
+import { admissible, beyondPolicy, compareKeys, orderKey, owedReserve, weightOf, type Candidate, type Policy } from './policy';
 
 export interface QueuedJob<T = unknown> {
   cost: number;
@@ -27,6 +27,11 @@ export class FairQueue<T = unknown> {
 
   setPolicy(policy: Policy): void {
     this.policy = policy;
+  }
+
+  /** Tenants queued for service now (the scheduler looks at each of them per decision). */
+  get eligibleTenants(): number {
+    return this.start.size;
   }
 
   waiting(tenant: string): number {
@@ -60,8 +65,12 @@ export class FairQueue<T = unknown> {
     if (this.parked.delete(tenant)) this.makeEligible(tenant, now);
   }
 
-  /** Admits in order while the policy has room; returns what was admitted, in order. */
-  drain(now: number, max = Infinity): Array<{ tenant: string; job: QueuedJob<T> }> {
+  /**
+   * Admits in order while the policy has room; returns what was admitted, in order. A head job the
+   * policy could never admit (beyondPolicy) is taken out and pushed to `refused`, like drain-1.lua
+   * dead-letters it.
+   */
+  drain(now: number, max = Infinity, refused?: Array<{ tenant: string; job: QueuedJob<T> }>): Array<{ tenant: string; job: QueuedJob<T> }> {
     const out: Array<{ tenant: string; job: QueuedJob<T> }> = [];
     while (out.length < max) {
       const candidates: Candidate[] = [...this.start].map(([tenant, vt]) => ({
@@ -72,8 +81,19 @@ export class FairQueue<T = unknown> {
         since: this.since.get(tenant)!,
       }));
       if (candidates.length === 0) break;
-      candidates.sort((a, b) => compareKeys(orderKey(this.policy, a, now), orderKey(this.policy, b, now)));
-      const c = candidates[0]!;
+      // The candidate with the lowest order key (keys are unique: the tenant id breaks ties).
+      let c = candidates[0]!;
+      let best = orderKey(this.policy, c, now);
+      for (const x of candidates) {
+        const key = orderKey(this.policy, x, now);
+        if (compareKeys(key, best) < 0) [c, best] = [x, key];
+      }
+      if (beyondPolicy(this.policy, c.tenant, '', c.headCost) !== undefined) {
+        const job = this.queues.get(c.tenant)!.shift()!;
+        refused?.push({ tenant: c.tenant, job });
+        if (this.queues.get(c.tenant)!.length === 0) this.start.delete(c.tenant);
+        continue;
+      }
       const verdict = admissible(this.policy, c, this.used, owedReserve(this.policy, candidates, c.tenant));
       if (verdict === 'capacity') break;
       if (verdict !== 'yes') {

@@ -18,6 +18,7 @@
  * Pure and clock-free (time is an argument). src/redis/lua/includes/governance.lua applies the same
  * rules in Redis; the scheduler differential test replays workloads through both.
  */
+import { MIN_WEIGHT } from './limits';
 
 export const POLICY_KINDS = ['unlimited', 'proportional', 'priority', 'reserved', 'max-limit'] as const;
 export type PolicyKind = (typeof POLICY_KINDS)[number];
@@ -50,7 +51,7 @@ export interface Policy {
 export const AGED_TIER = -1;
 
 export function weightOf(p: Policy, tenant: string): number {
-  return p.tenants[tenant]?.weight ?? p.defaultWeight;
+  return Math.max(p.tenants[tenant]?.weight ?? p.defaultWeight, MIN_WEIGHT);
 }
 
 export function reserveOf(p: Policy, tenant: string): number {
@@ -121,6 +122,27 @@ export function admissible(p: Policy, c: Candidate, used: number, owed: number):
     return used + c.headCost + owed <= p.capacity ? 'yes' : 'capacity';
   }
   return used + c.headCost <= p.capacity ? 'yes' : 'capacity';
+}
+
+/**
+ * Why a job of `cost` can never be admitted for `tenant` under the policy (it needs more than the
+ * capacity, the tenant's max share of it, or its reserve plus borrow limit), or undefined. Such a job
+ * is refused instead of waiting at the head of the scheduler for good.
+ */
+export function beyondPolicy(p: Policy, tenant: string, downstream: string, cost: number): string | undefined {
+  let limit: number | undefined;
+  let what = '';
+  if (p.kind !== 'unlimited') [limit, what] = [p.capacity, `the capacity of ${downstream}`];
+  const tp = p.tenants[tenant];
+  if (tp?.maxShare !== undefined) {
+    const share = Math.floor(tp.maxShare * p.capacity);
+    if (limit === undefined || share < limit) [limit, what] = [share, `its max share of ${downstream} (${tp.maxShare} of ${p.capacity})`];
+  }
+  if (p.kind === 'reserved' && tp?.borrowLimit !== undefined) {
+    const most = reserveOf(p, tenant) + tp.borrowLimit;
+    if (limit === undefined || most < limit) [limit, what] = [most, `its reserve plus borrow limit on ${downstream}`];
+  }
+  return limit !== undefined && cost > limit ? `cost ${cost} is above ${what}, ${limit} units: ${downstream} could never admit it` : undefined;
 }
 
 /** Reserve units owed to waiting tenants other than `except`: held back from borrowers. */

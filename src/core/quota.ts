@@ -71,7 +71,7 @@ export type Verdict =
   | { kind: 'admit' }
   /** `until` set: re-evaluate then. Absent: wait for an event (a release, a resume, a removal). */
   | { kind: 'wait'; reason: WaitReason; until?: number }
-  | { kind: 'reject'; reason: 'quota-exceeded'; message: string };
+  | { kind: 'reject'; reason: 'quota-exceeded' | 'cost-over-quota'; message: string };
 
 export function specificity(def: Pick<QuotaDef, 'id' | 'jobType' | 'downstream'>): number {
   if (def.id === 'default') return -1;
@@ -139,12 +139,32 @@ function usedIn(state: QuotaState, period: Period, windows: Windows): number {
 }
 
 /**
- * May the job start now? Precedence when several things hold it: a pause (throttle or quota) first,
+ * May the job start now? A job no limit could ever admit is refused first (`cost-over-quota`). Then,
+ * precedence when several things hold it: a pause (throttle or quota) first,
  * then a period total with `reject` (dead-letter), then concurrency (wait for a release), then the
  * time-based limits (period with `wait`, throttle rate, quota rate): the job waits until the latest.
  */
+/**
+ * Why a job of `cost` can never start under `quota` (a single start needs more than a limit allows at
+ * once), or undefined. Such a job is refused rather than left waiting for good, holding up its flow.
+ * A period total of 0 is a deliberate stop, not a misfit.
+ */
+export function beyondQuota(quota: QuotaDef, cost: number): string | undefined {
+  const misfit = (what: string) => `cost ${cost} is above the ${what} of quota ${quota.id}: it could never start`;
+  if (quota.maxConcurrent !== undefined && cost > quota.maxConcurrent) return misfit(`maxConcurrent of ${quota.maxConcurrent}`);
+  const rate = rateOf(quota);
+  if (rate && cost > rate.burst) return misfit(`burst of ${rate.burst}`);
+  for (const p of PERIODS) {
+    const limit = quota.periods?.[p];
+    if (limit !== undefined && limit > 0 && cost > limit) return misfit(`${p} total of ${limit}`);
+  }
+  return undefined;
+}
+
 export function evaluate(input: EvaluationInput): Evaluation {
   const { now, windows, cost, quota, state } = input;
+  const misfit = beyondQuota(quota, cost);
+  if (misfit !== undefined) return { verdict: { kind: 'reject', reason: 'cost-over-quota', message: misfit } };
   const active = input.throttles.filter((t) => throttleMatches(t.def, input.tenantId, input.name, now));
 
   const pause = active.find((t) => t.def.action === 'pause');
@@ -176,6 +196,8 @@ export function evaluate(input: EvaluationInput): Evaluation {
   for (const t of active) {
     const limit = rateOf(t.def);
     if (!limit) continue;
+    // A slow throttle whose burst is below the cost holds the job like a pause: until it ends.
+    if (cost > limit.burst) return { verdict: { kind: 'wait', reason: 'throttled', ...(t.def.until !== undefined ? { until: t.def.until } : {}) } };
     const r = gcra(t.tat, now, limit, cost);
     if (r.ok) throttleTats[t.def.id] = r.tat;
     else if (r.retryAt > until) {

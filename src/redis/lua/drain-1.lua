@@ -6,10 +6,13 @@
   2. Flows whose timer is due become eligible.
   3. While the policy allows: the next tenant in the policy's order (tier, then virtual time: weighted
      fair queuing, each admission advances the tenant's time by cost / weight) offers its best
-     eligible flow. If the downstream is full for it, the drain stops; if the tenant is at its own
-     limit (max share, borrow limit), it is parked until one of its jobs ends. Otherwise the flow's
-     head job is evaluated against its quota and throttles. Admitted: taken, leased, returned. Must
-     wait: the flow is blocked until a time (timer) or an event (parked). Refused: dead-lettered.
+     eligible flow. A head job the policy could never admit (its cost is above the capacity, the
+     tenant's max share or reserve plus borrow limit, say after a policy change) is refused at once,
+     so it never holds up the others. If the downstream is full for it, the drain stops; if the
+     tenant is at its own limit (max share, borrow limit), it is parked until one of its jobs ends.
+     Otherwise the flow's head job is evaluated against its quota and throttles. Admitted: taken,
+     leased, returned. Must wait: the flow is blocked until a time (timer) or an event (parked).
+     Refused (a period total with reject, a cost its quota could never admit): dead-lettered.
 
   Input:
     KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
@@ -120,6 +123,20 @@ if b.st == 'open' then budget = 0
 elseif b.st == 'half-open' then budget = math.min(maxAdmit, math.max(0, probesLeft(ctx, ds, b))) end
 local evaluations, more = 0, 0
 local stats = dsKey(ctx, ds, 'stats')
+
+-- Takes a refused head job out of its flow; its dead-letter add is leased like a promotion.
+local function refuseHead(id, f, flow, tenant, payload, reason, code, msg)
+  rcall('ZREM', f, id)
+  decWaiting(ctx, ds, tenant, id)
+  recordDead(ctx, id, ds, tenant, reason, code, msg, now + lease)
+  rcall('ZREM', deadlines, id)
+  afterHeadLeft(ctx, ds, flow)
+  refused[#refused + 1] = id
+  refused[#refused + 1] = payload or ''
+  refused[#refused + 1] = msg
+  refused[#refused + 1] = code
+end
+
 while fresh < budget and nAdmitted < maxAdmit do
   if evaluations >= maxEval then more = 1 break end
   local tenant, vt = schedTop(ctx, ds)
@@ -140,11 +157,14 @@ while fresh < budget and nAdmitted < maxAdmit do
       local r = rcall('HMGET', rec, 'cost', 'p', 'enq')
       local cost = tonumber(r[1]) or 1
       local tp = tenantPolicy(ctx, ds, p, tenant)
+      local misfit = beyondPolicy(p, tp, ds, cost)
       local inflightT = tenantInflight(ctx, ds, tenant)
-      local room = admissible(p, tp, inflightT, cost, usedOf(ctx, ds), owedReserve(ctx, ds, p, tenant))
+      local room = misfit and 'misfit' or admissible(p, tp, inflightT, cost, usedOf(ctx, ds), owedReserve(ctx, ds, p, tenant))
       if room == 'capacity' then break end
       evaluations = evaluations + 1
-      if room ~= 'yes' then
+      if misfit then
+        refuseHead(id, f, flow, tenant, r[2], 'cost-over-capacity', 'TG_ERR_COST_OVER_CAPACITY', misfit)
+      elseif room ~= 'yes' then
         parkTenant(ctx, ds, tenant, room)
       else
         local v = evaluate(ctx, tenant, name, ds, cost)
@@ -177,16 +197,7 @@ while fresh < budget and nAdmitted < maxAdmit do
         elseif v.k == 'wait' then
           blockFlow(ctx, ds, flow, v.r, v.u)
         else
-          rcall('ZREM', f, id)
-          decWaiting(ctx, ds, tenant, id)
-          local payload = r[2] or ''
-          recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg, now + lease)
-          rcall('ZREM', deadlines, id)
-          afterHeadLeft(ctx, ds, flow)
-          refused[#refused + 1] = id
-          refused[#refused + 1] = payload
-          refused[#refused + 1] = v.msg
-          refused[#refused + 1] = 'TG_ERR_QUOTA_EXCEEDED'
+          refuseHead(id, f, flow, tenant, r[2], v.reason, v.code, v.msg)
         end
       end
     end

@@ -55,7 +55,9 @@ for _, tenant in ipairs(tenants) do
       out[#out + 1] = r[1] or ''
       taken = taken + 1
     else
-      local room = admissible(p, tenantPolicy(ctx, ds, p, tenant), tenantInflight(ctx, ds, tenant), cost, usedOf(ctx, ds), 0)
+      local tp = tenantPolicy(ctx, ds, p, tenant)
+      -- A job the policy could never admit is left for the scheduler to refuse once the breaker closes.
+      local room = beyondPolicy(p, tp, ds, cost) and 'misfit' or admissible(p, tp, tenantInflight(ctx, ds, tenant), cost, usedOf(ctx, ds), 0)
       if room == 'capacity' then break end
       local v = (room == 'yes') and evaluate(ctx, tenant, r[3], ds, cost) or { k = 'wait' }
       if v.k == 'admit' then

@@ -35,6 +35,24 @@ local function fmt(n)
   return string.format('%.17g', n)
 end
 
+-- The ranges the API and the config file enforce (src/contracts/limits.ts). Definitions stored before
+-- those checks existed are clamped to them when read, so no computed instant is infinite or NaN and
+-- no script stops part-way on a value Redis refuses.
+local MIN_RATE = 1e-6
+local MIN_WEIGHT = 1e-3
+-- The latest instant a JavaScript Date can hold (ms): every computed time is clamped to it.
+local MAX_INSTANT = 8.64e15
+
+local function clampRate(d)
+  if d.r and not (d.r >= MIN_RATE) then d.r = MIN_RATE end
+  return d
+end
+
+local function instant(t)
+  if t ~= t or t > MAX_INSTANT then return MAX_INSTANT end
+  return t
+end
+
 -- Context shared by one script call: prefix, clock, period windows and per-call caches.
 -- Windows: start, end (ms) and end as ISO text (for messages), per period.
 local function newContext(G, now, hs, he, hiso, dws, dwe, diso, ms, me, miso)
@@ -55,7 +73,7 @@ end
 local function defaultQuota(ctx)
   if not ctx.default then
     local raw = rcall('GET', ctx.G .. 'qd-default')
-    ctx.default = raw and cjson.decode(raw) or { id = 'default', sp = -1, rej = 0, p = 0 }
+    ctx.default = raw and clampRate(cjson.decode(raw)) or { id = 'default', sp = -1, rej = 0, p = 0 }
   end
   return ctx.default
 end
@@ -65,7 +83,7 @@ local function tenantQuotas(ctx, tenant)
   if not list then
     list = {}
     local raw = rcall('HGETALL', ctx.G .. 'qd:' .. tenant)
-    for i = 2, #raw, 2 do list[#list + 1] = cjson.decode(raw[i]) end
+    for i = 2, #raw, 2 do list[#list + 1] = clampRate(cjson.decode(raw[i])) end
     ctx.quotas[tenant] = list
   end
   return list
@@ -102,7 +120,7 @@ local function tenantThrottles(ctx, tenant)
     local ids = rcall('SUNION', ctx.G .. 'th-t:' .. tenant, ctx.G .. 'th-any')
     for _, id in ipairs(ids) do
       local raw = rcall('HGET', ctx.G .. 'th', id)
-      if raw then list[#list + 1] = cjson.decode(raw) end
+      if raw then list[#list + 1] = clampRate(cjson.decode(raw)) end
     end
     ctx.throttles[tenant] = list
   end
@@ -119,9 +137,9 @@ local function gcra(tat, now, rate, burst, cost)
   local interval = 1000 / rate
   local base = math.max(tat, now)
   local nextTat = base + interval * cost
-  local allowAt = nextTat - burst * interval
-  if allowAt <= now then return true, nextTat end
-  return false, math.ceil(allowAt)
+  local allowAt = base + interval * (cost - burst)
+  if allowAt <= now then return true, instant(nextTat) end
+  return false, instant(math.ceil(allowAt))
 end
 
 local PERIODS = { { 'hour', 'h', 'hw', 'hn' }, { 'day', 'd', 'dw', 'dn' }, { 'month', 'm', 'mw', 'mn' } }
@@ -159,8 +177,26 @@ end
     { k = 'wait', r = reason, u = until-or-nil }
     { k = 'reject', msg = message }
 ]]
+-- Why a job of `cost` can never be admitted under quota `q` (every start needs more than a limit
+-- allows at once), or nil. A period total of 0 is a deliberate stop, not a misfit.
+local function beyondQuota(q, cost)
+  local head = 'cost ' .. cost .. ' is above the '
+  local tail = ' of quota ' .. q.id .. ': it could never start'
+  if q.c and cost > q.c then return head .. 'maxConcurrent of ' .. q.c .. tail end
+  local rate, burst = rateOf(q.r, q.b)
+  if rate and cost > burst then return head .. 'burst of ' .. burst .. tail end
+  for _, p in ipairs(PERIODS) do
+    local limit = q[p[2]]
+    if limit and limit > 0 and cost > limit then return head .. p[1] .. ' total of ' .. limit .. tail end
+  end
+  return nil
+end
+
 local function evaluate(ctx, tenant, name, ds, cost)
   local now = ctx.now
+  local q = resolveQuota(ctx, tenant, name, ds)
+  local misfit = beyondQuota(q, cost)
+  if misfit then return { k = 'reject', q = q, code = 'TG_ERR_COST_OVER_QUOTA', reason = 'cost-over-quota', msg = misfit } end
   local active = {}
   for _, t in ipairs(tenantThrottles(ctx, tenant)) do
     local live = (not t.u) or t.u > now
@@ -171,7 +207,6 @@ local function evaluate(ctx, tenant, name, ds, cost)
   for _, t in ipairs(active) do
     if t.a == 'pause' then return { k = 'wait', r = 'throttled', u = t.u } end
   end
-  local q = resolveQuota(ctx, tenant, name, ds)
   if q.p == 1 then return { k = 'wait', r = 'paused', q = q } end
 
   local st = quotaState(ctx, q.id, tenant)
@@ -180,7 +215,8 @@ local function evaluate(ctx, tenant, name, ds, cost)
     local limit = q[p[2]]
     if limit and usedIn(ctx, st, p) + cost > limit then
       if q.rej == 1 then
-        return { k = 'reject', msg = p[1] .. ' quota of ' .. limit .. ' used up (quota ' .. q.id .. '); the window resets at ' .. ctx.W[p[1]][3] }
+        return { k = 'reject', q = q, code = 'TG_ERR_QUOTA_EXCEEDED', reason = 'quota-exceeded',
+          msg = p[1] .. ' quota of ' .. limit .. ' used up (quota ' .. q.id .. '); the window resets at ' .. ctx.W[p[1]][3] }
       end
       local e = ctx.W[p[1]][2]
       if (not untilT) or e > untilT then untilT, untilR = e, 'period' end
@@ -191,6 +227,8 @@ local function evaluate(ctx, tenant, name, ds, cost)
   local thr = {}
   for _, t in ipairs(active) do
     local rate, burst = rateOf(t.r, t.b)
+    -- A slow throttle whose burst is below the cost holds the job like a pause: until it ends.
+    if rate and cost > burst then return { k = 'wait', r = 'throttled', u = t.u } end
     if rate then
       local ttat = tonumber(rcall('GET', ctx.G .. 'ths:' .. t.id)) or 0
       local ok, v = gcra(ttat, now, rate, burst, cost)
@@ -281,6 +319,8 @@ local function policyOf(ctx, ds, fallbackCapacity)
       ag = tonumber(v[5]),
       t = {},
     }
+    -- ceil: the configured capacity; cap: what is in force now (adaptive capacity, the ramp).
+    p.ceil = p.cap
     local adaptive = tonumber(rcall('GET', dsKey(ctx, ds, 'cap')))
     if adaptive then p.cap = adaptive end
     -- After a breaker closes, capacity ramps up so held jobs replay without a stampede.
@@ -305,7 +345,7 @@ local function tenantPolicy(ctx, ds, p, tenant)
 end
 
 local function weightOf(p, tp)
-  return tp.w or p.dw
+  return math.max(tp.w or p.dw, MIN_WEIGHT)
 end
 
 local function reserveOf(p, tp)
@@ -337,23 +377,51 @@ end
 
 -- May the tenant start a job of `cost` now? 'yes' | 'capacity' (the downstream is full for everyone
 -- waiting) | 'share' / 'borrow' (this tenant is at its own limit: park it until one of its jobs ends).
+-- Capacity in force may be below the configured one (adaptive capacity, the ramp after a breaker
+-- closed): a job that fits the configured capacity but not the one in force runs alone, once nothing
+-- else is in flight, instead of waiting for a raise that needs completions to come. Without adaptive
+-- capacity or a ramp cap == ceil, and this is src/core/policy.ts admissible, rule for rule.
+local function fits(p, used, cost, extra)
+  return used + cost + extra <= p.cap or (used == 0 and cost + extra <= p.ceil)
+end
+
 local function admissible(p, tp, inflight, cost, used, owed)
   if tp.ms then
-    if inflight + cost > math.floor(tp.ms * p.cap) then return 'share' end
+    if inflight + cost > math.floor(tp.ms * p.cap) and not (inflight == 0 and cost <= math.floor(tp.ms * p.ceil)) then return 'share' end
   end
   if p.k == 'unlimited' then return 'yes' end
   if p.k == 'reserved' then
     local reserve = reserveOf(p, tp)
     if inflight + cost <= reserve then
-      if used + cost <= p.cap then return 'yes' end
+      if fits(p, used, cost, 0) then return 'yes' end
       return 'capacity'
     end
     if tp.bl and math.max(0, inflight + cost - reserve) > tp.bl then return 'borrow' end
-    if used + cost + owed <= p.cap then return 'yes' end
+    if fits(p, used, cost, owed) then return 'yes' end
     return 'capacity'
   end
-  if used + cost <= p.cap then return 'yes' end
+  if fits(p, used, cost, 0) then return 'yes' end
   return 'capacity'
+end
+
+-- Why a job of `cost` can never be admitted for this tenant under the policy (it needs more than the
+-- configured capacity, the tenant's max share of it, or its reserve plus borrow limit), or nil.
+-- Mirrors src/core/policy.ts costCeiling.
+local function beyondPolicy(p, tp, ds, cost)
+  local limit, what = nil, nil
+  if p.k ~= 'unlimited' then limit, what = p.ceil, 'the capacity of ' .. ds end
+  if tp.ms then
+    local share = math.floor(tp.ms * p.ceil)
+    if not limit or share < limit then limit, what = share, 'its max share of ' .. ds .. ' (' .. tostring(tp.ms) .. ' of ' .. p.ceil .. ')' end
+  end
+  if p.k == 'reserved' and tp.bl then
+    local most = reserveOf(p, tp) + tp.bl
+    if not limit or most < limit then limit, what = most, 'its reserve plus borrow limit on ' .. ds end
+  end
+  if limit and cost > limit then
+    return 'cost ' .. cost .. ' is above ' .. what .. ', ' .. limit .. ' units: ' .. ds .. ' could never admit it'
+  end
+  return nil
 end
 
 -- Takes a job's cost from the downstream's capacity and the tenant's share of it.
