@@ -6,7 +6,7 @@
 import { readPath } from '../core/paths';
 import type { Config } from '../config/file';
 import type { Governance } from '../redis/governance';
-import { ingressIdOf } from '../redis/keys';
+import { jobKeyOf } from '../redis/keys';
 import type { Topology } from '../queues/topology';
 
 const LIVE = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
@@ -19,10 +19,10 @@ export async function adoptLiveJobs(topology: Topology, governance: Governance, 
       if (jobs.length === 0) break;
       const items = [];
       for (const job of jobs) {
-        const ingressJobId = job?.id ? ingressIdOf(job.id) : undefined;
+        const key = job?.id ? jobKeyOf(job.id) : undefined;
         const tenantId = job ? readPath({ data: job.data }, config.tenant.idPath) : undefined;
-        if (ingressJobId === undefined || typeof tenantId !== 'string') continue;
-        items.push({ ingressJobId, tenantId, name: job.name, downstream, queue: queue.name, cost: 1 });
+        if (key === undefined || typeof tenantId !== 'string') continue;
+        items.push({ key, tenantId, name: job.name, downstream, queue: queue.name, cost: 1 });
       }
       adopted += await governance.adopt(items);
       if (jobs.length < 1000) break;

@@ -40,7 +40,8 @@ export interface BreakerDeps {
 
 /** An execution event the observer passes on: a job ended, or one of its attempts failed. */
 export interface ExecEvent {
-  ingressJobId: string;
+  /** The job key of the ingress job behind it (src/redis/keys.ts). */
+  key: string;
   execJobId: string;
   kind: 'completed' | 'failed' | 'retry';
   /** When it happened (the event's time). */

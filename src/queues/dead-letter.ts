@@ -1,7 +1,8 @@
 /**
  * Adding a refused job to the dead-letter queue: the envelope (why, and the original job as the
  * producer sent it) and the idempotent add (the job id derives from the ingress id; dead-letter jobs
- * stay until ops remove them, so the id alone makes a repeated add a no-op).
+ * stay until ops remove them, so the id alone makes a repeated add a no-op; a later job reusing the
+ * ingress id has a job key of its own, so it gets a dead-letter job of its own).
  */
 import { ERRORS, type RejectionCode } from '../errors';
 import { execJobId } from '../redis/keys';
@@ -20,6 +21,8 @@ export interface DeadLetterData {
 }
 
 export interface Refusal {
+  /** The job key governance gave the job (src/redis/keys.ts): its dead-letter job id derives from it. */
+  key: string;
   ingressJobId: string;
   code: RejectionCode;
   message: string;
@@ -39,5 +42,5 @@ export async function addDeadLetter(topology: Topology, r: Refusal): Promise<voi
     rejectedAt: new Date().toISOString(),
     job: r.job,
   };
-  await topology.deadLetter.add(r.job.name, data, { jobId: execJobId(r.ingressJobId) });
+  await topology.deadLetter.add(r.job.name, data, { jobId: execJobId(r.key) });
 }

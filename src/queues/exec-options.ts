@@ -1,6 +1,6 @@
 /**
  * Options of the execution job the gate adds for an ingress job: the producer's retry and retention
- * options pass through; the id and deduplication key derive from the ingress id so that adding the
+ * options pass through; the id and deduplication key derive from the job key so that adding the
  * same job twice (after a gate died mid-promotion) is a no-op, even after the first copy finished
  * and was removed (BullMQ keeps a deduplication key with a TTL past the job's removal).
  */
@@ -19,8 +19,9 @@ const PASS_THROUGH = [
   'sizeLimit',
 ] as const satisfies ReadonlyArray<keyof JobsOptions>;
 
-export function execOptions(ingressJobId: string, producerOpts: JobsOptions, dedupTtlMs: number): JobsOptions {
-  const id = execJobId(ingressJobId);
+/** `key`: the job key governance gave the ingress job (src/redis/keys.ts). */
+export function execOptions(key: string, producerOpts: JobsOptions, dedupTtlMs: number): JobsOptions {
+  const id = execJobId(key);
   const opts: JobsOptions = { jobId: id, deduplication: { id, ttl: dedupTtlMs } };
   const src = producerOpts as Record<string, unknown>;
   const dst = opts as Record<string, unknown>;

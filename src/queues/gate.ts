@@ -5,12 +5,17 @@
  * or refuse (dead-letter with a reason).
  *
  * Crash safety (kill -9 at any instruction): the decision is recorded in Redis before anything is
- * added, every add is idempotent (job id and deduplication key derived from the ingress id), and the
- * ingress job completes only after its add or its move to the waiting place. A gate that dies anywhere
- * leaves its ingress job active; BullMQ's stalled check returns it to `wait`, and the next attempt
- * finds the record ('R': add again, a no-op if it happened; 'F' finished; 'Q' already waiting).
+ * added, every add is idempotent (job id and deduplication key derived from the job key: the ingress
+ * id, told apart from an earlier job with the same id by its creation stamp), and the ingress job
+ * completes only after its add or its move to the waiting place. A gate that dies anywhere leaves its
+ * ingress job active; BullMQ's stalled check returns it to `wait`, and the next attempt finds the
+ * record (admitted: add again, a no-op if it happened; finished; already waiting; refused).
+ *
+ * No single job can stall intake or keep a slot: a job BullMQ refuses downstream, or whose add fails
+ * for a reason of its own on every attempt, gives its admission back and is dead-lettered
+ * (`exec-refused`); only outages (Redis unreachable or refusing writes) pause intake.
  */
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job, type JobsOptions, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
@@ -21,8 +26,10 @@ import type { Failpoints } from '../failpoints';
 import type { MirrorGuard } from '../governance/mirror-guard';
 import type { Metrics } from '../observability/metrics';
 import { encodePayload } from '../redis/codec';
-import type { Governance, IntakeCode, IntakeItem, WaitItem } from '../redis/governance';
+import type { Delivery, Governance, IntakeItem, IntakeVerdict, WaitItem } from '../redis/governance';
+import { execJobId, jobKey } from '../redis/keys';
 import { addDeadLetter, type DeadLetterData } from './dead-letter';
+import { bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
 import type { Scheduler } from './scheduler';
 import type { Topology } from './topology';
@@ -50,7 +57,7 @@ const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
 export class Gate {
   private worker?: Worker;
   private readonly classify: (job: Pick<Job, 'name' | 'data' | 'opts'>) => Classification;
-  private readonly intake: MicroBatcher<IntakeItem, IntakeCode>;
+  private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
   private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
   private readonly retentionMs: number;
   private consecutiveErrors = 0;
@@ -65,7 +72,13 @@ export class Gate {
       jobs: config.jobs,
     });
     const ds = (name: string) => topology.downstreams.get(name)!;
-    this.intake = new MicroBatcher((d, items) => governance.intake(d, ds(d).queue, ds(d).capacity, items, deps.mirror?.known() ?? -1), config.gate.maxBatch);
+    this.intake = new MicroBatcher(async (d, items) => {
+      const taken = await this.taken(
+        items.map((it) => it.ingressJobId),
+        topology.execQueue(d),
+      );
+      return governance.intake(d, ds(d).queue, ds(d).capacity, items.map((it, i) => ({ ...it, taken: taken[i]! })), deps.mirror?.known() ?? -1);
+    }, config.gate.maxBatch);
     this.enqueue = new MicroBatcher(async (d, items) => {
       const { codes, shed } = await governance.enqueue(d, ds(d).queue, items, {
         backlog: config.tenantLimits,
@@ -106,13 +119,16 @@ export class Gate {
     const producerOpts = { ...job.opts };
     job.opts.removeOnComplete = true;
     const original = { name: job.name, data: job.data, opts: producerOpts as Record<string, unknown> };
+    const delivery: Delivery = { ingressJobId: job.id!, stamp: String(job.timestamp) };
     try {
       const verdict = this.classify(job);
       if (!verdict.ok) {
-        await this.deps.governance.deadLetter(undefined, [
-          { ingressJobId: job.id!, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
+        const [taken] = await this.taken([job.id!]);
+        const [rec] = await this.deps.governance.deadLetter(undefined, [
+          { ...delivery, taken: taken!, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
         ]);
         await addDeadLetter(this.deps.topology, {
+          key: rec!.key,
           ingressJobId: job.id!,
           code: verdict.code,
           message: verdict.message,
@@ -124,31 +140,33 @@ export class Gate {
       }
       const { downstream, tenantId } = verdict;
       if (verdict.deadline !== undefined && verdict.deadline <= this.deps.now()) {
-        await this.refuse(job, original, downstream, tenantId, 'TG_ERR_EXPIRED', `its deadline ${new Date(verdict.deadline).toISOString()} had passed when it reached the gate; not run late`);
+        await this.refuse(job, delivery, original, downstream, tenantId, 'TG_ERR_EXPIRED', `its deadline ${new Date(verdict.deadline).toISOString()} had passed when it reached the gate; not run late`);
         return;
       }
-      const item: IntakeItem = { ingressJobId: job.id!, tenantId, name: job.name, cost: verdict.cost };
-      const decision = await this.intake.submit(downstream, item);
+      const decision = await this.intake.submit(downstream, { ...delivery, tenantId, name: job.name, cost: verdict.cost });
       this.deps.metrics.decisionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
       await this.deps.failpoints.hit('gate.after-decision');
-      switch (decision.code) {
-        case 'A':
-        case 'R':
-          await this.deps.topology.execQueue(downstream).add(job.name, job.data, execOptions(job.id!, producerOpts, this.retentionMs));
-          await this.deps.failpoints.hit('gate.after-exec-add');
+      switch (decision.kind) {
+        case 'admitted':
+          await this.promote(job, token, downstream, decision.key, producerOpts, original);
           this.deps.metrics.promotionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
           this.deps.metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
           break;
-        case 'W': {
+        case 'wait': {
           const payload = encodePayload({ name: job.name, data: job.data, opts: producerOpts, addedAt: job.timestamp });
           const stored = await this.enqueue.submit(downstream, {
-            ...item,
+            key: decision.key,
+            stamp: delivery.stamp,
+            tenantId,
+            name: job.name,
+            cost: verdict.cost,
             priority: verdict.priority,
             payload,
             ...(verdict.deadline !== undefined ? { deadline: verdict.deadline } : {}),
           });
           if (stored === 'B') {
             await addDeadLetter(this.deps.topology, {
+              key: decision.key,
               ingressJobId: job.id!,
               code: 'TG_ERR_BACKLOG_FULL',
               message: `tenant ${tenantId} already has ${this.deps.config.tenantLimits.maxWaiting} jobs waiting on ${downstream}`,
@@ -162,48 +180,103 @@ export class Gate {
           this.deps.scheduler.kick(downstream);
           break;
         }
-        case 'X':
-        case 'D':
-          await addDeadLetter(this.deps.topology, { ingressJobId: job.id!, code: 'TG_ERR_QUOTA_EXCEEDED', message: decision.message, tenantId, downstream, job: original });
+        case 'refused':
+          await addDeadLetter(this.deps.topology, { key: decision.key, ingressJobId: job.id!, code: decision.code, message: decision.message, tenantId, downstream, job: original });
           break;
-        case 'U':
+        case 'unmirrored':
           // Redis lost the definitions: restore them, and let the job come back in a moment.
           this.deps.mirror?.repair();
           await this.worker?.rateLimit(100);
           throw Worker.RateLimitError();
-        default: // 'F' finished, 'Q' already waiting: the earlier attempt did the work
+        default: // 'queued', 'finished': an earlier attempt did the work
       }
       this.consecutiveErrors = 0;
     } catch (err) {
-      if (err instanceof Error && err.name === 'RateLimitError') throw err;
-      await this.onInfraError(job, token, err);
+      if (err instanceof Error && (err.name === 'RateLimitError' || err instanceof DelayedError)) throw err;
+      await this.onInfraError(job, err);
     }
+  }
+
+  /**
+   * Adds an admitted job to its execution queue. An add that cannot succeed for this job's own sake
+   * (BullMQ refuses its options; a failure of its own, EXEC_ADD_ATTEMPTS times) gives the admission
+   * back and dead-letters the job (`exec-refused`); an outage throws, and the job returns to ingress.
+   */
+  private async promote(job: Job, token: string | undefined, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<void> {
+    const queue = this.deps.topology.execQueue(downstream);
+    const opts = execOptions(key, producerOpts, this.retentionMs);
+    let failure = bullmqRefusal(queue, job.name, job.data, opts);
+    const refused = failure !== undefined;
+    if (!refused) {
+      try {
+        await queue.add(job.name, job.data, opts);
+        await this.deps.failpoints.hit('gate.after-exec-add');
+        return;
+      } catch (err) {
+        if (!isJobFailure(err)) throw err;
+        failure = (err as Error).message;
+      }
+    }
+    const message = `${queue.name} refused the job: ${failure}`;
+    const [outcome] = await this.deps.governance.abandon(downstream, [{ key, code: 'TG_ERR_EXEC_REFUSED', message }], { attempts: refused ? 1 : EXEC_ADD_ATTEMPTS });
+    this.deps.log.warn({ jobId: job.id, downstream, outcome, err: failure }, 'execution add failed for a reason of the job\'s own');
+    if (outcome === 'given-up') {
+      await addDeadLetter(this.deps.topology, { key, ingressJobId: job.id!, code: 'TG_ERR_EXEC_REFUSED', message, downstream, job: original });
+      return;
+    }
+    if (outcome === 'retry') {
+      // Back to ingress for a later attempt, without pausing intake for the other tenants.
+      await job.moveToDelayed(Date.now() + 250, token);
+      throw new DelayedError();
+    }
+    throw new Error(`job ${job.id} was admitted, then found not admitted when its add failed`);
+  }
+
+  /** For ids that may be reused (custom ids: BullMQ's own are numbers), whether their first key is taken. */
+  private async taken(ids: readonly string[], execQueue?: Queue): Promise<boolean[]> {
+    const { topology } = this.deps;
+    const checks: Array<{ queue: Queue; jobId: string }> = [];
+    const at: number[] = [];
+    ids.forEach((id, i) => {
+      if (/^\d+$/.test(id)) return;
+      const jobId = execJobId(jobKey(id));
+      at.push(i);
+      checks.push({ queue: topology.deadLetter, jobId });
+      if (execQueue) checks.push({ queue: execQueue, jobId });
+    });
+    const out = ids.map(() => false);
+    if (checks.length === 0) return out;
+    const exists = await topology.jobsExist(checks);
+    const per = execQueue ? 2 : 1;
+    at.forEach((i, k) => (out[i] = exists.slice(k * per, (k + 1) * per).some(Boolean)));
+    return out;
   }
 
   /** Records a refusal of a routed job and dead-letters it (both idempotent). */
   private async refuse(
     job: Job,
-    original: { name: string; data: unknown; opts: Record<string, unknown> },
+    delivery: Delivery,
+    original: DeadLetterData['job'],
     downstream: string,
     tenantId: string,
     code: 'TG_ERR_EXPIRED',
     message: string,
   ): Promise<void> {
-    await this.deps.governance.deadLetter(downstream, [{ ingressJobId: job.id!, reason: ERRORS[code].reason, code, message, tenantId }]);
-    await addDeadLetter(this.deps.topology, { ingressJobId: job.id!, code, message, tenantId, downstream, job: original });
+    const [taken] = await this.taken([job.id!], this.deps.topology.execQueue(downstream));
+    const [rec] = await this.deps.governance.deadLetter(downstream, [{ ...delivery, taken: taken!, reason: ERRORS[code].reason, code, message, tenantId }]);
+    await addDeadLetter(this.deps.topology, { key: rec!.key, ingressJobId: job.id!, code, message, tenantId, downstream, job: original });
   }
 
   /**
    * Redis or script errors: the job goes back to `wait` untouched (no attempt consumed) and this
    * worker pauses briefly, so nothing is lost and a sick Redis is not hammered.
    */
-  private async onInfraError(job: Job, token: string | undefined, err: unknown): Promise<never> {
+  private async onInfraError(job: Job, err: unknown): Promise<never> {
     const delay = INFRA_BACKOFF_MS[Math.min(this.consecutiveErrors, INFRA_BACKOFF_MS.length - 1)]!;
     this.consecutiveErrors++;
     this.deps.metrics.gateErrors.inc({ stage: 'intake' });
     this.deps.log.warn({ err, jobId: job.id, retryInMs: delay }, 'gate could not decide or promote a job; it returns to ingress');
     await this.worker?.rateLimit(delay);
-    void token;
     throw Worker.RateLimitError();
   }
 }

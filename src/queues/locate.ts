@@ -41,13 +41,17 @@ export interface JobLocation {
 
 const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
 
-export async function locateJob(topology: Topology, governance: Governance, id: string): Promise<JobLocation | undefined> {
-  const [record, ingressState] = await Promise.all([
-    governance.findRecord(id),
-    topology.ingress.getJobState(id),
-  ]);
+/**
+ * Where the job with ingress id `id` is. An id reused by later jobs (a custom id added again) has a
+ * record per job: `tenantId` (a tenant token) picks that tenant's latest, else the latest of all.
+ */
+export async function locateJob(topology: Topology, governance: Governance, id: string, opts: { tenantId?: string } = {}): Promise<JobLocation | undefined> {
+  const [instances, ingressState] = await Promise.all([governance.findInstances(id), topology.ingress.getJobState(id)]);
+  const mine = opts.tenantId === undefined ? instances : instances.filter((r) => r.record.t === opts.tenantId);
+  const chosen = mine.reduce<(typeof mine)[number] | undefined>((best, r) => (!best || Number(r.record.ts ?? 0) >= Number(best.record.ts ?? 0) ? r : best), undefined);
   const undecided = (): JobLocation => ({ id, place: 'ingress', state: ingressState, queue: topology.ingress.name, jobId: id });
-  if (!record) return ingressState === 'unknown' ? undefined : undecided();
+  if (!chosen) return ingressState === 'unknown' || instances.length > 0 ? undefined : undecided();
+  const { key, record } = chosen;
 
   const base = {
     id,
@@ -55,7 +59,7 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
     ...(record.ds ? { downstream: record.ds } : {}),
   };
   if (record.st === 'dead') {
-    const jobId = execJobId(id);
+    const jobId = execJobId(key);
     const state = await topology.deadLetter.getJobState(jobId);
     // Decided but the dead-letter add has not happened yet (the gate is mid-step or died there).
     if (state === 'unknown' && ingressState !== 'unknown') return { ...undecided(), ...base };
@@ -73,7 +77,7 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
   if (record.st === 'waiting') {
     const [flow, position, samples, breaker] = await Promise.all([
       governance.flowState(downstream, record.t!, record.n!),
-      governance.waitingPosition(downstream, record.t!, record.n!, id),
+      governance.waitingPosition(downstream, record.t!, record.n!, key),
       governance.waitSamples(downstream, record.t!),
       governance.breakerGate(downstream),
     ]);
@@ -90,7 +94,7 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
       place: 'waiting',
       state: flow?.state ?? 'eligible',
       queue: record.q ?? '',
-      jobId: id,
+      jobId: key,
       waiting: {
         since: iso(record.enq),
         reason,
@@ -101,7 +105,7 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
     };
   }
   const queue = topology.exec.get(downstream);
-  const jobId = execJobId(id);
+  const jobId = execJobId(key);
   const state = queue ? await queue.getJobState(jobId) : 'unknown';
   const loc: JobLocation = {
     ...base,

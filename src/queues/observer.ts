@@ -14,7 +14,7 @@ import type { Config } from '../config/file';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
 import type { Governance, Outcome } from '../redis/governance';
-import { execJobId, ingressIdOf, type Keys } from '../redis/keys';
+import { execJobId, jobKeyOf, parseJobKey, type Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 import type { BreakerService, ExecEvent } from '../governance/breakers';
 import type { Topology } from './topology';
@@ -139,16 +139,16 @@ export class Observer {
   private async apply(stream: StreamInfo, entries: StreamEntry[], fresh = true): Promise<void> {
     if (entries.length === 0) return;
     const { governance, metrics, failpoints, redis } = this.deps;
-    const releases: Array<{ ingressJobId: string; outcome: Outcome; actualCost?: number; endedAt?: number }> = [];
+    const releases: Array<{ key: string; outcome: Outcome; actualCost?: number; endedAt?: number }> = [];
     const execEvents: ExecEvent[] = [];
     for (const [entryId, fields] of entries) {
       const ev = fieldsOf(fields);
       const event = ev.event ?? 'unknown';
       metrics.observerEvents.inc({ downstream: stream.downstream, event });
       const outcome = outcomeOf(event, ev.prev);
-      const ingressJobId = ev.jobId ? ingressIdOf(ev.jobId) : undefined;
+      const key = ev.jobId ? jobKeyOf(ev.jobId) : undefined;
       const at = Number(entryId.split('-')[0]);
-      if (ingressJobId !== undefined && ev.jobId) {
+      if (key !== undefined && ev.jobId) {
         if (event === 'active') this.markActive(ev.jobId, at);
         // Each ended attempt tells the breaker something: a completion, a final failure, or a failed
         // attempt that will be retried (BullMQ moves it to delayed, or straight back to waiting).
@@ -157,7 +157,7 @@ export class Observer {
           const startedAt = this.activeAt.get(ev.jobId);
           this.activeAt.delete(ev.jobId);
           execEvents.push({
-            ingressJobId,
+            key,
             execJobId: ev.jobId,
             kind,
             at,
@@ -167,10 +167,10 @@ export class Observer {
           });
         }
       }
-      if (outcome && ingressJobId !== undefined) {
+      if (outcome && key !== undefined) {
         const actualCost = event === 'completed' ? reportedCost(ev.returnvalue) : undefined;
         // The stream entry id starts with the time BullMQ wrote the event: when the job ended.
-        releases.push({ ingressJobId, outcome, endedAt: Number(entryId.split('-')[0]), ...(actualCost !== undefined ? { actualCost } : {}) });
+        releases.push({ key, outcome, endedAt: Number(entryId.split('-')[0]), ...(actualCost !== undefined ? { actualCost } : {}) });
       }
     }
     if (releases.length > 0) {
@@ -200,7 +200,7 @@ export class Observer {
     const { redis, keys } = this.deps;
     const pipe = redis.pipeline();
     for (const e of events) {
-      pipe.hget(keys.record(e.ingressJobId), 'bg');
+      pipe.hget(keys.record(e.key), 'bg');
       if (e.kind !== 'completed') pipe.hmget(keys.bullJob(stream.queue, e.execJobId), 'failedReason', 'stacktrace');
     }
     const res = ((await pipe.exec()) ?? []).map(([, v]) => v);
@@ -316,12 +316,12 @@ export class Observer {
     const { redis, keys } = this.deps;
     const events: ExecEvent[] = [];
     for (const set of ['completed', 'failed'] as const) {
-      const ids = (await redis.zrangebyscore(keys.bullSet(s.queue, set), `(${from}`, `(${to}`, 'LIMIT', 0, 10_000)).filter((id) => ingressIdOf(id) !== undefined);
+      const ids = (await redis.zrangebyscore(keys.bullSet(s.queue, set), `(${from}`, `(${to}`, 'LIMIT', 0, 10_000)).filter((id) => jobKeyOf(id) !== undefined);
       // One round trip for every job's end time, not one per job.
       const pipe = redis.pipeline();
       for (const jobId of ids) pipe.hget(keys.bullJob(s.queue, jobId), 'finishedOn');
       const finished = ((await pipe.exec()) ?? []).map(([, v]) => v as string | null);
-      ids.forEach((jobId, i) => events.push({ ingressJobId: ingressIdOf(jobId)!, execJobId: jobId, kind: set, at: Number(finished[i] ?? to) }));
+      ids.forEach((jobId, i) => events.push({ key: jobKeyOf(jobId)!, execJobId: jobId, kind: set, at: Number(finished[i] ?? to) }));
     }
     events.sort((a, b) => a.at - b.at);
     if (events.length === 0) return;
@@ -351,7 +351,8 @@ export class Observer {
         report.checked += ids.length;
         const ingress = config.queues.ingress;
         const first = redis.pipeline();
-        for (const id of ids) first.exists(keys.bullJob(ingress, id));
+        // By the ingress id behind the job key (for a reused id, a newer job may hold it: left alone, which errs on the safe side).
+        for (const id of ids) first.exists(keys.bullJob(ingress, parseJobKey(id).ingressJobId));
         const ingressAlive = ((await first.exec()) ?? []).map(([, v]) => v === 1);
         const candidates = ids.filter((_, i) => !ingressAlive[i]);
         if (candidates.length === 0) continue;
@@ -363,11 +364,11 @@ export class Observer {
           second.zscore(keys.bullSet(s.queue, 'completed'), jid);
         }
         const res = ((await second.exec()) ?? []).map(([, v]) => v);
-        const releases: Array<{ ingressJobId: string; outcome: Outcome }> = [];
+        const releases: Array<{ key: string; outcome: Outcome }> = [];
         candidates.forEach((id, i) => {
           const [exists, finishedOn, completedScore] = res.slice(i * 3, i * 3 + 3);
-          if (exists !== 1) releases.push({ ingressJobId: id, outcome: 'vanished' });
-          else if (finishedOn) releases.push({ ingressJobId: id, outcome: completedScore !== null ? 'completed' : 'failed' });
+          if (exists !== 1) releases.push({ key: id, outcome: 'vanished' });
+          else if (finishedOn) releases.push({ key: id, outcome: completedScore !== null ? 'completed' : 'failed' });
         });
         if (releases.length === 0) continue;
         const { released, wake } = await governance.release(s.downstream, releases);

@@ -2,38 +2,82 @@
  * Adds jobs leased out of the waiting place where they go, then ends their leases: admitted jobs to
  * their execution queue (idempotent: derived id and deduplication key), refused ones to the
  * dead-letter queue. Shared by the scheduler and the API's replay and drain of held jobs.
+ *
+ * Each job stands alone: one whose add BullMQ refuses (or that fails for a reason of its own on
+ * every attempt) gives its admission back and is dead-lettered (`exec-refused`) while the others are
+ * added and confirmed; after an outage the unconfirmed ones keep their leases and are added again
+ * when the leases expire.
  */
 import { readPath } from '../core/paths';
 import type { RejectionCode } from '../errors';
 import type { Metrics } from '../observability/metrics';
 import { decodePayload } from '../redis/codec';
 import type { Governance } from '../redis/governance';
+import { parseJobKey } from '../redis/keys';
 import { addDeadLetter } from './dead-letter';
+import { bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
 import type { Topology } from './topology';
+
+export interface PromoteOptions {
+  retentionMs: number;
+  leaseMs: number;
+  tenantIdPath: string;
+  metrics?: Metrics;
+  beforeConfirm?: () => Promise<void> | void;
+}
 
 export async function promoteLeased(
   topology: Topology,
   governance: Governance,
   downstream: string,
   admitted: ReadonlyArray<{ id: string; payload: string }>,
-  opts: { retentionMs: number; metrics?: Metrics; beforeConfirm?: () => Promise<void> | void },
+  opts: PromoteOptions,
 ): Promise<void> {
   if (admitted.length === 0) return;
   const queue = topology.execQueue(downstream);
+  const added: string[] = [];
+  const failed: Array<{ id: string; payload: string; message: string; attempts: number }> = [];
+  let outage: unknown;
   await Promise.all(
     admitted.map(async ({ id, payload }) => {
       const p = decodePayload(payload);
-      await queue.add(p.name, p.data, execOptions(id, p.opts, opts.retentionMs));
-      opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
+      const execOpts = execOptions(id, p.opts, opts.retentionMs);
+      const refusal = bullmqRefusal(queue, p.name, p.data, execOpts);
+      if (refusal !== undefined) {
+        failed.push({ id, payload, message: refusal, attempts: 1 });
+        return;
+      }
+      try {
+        await queue.add(p.name, p.data, execOpts);
+        added.push(id);
+        opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
+      } catch (err) {
+        if (isJobFailure(err)) failed.push({ id, payload, message: (err as Error).message, attempts: EXEC_ADD_ATTEMPTS });
+        else outage = err;
+      }
     }),
   );
   await opts.beforeConfirm?.();
-  await governance.confirm(
-    downstream,
-    admitted.map((a) => a.id),
-    'exec',
-  );
+  await governance.confirm(downstream, added, 'exec');
+  for (const attempts of new Set(failed.map((f) => f.attempts))) {
+    const batch = failed.filter((f) => f.attempts === attempts);
+    const outcomes = await governance.abandon(
+      downstream,
+      batch.map((f) => ({ key: f.id, code: 'TG_ERR_EXEC_REFUSED' as const, message: `${queue.name} refused the job: ${f.message}` })),
+      { attempts, leaseMs: opts.leaseMs },
+    );
+    // Given up: dead-lettered now. Otherwise the lease stays, and its expiry brings the job back.
+    const givenUp = batch.filter((_, i) => outcomes[i] === 'given-up');
+    await deadLetterLeased(
+      topology,
+      governance,
+      downstream,
+      opts.tenantIdPath,
+      givenUp.map((f) => ({ id: f.id, payload: f.payload, code: 'TG_ERR_EXEC_REFUSED' as const, message: `${queue.name} refused the job: ${f.message}` })),
+    );
+  }
+  if (outage !== undefined) throw outage;
 }
 
 export async function deadLetterLeased(
@@ -49,7 +93,8 @@ export async function deadLetterLeased(
       const p = decodePayload(payload);
       const tenantId = readPath({ data: p.data }, tenantIdPath);
       await addDeadLetter(topology, {
-        ingressJobId: id,
+        key: id,
+        ingressJobId: parseJobKey(id).ingressJobId,
         code,
         message,
         downstream,

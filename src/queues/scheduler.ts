@@ -121,6 +121,8 @@ export class Scheduler {
   private async promote(downstream: string, admitted: Array<{ id: string; payload: string }>): Promise<void> {
     await promoteLeased(this.deps.topology, this.deps.governance, downstream, admitted, {
       retentionMs: this.deps.config.retention.decisionSeconds * 1000,
+      leaseMs: this.deps.config.scheduler.leaseMs,
+      tenantIdPath: this.deps.config.tenant.idPath,
       metrics: this.deps.metrics,
       beforeConfirm: () => this.deps.failpoints.hit('scheduler.after-exec-add'),
     });

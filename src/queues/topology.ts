@@ -15,7 +15,7 @@ export class Topology {
   constructor(
     readonly config: Config,
     readonly prefix: string,
-    connection: Redis,
+    private readonly connection: Redis,
   ) {
     const opts = { connection, prefix };
     this.ingress = new Queue(config.queues.ingress, opts);
@@ -31,6 +31,18 @@ export class Topology {
     const q = this.exec.get(downstream);
     if (!q) throw new Error(`no execution queue for downstream "${downstream}"`);
     return q;
+  }
+
+  /** Which of these jobs already exist in their queues (one round trip). */
+  async jobsExist(items: ReadonlyArray<{ queue: Queue; jobId: string }>): Promise<boolean[]> {
+    if (items.length === 0) return [];
+    const pipe = this.connection.pipeline();
+    for (const it of items) pipe.exists(it.queue.toKey(it.jobId));
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([err, n]: [Error | null, unknown]) => {
+      if (err) throw err;
+      return n === 1;
+    });
   }
 
   /** Every queue with its role, in a stable order. */

@@ -8,33 +8,54 @@ import { PERIODS, windowsAt, type Period } from '../core/periods';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
 import { encodeQuota, encodeTenantPolicy, encodeThrottle } from './codec';
 import type { Policy } from '../core/policy';
-import type { Keys } from './keys';
+import { jobKey, type Keys } from './keys';
 import { scriptsFor, type Scripts } from './scripts';
+import { ERRORS, isRejectionCode, type RejectionCode } from '../errors';
 
 export type Outcome = 'completed' | 'failed' | 'vanished';
 
-export type IntakeCode =
-  /** U: Redis's definitions mirror is behind the version given (it lost them); decide nothing now. */
-  | { code: 'A' | 'R' | 'F' | 'Q' | 'W' | 'U' }
-  /** X: refused now; D: refused by an earlier attempt (its dead-letter job may be missing). */
-  | { code: 'X' | 'D'; message: string };
+/** What intake decided for one ingress job; `key` is its job key (src/redis/keys.ts, jobKey). */
+export type IntakeVerdict =
+  /** Admitted: add it to the execution queue. `again`: an earlier attempt admitted it (the add is idempotent). */
+  | { kind: 'admitted'; key: string; again: boolean }
+  /** Must wait: store it in the waiting place under its key. */
+  | { kind: 'wait'; key: string }
+  /** An earlier attempt did the work: it waits already, or it ran. */
+  | { kind: 'queued' | 'finished'; key: string }
+  /** Refused: dead-letter it. `again`: refused by an earlier attempt (its dead-letter job may be missing). */
+  | { kind: 'refused'; key: string; code: RejectionCode; message: string; again: boolean }
+  /** Redis's definitions mirror is behind the version given (it lost them): nothing is decided now. */
+  | { kind: 'unmirrored' };
 
-export interface IntakeItem {
+/** Identifies one delivery of an ingress job: its id and its stamp (see includes/instance.lua). */
+export interface Delivery {
   ingressJobId: string;
+  /** The ingress job's creation time, telling a new job that reuses an id from a repeated delivery. */
+  stamp: string;
+  /** An execution or dead-letter job already has the id of this id's first instance (a custom id seen before). */
+  taken?: boolean;
+}
+
+export interface IntakeItem extends Delivery {
   tenantId: string;
   name: string;
   cost: number;
 }
 
-export interface WaitItem extends IntakeItem {
+export interface WaitItem {
+  /** The job key intake gave it. */
+  key: string;
+  stamp: string;
+  tenantId: string;
+  name: string;
+  cost: number;
   priority: number;
   payload: string;
   /** ms since the epoch; a job still waiting then is refused ('expired'). */
   deadline?: number;
 }
 
-export interface DeadLetterItem {
-  ingressJobId: string;
+export interface DeadLetterItem extends Delivery {
   reason: string;
   code: string;
   message: string;
@@ -60,6 +81,22 @@ export interface Explanation {
 }
 
 type Arg = string | number;
+
+const INTAKE_KINDS: Record<string, 'admitted' | 'wait' | 'queued' | 'finished'> = { A: 'admitted', R: 'admitted', W: 'wait', Q: 'queued', F: 'finished' };
+
+/** intake-1.lua's reply for one job (code, key, detail) as a verdict. */
+function intakeVerdict(code: string, key: string, detail: string): IntakeVerdict {
+  if (code === 'U') return { kind: 'unmirrored' };
+  if (code === 'X' || code === 'D') {
+    const bar = detail.indexOf('|');
+    const errorCode = detail.slice(0, bar);
+    if (!isRejectionCode(errorCode)) throw new Error(`intake refused job ${key} with an unknown code ${JSON.stringify(errorCode)}`);
+    return { kind: 'refused', key, code: errorCode, message: detail.slice(bar + 1), again: code === 'D' };
+  }
+  const kind = INTAKE_KINDS[code];
+  if (kind === undefined) throw new Error(`intake answered ${JSON.stringify(code)} for job ${key}`);
+  return kind === 'admitted' ? { kind, key, again: code === 'R' } : { kind, key };
+}
 
 export class Governance {
   private readonly scripts: Scripts;
@@ -95,11 +132,13 @@ export class Governance {
     ];
   }
 
-  async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[], knownVersion = -1): Promise<IntakeCode[]> {
+  async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[], knownVersion = -1): Promise<IntakeVerdict[]> {
     const args = [...this.context(), downstream, queue, capacity, knownVersion];
-    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost);
+    for (const it of items) args.push(it.ingressJobId, it.stamp, it.taken ? '1' : '', it.tenantId, it.name, it.cost);
     const raw = await this.scripts.intake([this.keys.inflight(downstream)], args);
-    return raw.map((r) => (r[0] === 'X' || r[0] === 'D' ? { code: r[0], message: r.slice(1) } : { code: r as 'A' }));
+    const out: IntakeVerdict[] = [];
+    for (let i = 0; i < raw.length; i += 3) out.push(intakeVerdict(raw[i]!, raw[i + 1]!, raw[i + 2]!));
+    return out;
   }
 
   /**
@@ -131,7 +170,7 @@ export class Governance {
       sh?.delayMs ?? 0,
       opts.leaseMs ?? 30_000,
     ];
-    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.cost, it.priority, it.payload, it.deadline ?? '');
+    for (const it of items) args.push(it.key, it.stamp, it.tenantId, it.name, it.cost, it.priority, it.payload, it.deadline ?? '');
     const raw = await this.scripts.enqueue([this.keys.inflight(downstream)], args);
     const sep = raw.indexOf('|');
     const shed: Array<{ id: string; payload: string; message: string }> = [];
@@ -168,10 +207,10 @@ export class Governance {
    */
   async release(
     downstream: string,
-    items: ReadonlyArray<{ ingressJobId: string; outcome: Outcome; actualCost?: number; endedAt?: number }>,
+    items: ReadonlyArray<{ key: string; outcome: Outcome; actualCost?: number; endedAt?: number }>,
   ): Promise<{ released: boolean[]; wake: string[] }> {
     const args: Arg[] = [...this.context(), downstream, this.downstreams.join(',')];
-    for (const it of items) args.push(it.ingressJobId, it.outcome, it.actualCost ?? '', it.endedAt ?? '');
+    for (const it of items) args.push(it.key, it.outcome, it.actualCost ?? '', it.endedAt ?? '');
     const out = await this.scripts.release([this.keys.inflight(downstream)], args);
     const wake = String(out[out.length - 1] ?? '');
     return { released: out.slice(0, -1).map((n) => n === 1), wake: wake === '' ? [] : wake.split(',') };
@@ -187,11 +226,35 @@ export class Governance {
     return this.scripts.wake([this.keys.throttles()], [this.keys.gov, downstream, '', '1', this.now()]);
   }
 
-  /** Records refusals; `downstream` undefined for jobs refused before routing. Returns 'N' new / 'E' existing. */
-  async deadLetter(downstream: string | undefined, items: readonly DeadLetterItem[]): Promise<Array<'N' | 'E'>> {
+  /**
+   * Records refusals; `downstream` undefined for jobs refused before routing. Per job: whether it was
+   * recorded now (false: an earlier attempt did) and its job key, which names its dead-letter job.
+   */
+  async deadLetter(downstream: string | undefined, items: readonly DeadLetterItem[]): Promise<Array<{ recorded: boolean; key: string }>> {
     const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream ?? ''];
-    for (const it of items) args.push(it.ingressJobId, it.reason, it.code, it.message, it.tenantId ?? '');
-    return (await this.scripts.deadLetter([this.keys.stats(downstream)], args)) as Array<'N' | 'E'>;
+    for (const it of items) args.push(it.ingressJobId, it.stamp, it.taken ? '1' : '', it.reason, it.code, it.message, it.tenantId ?? '');
+    const raw = await this.scripts.deadLetter([this.keys.stats(downstream)], args);
+    const out: Array<{ recorded: boolean; key: string }> = [];
+    for (let i = 0; i < raw.length; i += 2) out.push({ recorded: raw[i] === 'N', key: raw[i + 1]! });
+    return out;
+  }
+
+  /**
+   * Admitted jobs whose execution add failed for a reason of their own (see abandon-1.lua): counts the
+   * failure, and past `attempts` failures gives back the admission and records the job dead-lettered.
+   * `leaseMs`: for jobs admitted from the waiting place (no ingress job to retry the dead-letter add).
+   */
+  async abandon(
+    downstream: string,
+    items: ReadonlyArray<{ key: string; code: RejectionCode; message: string }>,
+    opts: { attempts: number; leaseMs?: number },
+  ): Promise<Array<'given-up' | 'retry' | 'not-admitted'>> {
+    const args: Arg[] = [...this.context(), downstream, this.downstreams.join(','), opts.leaseMs ?? '', opts.attempts];
+    for (const it of items) args.push(it.key, ERRORS[it.code].reason, it.code, it.message);
+    const raw = await this.scripts.abandon([this.keys.inflight(downstream)], args);
+    const wake = String(raw[raw.length - 1] ?? '');
+    if (wake !== '') await this.publishWake(wake.split(','));
+    return raw.slice(0, -1).map((r) => (r === 'G' ? 'given-up' : r === 'T' ? 'retry' : 'not-admitted'));
   }
 
   async explain(downstream: string, tenantId: string, name: string, cost = 1, now = this.now()): Promise<Explanation> {
@@ -368,10 +431,10 @@ export class Governance {
   }
 
   /** Records live execution jobs that have no governance record as admitted (see adopt-1.lua). */
-  async adopt(items: ReadonlyArray<{ ingressJobId: string; tenantId: string; name: string; downstream: string; queue: string; cost: number }>): Promise<number> {
+  async adopt(items: ReadonlyArray<{ key: string; tenantId: string; name: string; downstream: string; queue: string; cost: number }>): Promise<number> {
     if (items.length === 0) return 0;
     const args = this.context();
-    for (const it of items) args.push(it.ingressJobId, it.tenantId, it.name, it.downstream, it.queue, it.cost);
+    for (const it of items) args.push(it.key, it.tenantId, it.name, it.downstream, it.queue, it.cost);
     return this.scripts.adopt([this.keys.throttles()], args);
   }
 
@@ -522,8 +585,8 @@ export class Governance {
   }
 
   /** Position (1-based) of a waiting job in its tenant's waiting order on a downstream. */
-  async waitingPosition(downstream: string, tenantId: string, name: string, ingressJobId: string): Promise<number | undefined> {
-    const score = await this.redis.zscore(this.keys.ds(downstream, `f:${tenantId}/${name}`), ingressJobId);
+  async waitingPosition(downstream: string, tenantId: string, name: string, key: string): Promise<number | undefined> {
+    const score = await this.redis.zscore(this.keys.ds(downstream, `f:${tenantId}/${name}`), key);
     if (score === null) return undefined;
     const flows = await this.redis.smembers(this.keys.ds(downstream, `fl:${tenantId}`));
     const pipe = this.redis.pipeline();
@@ -569,8 +632,20 @@ export class Governance {
     return kind === 't' ? { state: 'timer', reason: reason!, until: Number(until) } : { state: 'parked', reason: reason! };
   }
 
-  async findRecord(ingressJobId: string): Promise<Record<string, string> | undefined> {
-    const rec = await this.redis.hgetall(this.keys.record(ingressJobId));
+  /**
+   * The records governance holds for an ingress id: its first job's, and those of later jobs that
+   * reused the id (see includes/instance.lua), with their job keys.
+   */
+  async findInstances(ingressJobId: string): Promise<Array<{ key: string; record: Record<string, string> }>> {
+    const base = jobKey(ingressJobId);
+    const [first, later] = await Promise.all([this.redis.hgetall(this.keys.record(base)), this.redis.hvals(this.keys.instances(base))]);
+    const keys = [...new Set(later.filter((k) => k !== base))];
+    const records = keys.length > 0 ? await Promise.all(keys.map((k) => this.redis.hgetall(this.keys.record(k)))) : [];
+    return [{ key: base, record: first }, ...keys.map((key, i) => ({ key, record: records[i]! }))].filter((r) => Object.keys(r.record).length > 0);
+  }
+
+  async findRecord(key: string): Promise<Record<string, string> | undefined> {
+    const rec = await this.redis.hgetall(this.keys.record(key));
     return Object.keys(rec).length > 0 ? rec : undefined;
   }
 }

@@ -16,8 +16,14 @@ export class Keys {
     this.gov = `${prefix}:gov:{${prefix}.gov}:`;
   }
 
-  record(ingressJobId: string): string {
-    return `${this.gov}rec:${ingressJobId}`;
+  /** A job's decision record, by job key (see jobKey below). */
+  record(key: string): string {
+    return `${this.gov}rec:${key}`;
+  }
+
+  /** Later jobs reusing an ingress id, by tenant: tenant → job key (hash; includes/instance.lua). */
+  instances(baseKey: string): string {
+    return `${this.gov}ri:${baseKey}`;
   }
 
   ds(downstream: string, suffix: string): string {
@@ -113,14 +119,46 @@ export class Keys {
   }
 }
 
-/** Execution (and dead-letter) job ids derive from the ingress job id, so promotion is idempotent. */
-const EXEC_ID_PREFIX = 'tg-';
-
-export function execJobId(ingressJobId: string): string {
-  return `${EXEC_ID_PREFIX}${ingressJobId}`;
+/**
+ * Job keys. Governance knows an ingress job by its *job key*: the ingress id, with '%', ':' and '~'
+ * percent-encoded (BullMQ refuses ':' in custom ids, and a job scheduler's ids are
+ * `repeat:<scheduler id>:<time>`), and, for a job that reuses the id of an earlier job that governance
+ * still knows (a custom id added again, by another tenant or after the first ended), `~<stamp>`
+ * appended: the stamp tells this instance from the earlier one (see includes/instance.lua). The
+ * encoding is one-to-one, so distinct jobs never share a key, and for ordinary ids (BullMQ's numbers,
+ * custom ids without those three characters) the job key is the ingress id itself.
+ */
+export function encodeJobId(ingressJobId: string): string {
+  return ingressJobId.replace(/[%:~]/g, (c) => (c === '%' ? '%25' : c === ':' ? '%3A' : '%7E'));
 }
 
-/** The ingress job id behind an execution job id, or undefined for jobs tollgate did not promote. */
-export function ingressIdOf(execJobIdValue: string): string | undefined {
+/** The job key of the first instance of an ingress id (a reused id's later instances add `~<stamp>`). */
+export function jobKey(ingressJobId: string, stamp?: string | number): string {
+  return stamp === undefined ? encodeJobId(ingressJobId) : `${encodeJobId(ingressJobId)}~${stamp}`;
+}
+
+/** The ingress id (and the instance stamp, for a reused id) behind a job key. */
+export function parseJobKey(key: string): { ingressJobId: string; stamp?: string } {
+  const tilde = key.indexOf('~');
+  const encoded = tilde < 0 ? key : key.slice(0, tilde);
+  const ingressJobId = encoded.replace(/%(25|3A|7E)/g, (_, h: string) => (h === '25' ? '%' : h === '3A' ? ':' : '~'));
+  return tilde < 0 ? { ingressJobId } : { ingressJobId, stamp: key.slice(tilde + 1) };
+}
+
+/** Execution (and dead-letter) job ids derive from the job key, so promotion is idempotent. */
+const EXEC_ID_PREFIX = 'tg-';
+
+export function execJobId(key: string): string {
+  return `${EXEC_ID_PREFIX}${key}`;
+}
+
+/** The job key behind an execution job id, or undefined for jobs tollgate did not promote. */
+export function jobKeyOf(execJobIdValue: string): string | undefined {
   return execJobIdValue.startsWith(EXEC_ID_PREFIX) ? execJobIdValue.slice(EXEC_ID_PREFIX.length) : undefined;
+}
+
+/** The ingress job id behind an execution (or dead-letter) job id, or undefined for jobs tollgate did not add. */
+export function ingressIdOf(execJobIdValue: string): string | undefined {
+  const key = jobKeyOf(execJobIdValue);
+  return key === undefined ? undefined : parseJobKey(key).ingressJobId;
 }

@@ -21,6 +21,7 @@ export interface Scripts {
   wake(keys: [anchor: string], args: Arg[]): Promise<number>;
   explain(keys: [anchor: string], args: Arg[]): Promise<string[]>;
   deadLetter(keys: [stats: string], args: Arg[]): Promise<string[]>;
+  abandon(keys: [inflight: string], args: Arg[]): Promise<string[]>;
   restoreStats(keys: [stats: string, restored: string], args: Arg[]): Promise<number>;
   detectGap(keys: [stream: string], args: Arg[]): Promise<[number, string, string]>;
   ensureGroup(keys: [stream: string], args: Arg[]): Promise<number>;
@@ -61,6 +62,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

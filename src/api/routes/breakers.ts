@@ -174,7 +174,12 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
       handler: async ({ params, body, auth, req }) => {
         const op = operatorOf(req, auth);
         const { taken, skipped } = await takeHeld(params.downstream, 'replay', body, op.actor);
-        await promoteLeased(ctx.topology, ctx.governance, params.downstream, taken, { retentionMs, metrics: ctx.metrics });
+        await promoteLeased(ctx.topology, ctx.governance, params.downstream, taken, {
+          retentionMs,
+          leaseMs: ctx.config.scheduler.leaseMs,
+          tenantIdPath: ctx.config.tenant.idPath,
+          metrics: ctx.metrics,
+        });
         await audited(op, 'breaker.held.replay', params.downstream, { limit: body.limit, tenantId: body.tenantId ?? null }, { replayed: taken.length, skipped });
         return { replayed: taken.length, skipped };
       },

@@ -22,7 +22,7 @@ export function jobRoutes(ctx: ApiContext): RouteDef[] {
         404: { description: 'No such job (or it belongs to another tenant than the token\'s)', schema: ErrorBody },
       },
       handler: async ({ params, auth }) => {
-        const loc = await locateJob(ctx.topology, ctx.governance, params.id);
+        const loc = await locateJob(ctx.topology, ctx.governance, params.id, auth.tenantId !== undefined ? { tenantId: auth.tenantId } : {});
         // A tenant token sees only its own jobs, and cannot tell other tenants' jobs from missing ones.
         if (!loc || (auth.tenantId !== undefined && loc.tenantId !== auth.tenantId)) {
           throw new TollgateError('TG_ERR_NOT_FOUND', `no job ${params.id}`);

@@ -12,8 +12,8 @@
     ARGV[17] shedding: start above this many waiting jobs ('' = never)   ARGV[18] stop below this many
     ARGV[19] shedding action: 'dead-letter' or 'delay'   ARGV[20] delay (ms)
     ARGV[21] dead-letter lease (ms): a shed job's payload is kept until its dead-letter add is confirmed
-    ARGV[22..] per job, 7 values: ingress id, tenant id, job name, cost, priority, payload (JSON of
-               name, data and the producer's options), deadline (ms, '' = none)
+    ARGV[22..] per job, 8 values: job key (intake's), stamp, tenant id, job name, cost, priority,
+               payload (JSON of name, data and the producer's options), deadline (ms, '' = none)
 
   Load shedding: above the high mark the downstream sheds (until it is back below the low mark):
   while more than `high` jobs wait, the lowest-priority, newest waiting job is shed: dead-lettered
@@ -32,22 +32,23 @@ local shedHigh, shedLow, shedAction, shedDelay = tonumber(ARGV[17]), tonumber(AR
 local dlLease = tonumber(ARGV[21]) or 30000
 local stored = 0
 local out = {}
-for i = CONTEXT_ARGS + 10, #ARGV, 7 do
-  local id, tenant, name, cost, priority, payload, deadline =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6]
+for i = CONTEXT_ARGS + 10, #ARGV, 8 do
+  local id, ts, tenant, name, cost, priority, payload, deadline =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7]
   local rec = ctx.G .. 'rec:' .. id
   if rcall('EXISTS', rec) == 1 then
     out[#out + 1] = 'E'
   elseif maxWaiting and onFull == 'reject' and (tonumber(rcall('HGET', dsKey(ctx, ds, 'wc'), tenant)) or 0) >= maxWaiting then
     recordDead(ctx, id, ds, tenant, 'tenant-backlog-full', 'TG_ERR_BACKLOG_FULL',
       'tenant ' .. tenant .. ' already has ' .. maxWaiting .. ' jobs waiting on ' .. ds)
+    rcall('HSET', rec, 'ts', ts)
     out[#out + 1] = 'B'
   else
     local seq = rcall('INCR', ctx.G .. 'seq') % 4294967296
     local score = priority * 4294967296 + seq
     local flow = flowOf(tenant, name)
     rcall('HSET', rec, 'st', 'waiting', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'enq', fmt(ctx.now),
-      'cost', cost, 'pri', priority, 'p', payload, 'sc', fmt(score))
+      'cost', cost, 'pri', priority, 'p', payload, 'sc', fmt(score), 'ts', ts)
     rcall('INCR', dsKey(ctx, ds, 'wtotal'))
     if shedHigh then rcall('ZADD', dsKey(ctx, ds, 'bypri'), fmt(score), id) end
     if deadline ~= '' then

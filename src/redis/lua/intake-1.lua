@@ -6,7 +6,9 @@
   waits already (no eligible tenant, its own flow empty: admission order belongs to the scheduler
   then), the allocation policy has room for it, and its quota and throttles allow it; tokens, slots,
   capacity and period usage are taken in the same step. The record keeps the breaker generation the
-  job was admitted in (its outcome only counts for that generation).
+  job was admitted in (its outcome only counts for that generation). A job the policy or its quota
+  could never admit, whatever waits or runs, is refused at once (cost-over-capacity, cost-over-quota),
+  and so is a duplicate of the same tenant's job with the same id still in flight (includes/instance.lua).
 
   Input:
     KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
@@ -14,32 +16,40 @@
                  month start/end/iso
     ARGV[13] downstream    ARGV[14] execution queue    ARGV[15] capacity
     ARGV[16] the definitions version the caller knows Postgres is at, or -1: do not check the mirror
-    ARGV[17..] per job, 4 values: ingress id, tenant id, job name, cost
+    ARGV[17..] per job, 6 values: ingress id, stamp (its creation time), '1' if an execution or
+               dead-letter job already has the id of its first instance ('' if not), tenant id, job
+               name, cost
 
-  Output: one code per job, in order
+  Output: per job, in order, 3 values: code, job key (see includes/instance.lua), detail
     'A'          admitted now: add it to the execution queue
     'R'          admitted by an earlier attempt: add again (idempotent)
     'F'          admitted earlier and finished: nothing to do
     'Q'          already in the waiting place: nothing to do
-    'W'          must wait: store it with enqueue
-    'X<message>' refused now (period quota with reject): dead-letter it
-    'D<message>' refused by an earlier attempt: make sure its dead-letter job exists
+    'W'          must wait: store it with enqueue, under its job key
+    'X'          refused now: dead-letter it; detail '<code>|<message>'
+    'D'          refused by an earlier attempt: make sure its dead-letter job exists; detail as for 'X'
     'U'          (every job) Redis has no mirror of the quota and throttle definitions, or one behind
                  ARGV[16] (Redis lost it): nothing is decided until the mirror is restored
 ]]
 --- @include "governance"
+--- @include "instance"
 
 local ctx = contextFromArgs()
 local ds, queue, capacity = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local inflight = KEYS[1]
 local FIRST = CONTEXT_ARGS + 5
+local PER_JOB = 6
 
 -- A Redis that lost its governance state must not admit under missing quotas or throttles.
 local known = tonumber(ARGV[16]) or -1
 local mirrored = known >= 0 and rcall('GET', ctx.G .. 'mirror-version')
 if known >= 0 and ((not mirrored) or tonumber(mirrored) < known) then
   local out = {}
-  for _ = FIRST, #ARGV, 4 do out[#out + 1] = 'U' end
+  for _ = FIRST, #ARGV, PER_JOB do
+    out[#out + 1] = 'U'
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+  end
   return out
 end
 local p = policyOf(ctx, ds, capacity)
@@ -56,31 +66,52 @@ local zargs = {}
 
 local out = {}
 local admitted = 0
-for i = FIRST, #ARGV, 4 do
-  local id, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local rec = ctx.G .. 'rec:' .. id
-  local state = rcall('HGET', rec, 'st')
+local function reply(code, key, detail)
+  out[#out + 1] = code
+  out[#out + 1] = key
+  out[#out + 1] = detail or ''
+end
+local function refuse(key, id, ts, tenant, code, reason, msg)
+  recordDead(ctx, key, ds, tenant, reason, code, msg)
+  rcall('HSET', ctx.G .. 'rec:' .. key, 'ts', ts)
+  reply('X', key, code .. '|' .. msg)
+end
+for i = FIRST, #ARGV, PER_JOB do
+  local id, ts, taken, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2] == '1', ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local key, kind = resolveInstance(ctx.G, ctx.retention, id, ts, tenant, taken)
+  local rec = ctx.G .. 'rec:' .. key
+  local state = kind == 'known' and rcall('HGET', rec, 'st')
   local ti = tin[tenant]
   if state == 'admitted' then
-    out[#out + 1] = 'R'
-  elseif state == 'waiting' then
-    out[#out + 1] = 'Q'
+    reply('R', key)
+  elseif state == 'waiting' or state == 'shed' then
+    reply('Q', key)
   elseif state == 'dead' then
-    out[#out + 1] = 'D' .. (rcall('HGET', rec, 'msg') or '')
+    local r = rcall('HMGET', rec, 'code', 'msg')
+    reply('D', key, (r[1] or 'TG_ERR_QUOTA_EXCEEDED') .. '|' .. (r[2] or ''))
   elseif state then
-    out[#out + 1] = 'F'
-  elseif b.st ~= 'closed' or queued or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1) then
-    out[#out + 1] = 'W'
+    reply('F', key)
+  elseif kind == 'duplicate' then
+    refuse(key, id, ts, tenant, 'TG_ERR_DUPLICATE_JOB_ID', 'duplicate-job-id',
+      'job id ' .. id .. ' belongs to a job of tenant ' .. tenant .. ' still in flight; BullMQ adds a job id once, so this one is not run twice')
   else
-    if ti == nil then
-      ti = tenantInflight(ctx, ds, tenant)
-      tin[tenant] = ti
-    end
-    if admissible(p, tenantPolicy(ctx, ds, p, tenant), ti, cost, used, 0) ~= 'yes' then
-      out[#out + 1] = 'W'
+    local tp = tenantPolicy(ctx, ds, p, tenant)
+    local misfit = beyondPolicy(p, tp, ds, cost)
+    if misfit then
+      refuse(key, id, ts, tenant, 'TG_ERR_COST_OVER_CAPACITY', 'cost-over-capacity', misfit)
+    elseif b.st ~= 'closed' or queued or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1) then
+      reply('W', key)
     else
-      local v = evaluate(ctx, tenant, name, ds, cost)
-      if v.k == 'admit' then
+      if ti == nil then
+        ti = tenantInflight(ctx, ds, tenant)
+        tin[tenant] = ti
+      end
+      local v = admissible(p, tp, ti, cost, used, 0) == 'yes' and evaluate(ctx, tenant, name, ds, cost) or { k = 'wait' }
+      if v.k == 'reject' then
+        refuse(key, id, ts, tenant, v.code, v.reason, v.msg)
+      elseif v.k == 'wait' then
+        reply('W', key)
+      else
         take(ctx, v, cost)
         used = used + cost
         tin[tenant] = ti + cost
@@ -91,16 +122,11 @@ for i = FIRST, #ARGV, 4 do
         tinAdd[tenant] = tinAdd[tenant] + cost
         -- No expiry while admitted: the release needs the record (tenant, quota, cost), however long the job runs.
         rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
-          'qk', v.q.id, 'cost', cost, 'bg', b.gen)
+          'qk', v.q.id, 'cost', cost, 'bg', b.gen, 'ts', ts)
         zargs[#zargs + 1] = fmt(ctx.now)
-        zargs[#zargs + 1] = id
+        zargs[#zargs + 1] = key
         admitted = admitted + 1
-        out[#out + 1] = 'A'
-      elseif v.k == 'wait' then
-        out[#out + 1] = 'W'
-      else
-        recordDead(ctx, id, ds, tenant, 'quota-exceeded', 'TG_ERR_QUOTA_EXCEEDED', v.msg)
-        out[#out + 1] = 'X' .. v.msg
+        reply('A', key)
       end
     end
   end
