@@ -32,17 +32,20 @@ function rng(seed: number) {
   };
 }
 
-it('agrees with the reference implementation on 400 random cases', async () => {
+it('agrees with the reference implementation on 400 random cases (costs, misfits, rates down to the minimum)', async () => {
   const rand = rng(20261127);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
   const maybe = <T>(p: number, f: () => T): T | undefined => (rand() < p ? f() : undefined);
   let admits = 0;
+  let misfits = 0;
   for (let i = 0; i < 400; i++) {
     now += Math.floor(rand() * 5000); // crosses the hour boundary early on
     const tenantId = `t${i}`;
     const name = pick(['scan.image', 'scan.sbom', 'attest.x']);
     const windows = windowsAt(now);
-    const rate = maybe(0.7, () => pick([0.5, 1, 3, 7, 20, 333.3]));
+    const rate = maybe(0.7, () => pick([0.5, 1, 3, 7, 20, 333.3, 1e-6]));
+    // Mostly cost 1; sometimes more, including costs a single start of the quota cannot fit.
+    const cost = rand() < 0.7 ? 1 : 1 + Math.floor(rand() * 6);
     const quota: QuotaDef = {
       id: `q${i + 1}`,
       tenantId,
@@ -90,8 +93,8 @@ it('agrees with the reference implementation on 400 random cases', async () => {
       await redis.set(keys.throttleState(t.def.id), String(t.tat));
     }
 
-    const expected = evaluate({ now, windows, cost: 1, tenantId, name, quota, state, throttles });
-    const got = await gov.explain('ds', tenantId, name, 1, now);
+    const expected = evaluate({ now, windows, cost, tenantId, name, quota, state, throttles });
+    const got = await gov.explain('ds', tenantId, name, cost, now);
     const v = expected.verdict;
     const want = {
       kind: v.kind,
@@ -103,7 +106,9 @@ it('agrees with the reference implementation on 400 random cases', async () => {
     expect({ case: i, ...rest }).toEqual({ case: i, ...want });
     expect(quotaId).toBe(quota.id);
     if (v.kind === 'admit') admits++;
+    if (v.kind === 'reject' && v.reason === 'cost-over-quota') misfits++;
     for (const t of throttles) await gov.removeThrottle(t.def);
   }
   expect(admits).toBeGreaterThan(30); // the cases cover admissions, not only refusals
+  expect(misfits).toBeGreaterThan(10); // and costs no start could fit
 });

@@ -34,6 +34,7 @@ it('admits the same jobs in the same order as the reference scheduler, under eve
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
   const tenants = ['t0', 't1', 't2', 't3', 't4'];
   let total = 0;
+  let refusals = 0;
   const perKind: Record<string, number> = {};
   for (let scenario = 0; scenario < 60; scenario++) {
     const kind = POLICY_KINDS[scenario % POLICY_KINDS.length]!;
@@ -80,29 +81,39 @@ it('admits the same jobs in the same order as the reference scheduler, under eve
         const items = [];
         for (let k = 0; k < n; k++) {
           const id = `s${scenario}-${nextId++}`;
-          const cost = rand() < 0.8 ? 1 : 1 + Math.floor(rand() * 3);
+          // Now and then a cost the policy could never admit (above the capacity or a max share).
+          const cost = rand() < 0.03 ? capacity + 1 : rand() < 0.8 ? 1 : 1 + Math.floor(rand() * 3);
           tenantOf.set(id, tenant);
-          items.push({ ingressJobId: id, tenantId: tenant, name: 'job', cost, priority: 0, payload: '{}' });
+          items.push({ key: id, stamp: '1', tenantId: tenant, name: 'job', cost, priority: 0, payload: '{}' });
           model.add(tenant, { cost, item: id }, now);
         }
         await gov.enqueue(ds, `exec.${ds}`, items);
       } else if (op < 0.8 && inflight.length > 0) {
         const done = inflight.splice(Math.floor(rand() * inflight.length), 1)[0]!;
-        await gov.release(ds, [{ ingressJobId: done.id, outcome: 'completed' }]);
+        await gov.release(ds, [{ key: done.id, outcome: 'completed' }]);
         model.release(done.tenant, done.cost, now);
       } else {
         now += Math.floor(rand() * 1500);
       }
       const lua = await gov.drain(ds, { capacity, maxAdmit: 1000, leaseMs: 3_600_000, maxEvaluations: 10_000 });
-      const ref = model.drain(now);
+      const refusedRef: Array<{ tenant: string; job: { item: string } }> = [];
+      const ref = model.drain(now, Infinity, refusedRef);
       const got = lua.admitted.map((a) => a.id);
       const want = ref.map((r) => r.job.item);
-      expect({ scenario, step, kind, admitted: got }).toEqual({ scenario, step, kind, admitted: want });
+      expect({ scenario, step, kind, admitted: got, refused: lua.refused.map((r) => r.id) }).toEqual({
+        scenario,
+        step,
+        kind,
+        admitted: want,
+        refused: refusedRef.map((r) => r.job.item),
+      });
+      refusals += refusedRef.length;
       for (const r of ref) inflight.push({ id: r.job.item, tenant: r.tenant, cost: r.job.cost });
       total += got.length;
       perKind[kind] = (perKind[kind] ?? 0) + got.length;
     }
   }
-  process.stdout.write(`scheduler differential: ${total} admissions compared (${JSON.stringify(perKind)})\n`);
+  process.stdout.write(`scheduler differential: ${total} admissions and ${refusals} refusals compared (${JSON.stringify(perKind)})\n`);
+  expect(refusals).toBeGreaterThan(5);
   for (const k of POLICY_KINDS) expect(perKind[k]).toBeGreaterThan(50);
 });
