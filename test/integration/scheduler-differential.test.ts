@@ -5,7 +5,7 @@
  * through both, and requires the same admissions in the same order after every step.
  */
 import { POLICY_KINDS, type Policy, type TenantPolicy } from '../../src/core/policy';
-import { FairQueue } from '../../src/core/fair-queue';
+import { FairQueue, type QueuedJob } from '../../src/core/fair-queue';
 import { Governance } from '../../src/redis/governance';
 import { Keys } from '../../src/redis/keys';
 import { cleanupPrefix, testRedis, uniquePrefix } from '../support/services';
@@ -96,7 +96,7 @@ it('admits the same jobs in the same order as the reference scheduler, under eve
         now += Math.floor(rand() * 1500);
       }
       const lua = await gov.drain(ds, { capacity, maxAdmit: 1000, leaseMs: 3_600_000, maxEvaluations: 10_000 });
-      const refusedRef: Array<{ tenant: string; job: { item: string } }> = [];
+      const refusedRef: Array<{ tenant: string; job: QueuedJob<string> }> = [];
       const ref = model.drain(now, Infinity, refusedRef);
       const got = lua.admitted.map((a) => a.id);
       const want = ref.map((r) => r.job.item);

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gcra, MAX_INSTANT } from '../../src/core/gcra';
 import { MIN_RATE, MIN_WEIGHT } from '../../src/core/limits';
-import { FairQueue } from '../../src/core/fair-queue';
+import { FairQueue, type QueuedJob } from '../../src/core/fair-queue';
 import { beyondPolicy, weightOf, type Policy } from '../../src/core/policy';
 import { windowsAt } from '../../src/core/periods';
 import { beyondQuota, EMPTY_STATE, evaluate, type QuotaDef } from '../../src/core/quota';
@@ -54,7 +54,7 @@ describe('a cost the policy could never admit', () => {
     q.add('hog', { cost: 6, item: 'big' }, T0);
     q.add('b', { cost: 1, item: 'small-b' }, T0);
     q.add('hog', { cost: 1, item: 'small-hog' }, T0);
-    const refused: Array<{ tenant: string; job: { item: string } }> = [];
+    const refused: Array<{ tenant: string; job: QueuedJob<string> }> = [];
     const admitted = q.drain(T0, Infinity, refused).map((a) => a.job.item);
     expect(refused.map((r) => r.job.item)).toEqual(['big']);
     expect(admitted.sort()).toEqual(['small-b', 'small-hog']);

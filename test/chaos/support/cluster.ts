@@ -11,7 +11,7 @@ import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { ConfigInput } from '../../../src/config/file';
-import { execJobId, Keys } from '../../../src/redis/keys';
+import { execJobId, jobKey, Keys } from '../../../src/redis/keys';
 import { startPrivatePostgres, type PrivatePostgres } from '../../support/private-postgres';
 import { startPrivateRedis, type PrivateRedis } from '../../support/private-redis';
 import { spawnWorker, writeConfigFile, type Child } from '../../support/processes';
@@ -240,7 +240,8 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
 }
 
 /**
- * Where every ingress id is now, from the places themselves (not from tollgate's own counters):
+ * Where every ingress id is now, from the places themselves (not from tollgate's own counters),
+ * under its job key (src/redis/keys.ts; the first job of each id):
  * the ingress job hash, the waiting place's per-flow sorted set, the execution queue's job hash or
  * the execution workers' record of having run it (completed jobs are removed), the dead-letter job.
  */
@@ -249,7 +250,7 @@ async function conservation(c: Cluster, ids: string[], exec: ExecTracker): Promi
   const chunk = 1000;
   for (let i = 0; i < ids.length; i += chunk) {
     const pipe = c.conn.pipeline();
-    for (const id of ids.slice(i, i + chunk)) pipe.hgetall(c.keys.record(id));
+    for (const id of ids.slice(i, i + chunk)) pipe.hgetall(c.keys.record(jobKey(id)));
     records.push(...((await pipe.exec()) ?? []).map(([, r]) => (r ?? {}) as Record<string, string>));
   }
   const out: Conservation = {
@@ -267,9 +268,9 @@ async function conservation(c: Cluster, ids: string[], exec: ExecTracker): Promi
     for (const [k, id] of slice.entries()) {
       const rec = records[i + k]!;
       pipe.exists(c.keys.bullJob(c.ingress.name, id));
-      pipe.hget(c.keys.bullJob('dead-letter', execJobId(id)), 'data');
-      for (const d of DOWNSTREAMS) pipe.exists(c.keys.bullJob(`exec.${d}`, execJobId(id)));
-      if (rec.ds && rec.t && rec.n) pipe.zscore(c.keys.ds(rec.ds, `f:${rec.t}/${rec.n}`), id);
+      pipe.hget(c.keys.bullJob('dead-letter', execJobId(jobKey(id))), 'data');
+      for (const d of DOWNSTREAMS) pipe.exists(c.keys.bullJob(`exec.${d}`, execJobId(jobKey(id))));
+      if (rec.ds && rec.t && rec.n) pipe.zscore(c.keys.ds(rec.ds, `f:${rec.t}/${rec.n}`), jobKey(id));
       else pipe.echo('');
     }
     const res = ((await pipe.exec()) ?? []).map(([, v]) => v);
@@ -290,7 +291,7 @@ async function conservation(c: Cluster, ids: string[], exec: ExecTracker): Promi
         if (typeof reason === 'string' && reason) out.deadReasons[reason] = (out.deadReasons[reason] ?? 0) + 1;
         else out.deadWithoutReason.push(id);
       }
-      const execId = execJobId(id);
+      const execId = execJobId(jobKey(id));
       if (r.slice(2, 2 + DOWNSTREAMS.length).some((n) => Number(n) === 1) || exec.runs.has(execId)) places.push('exec');
       const waitScore = r[2 + DOWNSTREAMS.length];
       if (waitScore !== null && waitScore !== '') places.push('waiting');
