@@ -1,0 +1,165 @@
+/**
+ * Ingress behaves like a BullMQ queue to its producers, whatever consumes it (issue 11's contract):
+ * add and addBulk, priorities and LIFO in BullMQ's order, delays that enter when due, a paused ingress
+ * not consumed, getJobCounts, custom ids and deduplication at add, the `completed` events QueueEvents
+ * and waitUntilFinished listen to, job schedulers, and a flow's child. Plain BullMQ producers, real
+ * Redis and Postgres, tollgate in-process.
+ */
+import { FlowProducer, QueueEvents, type Job } from 'bullmq';
+import { parseApiTokens } from '../../src/config/tokens';
+import { execJobId } from '../../src/redis/keys';
+import { createHarness, type Harness } from '../support/harness';
+import { testRedis, waitFor } from '../support/services';
+
+jest.setTimeout(60_000);
+
+const ADMIN = 'admin-secret-0123456789';
+let h: Harness;
+let events: QueueEvents;
+const connections: Array<ReturnType<typeof testRedis>> = [];
+const connection = () => {
+  const c = testRedis(h.env.redisUrl);
+  connections.push(c);
+  return c;
+};
+const executed = new Map<string, Job[]>();
+const ran = (mark: string) => [...executed.values()].flat().filter((j) => j.data.mark === mark);
+
+beforeAll(async () => {
+  h = await createHarness('ingress-compat', { env: { apiTokens: parseApiTokens(`ops:${ADMIN}:admin`) } });
+  await h.start();
+  for (const q of ['exec.scanner', 'exec.attestor', 'exec.policy']) {
+    h.worker(
+      q,
+      async (job) => {
+        executed.set(q, [...(executed.get(q) ?? []), job]);
+        if (job.data.sleepMs) await new Promise((r) => setTimeout(r, job.data.sleepMs));
+        return { ok: true };
+      },
+      { concurrency: 20 },
+    );
+  }
+  events = new QueueEvents(h.config.queues.ingress, { connection: connection(), prefix: h.prefix });
+  await events.waitUntilReady();
+});
+afterAll(async () => {
+  await events.close();
+  await h.close();
+  for (const c of connections) c.disconnect();
+});
+
+/** Pauses ingress, runs `fill`, resumes: jobs added meanwhile are all in ingress at once. */
+async function whilePaused(fill: () => Promise<unknown>): Promise<void> {
+  await h.ingress.pause();
+  try {
+    await fill();
+  } finally {
+    await h.ingress.resume();
+  }
+}
+
+it('add and addBulk: every job reaches its execution queue with its name and data', async () => {
+  const one = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'add' });
+  const bulk = await h.ingress.addBulk(Array.from({ length: 50 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: `t${i % 5}`, i, mark: 'bulk' } })));
+  await waitFor(() => (ran('add').length === 1 && ran('bulk').length === 50) || undefined, 'every job run');
+  expect(ran('add')[0]!.id).toBe(execJobId(one.id!));
+  expect(new Set(ran('bulk').map((j) => j.data.i))).toEqual(new Set(bulk.map((j) => j.data.i)));
+});
+
+it('a paused ingress is not consumed, and counts its jobs as waiting; resumed, it is', async () => {
+  await h.ingress.pause();
+  try {
+    await h.ingress.addBulk(Array.from({ length: 5 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'acme', i, mark: 'paused' } })));
+    await new Promise((r) => setTimeout(r, 700)); // several intake rounds' worth
+    expect(ran('paused')).toHaveLength(0);
+    expect(await h.ingress.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).toEqual({ waiting: 5, active: 0, delayed: 0, prioritized: 0 });
+  } finally {
+    await h.ingress.resume();
+  }
+  await waitFor(() => ran('paused').length === 5 || undefined, 'the jobs to run once resumed');
+  await waitFor(async () => {
+    const c = await h.ingress.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed');
+    return Object.values(c).every((n) => n === 0) || undefined;
+  }, 'ingress to count nothing once handled');
+});
+
+it('priorities, then LIFO, are taken in BullMQ order', async () => {
+  // One slot on the attestor: the first job taken runs at once, the rest wait in the waiting place in
+  // the order intake met them (each its own flow: the waiting place orders flows by arrival).
+  expect((await h.api('PUT', '/api/v1/policies/attestor', { body: { kind: 'proportional', capacity: 1 }, token: ADMIN })).status).toBe(200);
+  try {
+    await whilePaused(async () => {
+      for (const p of [5, 1, 3, 2, 4]) await h.ingress.add(`attest.p${p}`, { tenantId: 'prio', p, sleepMs: 30, mark: 'prio' }, { priority: p });
+    });
+    await waitFor(() => ran('prio').length === 5 || undefined, 'every prioritized job');
+    expect(ran('prio').map((j) => j.data.p)).toEqual([1, 2, 3, 4, 5]);
+
+    await whilePaused(async () => {
+      for (const k of [1, 2, 3]) await h.ingress.add(`attest.l${k}`, { tenantId: 'lifo', k, sleepMs: 30, mark: 'lifo' }, { lifo: true });
+    });
+    await waitFor(() => ran('lifo').length === 3 || undefined, 'every lifo job');
+    expect(ran('lifo').map((j) => j.data.k)).toEqual([3, 2, 1]);
+  } finally {
+    await h.api('PUT', '/api/v1/policies/attestor', { body: { kind: 'proportional', capacity: 20 }, token: ADMIN });
+  }
+});
+
+it('a delayed job enters when due, not before', async () => {
+  const added = Date.now();
+  const job = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'delayed' }, { delay: 1200 });
+  expect(await h.ingress.getJobState(job.id!)).toBe('delayed');
+  await waitFor(() => ran('delayed').length === 1 || undefined, 'the delayed job to run');
+  expect(ran('delayed')[0]!.timestamp - added).toBeGreaterThanOrEqual(1200);
+});
+
+it('custom ids and deduplication are applied at add: a second add of either is one job', async () => {
+  await whilePaused(async () => {
+    const a = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'custom' }, { jobId: 'compat-custom' });
+    const b = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'custom' }, { jobId: 'compat-custom' });
+    expect(b.id).toBe(a.id);
+    const c = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'dedup' }, { deduplication: { id: 'compat-dedup' } });
+    const d = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'dedup' }, { deduplication: { id: 'compat-dedup' } });
+    expect(d.id).toBe(c.id);
+  });
+  await waitFor(() => (ran('custom').length === 1 && ran('dedup').length === 1) || undefined, 'one run each');
+  await new Promise((r) => setTimeout(r, 300));
+  expect([ran('custom').length, ran('dedup').length]).toEqual([1, 1]);
+  expect(ran('custom')[0]!.id).toBe(execJobId('compat-custom'));
+});
+
+it("emits ingress 'completed' events: QueueEvents hears them and waitUntilFinished resolves", async () => {
+  const heard: string[] = [];
+  const onCompleted = ({ jobId }: { jobId: string }) => heard.push(jobId);
+  events.on('completed', onCompleted);
+  try {
+    const job = await h.ingress.add('policy.eval', { tenantId: 'acme', mark: 'events' });
+    await job.waitUntilFinished(events, 10_000);
+    await waitFor(() => heard.includes(job.id!) || undefined, "the 'completed' event");
+  } finally {
+    events.off('completed', onCompleted);
+  }
+});
+
+it('a job scheduler on ingress runs on schedule through the gate', async () => {
+  await h.ingress.upsertJobScheduler('compat-every', { every: 300 }, { name: 'scan.image', data: { tenantId: 'acme', mark: 'scheduled' } });
+  try {
+    await waitFor(() => ran('scheduled').length >= 3 || undefined, 'three scheduled runs', 10_000);
+  } finally {
+    await h.ingress.removeJobScheduler('compat-every');
+  }
+});
+
+it("a flow's child added through ingress reaches its execution queue", async () => {
+  const flows = new FlowProducer({ connection: connection(), prefix: h.prefix });
+  try {
+    await flows.add({
+      name: 'report',
+      queueName: 'compat-parents',
+      data: {},
+      children: [{ name: 'scan.image', queueName: h.config.queues.ingress, data: { tenantId: 'acme', mark: 'child' } }],
+    });
+    await waitFor(() => ran('child').length === 1 || undefined, 'the child to run');
+  } finally {
+    await flows.close();
+  }
+});
