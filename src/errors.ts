@@ -18,6 +18,10 @@ export interface ErrorSpec {
 export const ERRORS = {
   // Configuration and start-up
   TG_ERR_ENV: { status: 500, doc: 'An environment variable has a bad value; the message names it. The process exits 1.' },
+  TG_ERR_BULLMQ_VERSION: {
+    status: 500,
+    doc: "The installed BullMQ is not a version tollgate's intake was verified against (it reads BullMQ's key layout; the README names the versions). The process exits 1.",
+  },
   TG_ERR_CONFIG: {
     status: 500,
     doc: 'The config file (TOLLGATE_CONFIG) is missing, not JSON, or invalid; the message names the file and the exact path inside it. The process exits 1.',

@@ -9,10 +9,12 @@
  * Several entries are separated by commas. An unknown name or action stops the process at start.
  */
 export const FAILPOINTS = [
+  'gate.after-claim',
   'gate.after-decision',
   'gate.after-exec-add',
   'gate.after-dead-letter',
   'gate.after-enqueue',
+  'gate.before-finish',
   'scheduler.after-drain',
   'scheduler.after-exec-add',
   'observer.after-release',

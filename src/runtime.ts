@@ -18,6 +18,8 @@ import { parseFailpoints } from './failpoints';
 import { createLogger, type Logger } from './observability/log';
 import { Metrics } from './observability/metrics';
 import { Gate } from './queues/gate';
+import { Ingress } from './queues/ingress';
+import { checkBullmqLayout } from './queues/bullmq-layout';
 import { Scheduler } from './queues/scheduler';
 import { defaultQuota } from './config/quotas';
 import { Observer } from './queues/observer';
@@ -65,6 +67,7 @@ function backoffDelay(attempt: number): number {
 
 export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
   const { env, config, roles } = opts;
+  checkBullmqLayout();
   const log = opts.log ?? createLogger(env.logLevel, roles.join('+'));
   const metrics = opts.metrics ?? new Metrics();
   const failpoints = parseFailpoints(env.failpoints);
@@ -179,8 +182,10 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       await governance.writeDefaultQuota(defaultQuota(config));
       // The config's policies apply until an operator sets one at runtime (kept in Postgres and Redis).
       for (const d of config.downstreams) await governance.writePolicy(d.name, d.policy, 'config');
-      const workerConnection = createRedis(env.redisUrl, 'worker', log, 'gate-worker');
-      workerConnection.options.enableAutoPipelining = false;
+      // Its own connection for the blocking wait on the ingress marker (no auto-pipelining under a block).
+      const blockingConnection = createRedis(env.redisUrl, 'worker', log, 'gate-wait');
+      blockingConnection.options.enableAutoPipelining = false;
+      const ingress = new Ingress(redis, blockingConnection, topology.ingress, keys);
       const subscriber = createRedis(env.redisUrl, 'worker', log, 'gate-wake');
       const gateLog = log.child({ component: 'gate' });
       const mirror = new MirrorGuard(database, new Definitions(database, governance, config, gateLog), gateLog, () => migrated);
@@ -192,14 +197,14 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       });
       const scheduler = new Scheduler({ config, topology, governance, subscriber, log: gateLog, metrics, failpoints, now });
       await scheduler.start();
-      gate = new Gate({ config, topology, governance, scheduler, workerConnection, log: gateLog, metrics, failpoints, now, mirror });
+      gate = new Gate({ config, topology, governance, scheduler, ingress, log: gateLog, metrics, failpoints, now, mirror });
       gate.start();
       // Intake first (its in-flight jobs may still enqueue), then the scheduler's in-flight drains.
       phases.gate.push(async () => {
         mirror.close();
         await gate!.close();
         await scheduler.close();
-        workerConnection.disconnect();
+        blockingConnection.disconnect();
         subscriber.disconnect();
       });
     }

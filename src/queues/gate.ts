@@ -1,22 +1,26 @@
 /**
- * The governance gate's intake: consumes `ingress`, classifies each job (validate, route), and asks
- * Redis for a decision: admit now (then promote to `exec.<downstream>` with the same name, data and
- * retry options), wait (the job moves to its downstream's waiting place, drained by the Scheduler),
- * or refuse (dead-letter with a reason).
+ * The governance gate's intake: claims batches of `ingress` jobs straight from BullMQ's keys
+ * (src/queues/ingress.ts), classifies each job (validate, route), and asks Redis for a decision: admit
+ * now (then promote to `exec.<downstream>` with the same name, data and retry options), wait (the job
+ * moves to its downstream's waiting place, drained by the Scheduler), or refuse (dead-letter with a
+ * reason). Decisions, waits and adds of a batch share script calls and pipelines (MicroBatcher, ioredis
+ * auto-pipelining); the batch's handled jobs end in one call. Intake costs Redis less per job than a
+ * producer's add, so a producer at full speed cannot build a backlog in ingress in front of the fair
+ * waiting place.
  *
  * Crash safety (kill -9 at any instruction): the decision is recorded in Redis before anything is
  * added, every add is idempotent (job id and deduplication key derived from the job key: the ingress
  * id, told apart from an earlier job with the same id by its creation stamp), and the ingress job
- * completes only after its add or its move to the waiting place. A gate that dies anywhere leaves its
- * ingress job active; BullMQ's stalled check returns it to `wait`, and the next attempt finds the
- * record (admitted: add again, a no-op if it happened; finished; already waiting; refused).
+ * is ended only after its add or its move to the waiting place. A gate that dies anywhere leaves its
+ * claims to expire (`gate.lockDurationMs`); the next claim call of any gate takes them back, and the
+ * next attempt finds the record (admitted: add again, a no-op if it happened; finished; already
+ * waiting; refused).
  *
  * No single job can stall intake or keep a slot: a job BullMQ refuses downstream, or whose add fails
  * for a reason of its own on every attempt, gives its admission back and is dead-lettered
  * (`exec-refused`); only outages (Redis unreachable or refusing writes) pause intake.
  */
-import { DelayedError, Worker, type Job, type JobsOptions, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Job, JobsOptions, Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
 import { ERRORS } from '../errors';
@@ -31,6 +35,7 @@ import { execJobId, jobKey } from '../redis/keys';
 import { addDeadLetter, type DeadLetterData } from './dead-letter';
 import { bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
+import type { Ingress } from './ingress';
 import type { Scheduler } from './scheduler';
 import type { Topology } from './topology';
 
@@ -41,8 +46,8 @@ export interface GateDeps {
   topology: Topology;
   governance: Governance;
   scheduler: Scheduler;
-  /** Connection for the ingress Worker (BullMQ duplicates it for its blocking reads). */
-  workerConnection: Redis;
+  /** The gate's side of the ingress queue (claims, ends, the wait for work). */
+  ingress: Ingress;
   log: Logger;
   metrics: Metrics;
   failpoints: Failpoints;
@@ -54,8 +59,21 @@ export interface GateDeps {
 
 const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
 
+/** What became of one claimed job: handled (end it), or to be claimed again later. */
+type Outcome = { kind: 'done' } | { kind: 'again'; inMs: number };
+const DONE: Outcome = { kind: 'done' };
+
+/** Raised to send one claimed job back for a later attempt (the claim is given back, not ended). */
+class TryAgain extends Error {
+  constructor(readonly inMs: number) {
+    super(`try again in ${inMs} ms`);
+  }
+}
+
 export class Gate {
-  private worker?: Worker;
+  private running = false;
+  private loops: Array<Promise<void>> = [];
+  private idle?: Promise<void>;
   private readonly classify: (job: Pick<Job, 'name' | 'data' | 'opts'>) => Classification;
   private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
   private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
@@ -91,28 +109,68 @@ export class Gate {
     }, config.gate.maxBatch);
   }
 
+  /** Starts the claim loops: `gate.concurrency` jobs in flight at most, claimed `gate.maxBatch` at a time. */
   start(): void {
-    const { config, topology, workerConnection, log } = this.deps;
-    this.worker = new Worker(config.queues.ingress, (job, token) => this.handle(job, token), {
-      connection: workerConnection,
-      prefix: topology.prefix,
-      name: 'tollgate-gate',
-      concurrency: config.gate.concurrency,
-      lockDuration: config.gate.lockDurationMs,
-      stalledInterval: config.gate.stalledIntervalMs,
-      maxStalledCount: config.gate.maxStalledCount,
-      removeOnComplete: { count: 0 },
-    });
-    this.worker.on('error', (err) => log.error({ err }, 'gate worker error'));
-    log.info({ queue: config.queues.ingress, concurrency: config.gate.concurrency }, 'gate consuming ingress');
+    const { config, log } = this.deps;
+    this.running = true;
+    const batch = Math.min(config.gate.maxBatch, config.gate.concurrency);
+    const loops = Math.max(1, Math.ceil(config.gate.concurrency / batch));
+    for (let i = 0; i < loops; i++) this.loops.push(this.loop(batch));
+    log.info({ queue: config.queues.ingress, concurrency: config.gate.concurrency, batch, loops }, 'gate consuming ingress');
   }
 
-  /** Stops taking jobs and waits for in-flight decisions and promotions to finish. */
+  /** Stops claiming and waits for the batches in flight to be handled and ended. */
   async close(): Promise<void> {
-    await this.worker?.close();
+    this.running = false;
+    await Promise.all(this.loops);
+    this.loops = [];
   }
 
-  private async handle(job: Job, token: string | undefined): Promise<void> {
+  private async loop(batch: number): Promise<void> {
+    const { config, ingress, failpoints, log } = this.deps;
+    while (this.running) {
+      try {
+        const claim = await ingress.claim(batch, config.gate.lockDurationMs);
+        if (claim.jobs.length === 0) {
+          const wait = claim.nextDelayedAt !== undefined ? Math.max(1, claim.nextDelayedAt - Date.now()) : GATE_IDLE_WAIT_MS;
+          await this.waitForWork(Math.min(wait, GATE_IDLE_WAIT_MS));
+          continue;
+        }
+        await failpoints.hit('gate.after-claim');
+        const outcomes = await Promise.all(claim.jobs.map((job) => this.handle(job)));
+        await failpoints.hit('gate.before-finish');
+        const done = claim.jobs.filter((_, i) => outcomes[i]!.kind === 'done').map((j) => j.id!);
+        await ingress.finish(done);
+        // Jobs to try again go back to the claims with a new due time; the longest wait sets the pause.
+        const again = claim.jobs.flatMap((j, i) => (outcomes[i]!.kind === 'again' ? [{ id: j.id!, inMs: (outcomes[i] as { inMs: number }).inMs }] : []));
+        for (const inMs of new Set(again.map((a) => a.inMs))) {
+          await ingress.release(again.filter((a) => a.inMs === inMs).map((a) => a.id), Date.now() + inMs);
+        }
+        if (this.consecutiveErrors > 0) await sleep(INFRA_BACKOFF_MS[Math.min(this.consecutiveErrors - 1, INFRA_BACKOFF_MS.length - 1)]!);
+      } catch (err) {
+        // Claiming or ending failed (Redis unreachable or refusing writes): the claims stay leased
+        // and come back; pause with backoff so a sick Redis is not hammered.
+        const delay = INFRA_BACKOFF_MS[Math.min(this.consecutiveErrors, INFRA_BACKOFF_MS.length - 1)]!;
+        this.consecutiveErrors++;
+        this.deps.metrics.gateErrors.inc({ stage: 'intake' });
+        log.warn({ err: (err as Error).message, retryInMs: delay }, 'gate could not claim or end ingress jobs; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** One wait on the ingress marker shared by every idle loop of this gate. */
+  private waitForWork(ms: number): Promise<void> {
+    if (!this.idle) {
+      this.idle = this.deps.ingress
+        .waitForWork(ms)
+        .catch(() => sleep(Math.min(ms, 100)))
+        .finally(() => (this.idle = undefined));
+    }
+    return this.idle;
+  }
+
+  private async handle(job: Job): Promise<Outcome> {
     const started = performance.now();
     // The producer's options are meant for the execution job (they pass through); the ingress copy
     // has done its work once handled, so it is always removed on completion.
@@ -120,6 +178,7 @@ export class Gate {
     job.opts.removeOnComplete = true;
     const original = { name: job.name, data: job.data, opts: producerOpts as Record<string, unknown> };
     const delivery: Delivery = { ingressJobId: job.id!, stamp: String(job.timestamp) };
+    if (job.repeatJobKey) await this.scheduleNext(job);
     try {
       const verdict = this.classify(job);
       if (!verdict.ok) {
@@ -136,19 +195,19 @@ export class Gate {
           job: original,
         });
         await this.deps.failpoints.hit('gate.after-dead-letter');
-        return;
+        return DONE;
       }
       const { downstream, tenantId } = verdict;
       if (verdict.deadline !== undefined && verdict.deadline <= this.deps.now()) {
         await this.refuse(job, delivery, original, downstream, tenantId, 'TG_ERR_EXPIRED', `its deadline ${new Date(verdict.deadline).toISOString()} had passed when it reached the gate; not run late`);
-        return;
+        return DONE;
       }
       const decision = await this.intake.submit(downstream, { ...delivery, tenantId, name: job.name, cost: verdict.cost });
       this.deps.metrics.decisionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
       await this.deps.failpoints.hit('gate.after-decision');
       switch (decision.kind) {
         case 'admitted':
-          await this.promote(job, token, downstream, decision.key, producerOpts, original);
+          await this.promote(job, downstream, decision.key, producerOpts, original);
           this.deps.metrics.promotionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
           this.deps.metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
           break;
@@ -186,14 +245,14 @@ export class Gate {
         case 'unmirrored':
           // Redis lost the definitions: restore them, and let the job come back in a moment.
           this.deps.mirror?.repair();
-          await this.worker?.rateLimit(100);
-          throw Worker.RateLimitError();
+          return { kind: 'again', inMs: 100 };
         default: // 'queued', 'finished': an earlier attempt did the work
       }
       this.consecutiveErrors = 0;
+      return DONE;
     } catch (err) {
-      if (err instanceof Error && (err.name === 'RateLimitError' || err instanceof DelayedError)) throw err;
-      await this.onInfraError(job, err);
+      if (err instanceof TryAgain) return { kind: 'again', inMs: err.inMs };
+      return this.onInfraError(job, err);
     }
   }
 
@@ -202,7 +261,7 @@ export class Gate {
    * (BullMQ refuses its options; a failure of its own, EXEC_ADD_ATTEMPTS times) gives the admission
    * back and dead-letters the job (`exec-refused`); an outage throws, and the job returns to ingress.
    */
-  private async promote(job: Job, token: string | undefined, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<void> {
+  private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<void> {
     const queue = this.deps.topology.execQueue(downstream);
     const opts = execOptions(key, producerOpts, this.retentionMs);
     let failure = bullmqRefusal(queue, job.name, job.data, opts);
@@ -224,12 +283,22 @@ export class Gate {
       await addDeadLetter(this.deps.topology, { key, ingressJobId: job.id!, code: 'TG_ERR_EXEC_REFUSED', message, downstream, job: original });
       return;
     }
-    if (outcome === 'retry') {
-      // Back to ingress for a later attempt, without pausing intake for the other tenants.
-      await job.moveToDelayed(Date.now() + 250, token);
-      throw new DelayedError();
-    }
+    // Claimed again in a moment, without pausing intake for the other tenants.
+    if (outcome === 'retry') throw new TryAgain(250);
     throw new Error(`job ${job.id} was admitted, then found not admitted when its add failed`);
+  }
+
+  /**
+   * A job scheduler's job: adds the scheduler's next job, as a BullMQ worker does when it takes one
+   * (idempotent: the next job's id derives from the scheduler and its time).
+   */
+  private async scheduleNext(job: Job): Promise<void> {
+    try {
+      const schedulers = await this.deps.ingress.queue.jobScheduler;
+      await schedulers.upsertJobScheduler(job.repeatJobKey!, (job.opts as { repeat?: object }).repeat ?? {}, job.name, job.data, job.opts, { override: false, producerId: job.id! });
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message, jobId: job.id, scheduler: job.repeatJobKey }, "could not add the job scheduler's next job");
+    }
   }
 
   /** For ids that may be reused (custom ids: BullMQ's own are numbers), whether their first key is taken. */
@@ -268,15 +337,19 @@ export class Gate {
   }
 
   /**
-   * Redis or script errors: the job goes back to `wait` untouched (no attempt consumed) and this
-   * worker pauses briefly, so nothing is lost and a sick Redis is not hammered.
+   * Redis or script errors: the job is claimed again after a backoff, untouched, and this gate pauses
+   * briefly after the batch, so nothing is lost and a sick Redis is not hammered.
    */
-  private async onInfraError(job: Job, err: unknown): Promise<never> {
+  private onInfraError(job: Job, err: unknown): Outcome {
     const delay = INFRA_BACKOFF_MS[Math.min(this.consecutiveErrors, INFRA_BACKOFF_MS.length - 1)]!;
     this.consecutiveErrors++;
     this.deps.metrics.gateErrors.inc({ stage: 'intake' });
-    this.deps.log.warn({ err, jobId: job.id, retryInMs: delay }, 'gate could not decide or promote a job; it returns to ingress');
-    await this.worker?.rateLimit(delay);
-    throw Worker.RateLimitError();
+    this.deps.log.warn({ err, jobId: job.id, retryInMs: delay }, 'gate could not decide or promote a job; it is claimed again later');
+    return { kind: 'again', inMs: delay };
   }
 }
+
+/** Longest wait on the ingress marker before claiming again (covers a marker another gate took). */
+const GATE_IDLE_WAIT_MS = 1000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -104,6 +104,14 @@ export class Keys {
     return `${this.prefix}:gov-wake`;
   }
 
+  /**
+   * The gate's claims on ingress jobs (zset: job id → lease end, ms): tollgate's own key, inside the
+   * ingress queue's key space (and so its hash tag) because claimIngress-8.lua changes both at once.
+   */
+  ingressClaims(queue: string): string {
+    return `${this.prefix}:${queue}:tg-claims`;
+  }
+
   /** Key of a BullMQ job hash, for direct existence checks in sweeps. */
   bullJob(queue: string, jobId: string): string {
     return `${this.prefix}:${queue}:${jobId}`;

@@ -4,7 +4,7 @@
  * (NOSCRIPT), so a flushed script cache needs no handling here.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Redis } from 'ioredis';
 
 const LUA_DIR = join(__dirname, 'lua');
@@ -30,16 +30,29 @@ export interface Scripts {
   adopt(keys: [anchor: string], args: Arg[]): Promise<number>;
   breakerCas(keys: [breaker: string], args: Arg[]): Promise<number>;
   drainHeld(keys: [anchor: string], args: Arg[]): Promise<string[]>;
+  claimIngress(keys: string[], args: Arg[]): Promise<Array<number | string | string[]>>;
+  finishIngress(keys: string[], args: Arg[]): Promise<number>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
 
-/** Inlines `--- @include "name"` lines with lua/includes/name.lua (each include once per script). */
-function withIncludes(lua: string, seen = new Set<string>()): string {
-  return lua.replace(/^--- @include "([A-Za-z0-9_-]+)"$/gm, (_, name: string) => {
-    if (seen.has(name)) return '';
-    seen.add(name);
-    return withIncludes(readFileSync(join(LUA_DIR, 'includes', `${name}.lua`), 'utf8'), seen);
+/** BullMQ's own Lua includes, reused where tollgate reads or writes a BullMQ queue's keys. */
+const BULLMQ_INCLUDES = join(dirname(require.resolve('bullmq/package.json')), 'dist', 'cjs', 'commands', 'includes');
+
+/**
+ * Inlines `--- @include "name"` lines with lua/includes/name.lua, and `--- @include "bullmq:name"` with
+ * BullMQ's includes/name.lua (and the includes that one names, in BullMQ's own form), each once per
+ * script.
+ */
+function withIncludes(lua: string, seen = new Set<string>(), bullmq = false): string {
+  return lua.replace(/^--- @include "([A-Za-z0-9_:/-]+)"\s*$/gm, (_, ref: string) => {
+    const fromBullmq = bullmq || ref.startsWith('bullmq:');
+    const name = ref.replace(/^bullmq:/, '').replace(/^includes\//, '');
+    const id = `${fromBullmq ? 'bullmq:' : ''}${name}`;
+    if (seen.has(id)) return '';
+    seen.add(id);
+    const file = fromBullmq ? join(BULLMQ_INCLUDES, `${name}.lua`) : join(LUA_DIR, 'includes', `${name}.lua`);
+    return withIncludes(readFileSync(file, 'utf8'), seen, fromBullmq);
   });
 }
 
@@ -62,6 +75,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld', 'claimIngress', 'finishIngress'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

@@ -11,10 +11,12 @@ import { waitFor } from '../support/services';
 jest.setTimeout(60_000);
 
 const STEPS = [
+  'gate.after-claim',
   'gate.after-decision',
   'gate.after-exec-add',
   'gate.after-enqueue',
   'gate.after-dead-letter',
+  'gate.before-finish',
   'scheduler.after-drain',
   'scheduler.after-exec-add',
 ] as const;
@@ -34,7 +36,8 @@ it('two gates killed -9 at every promotion failpoint lose, duplicate and over-ad
     let round = 0;
     const supervise = (slot: number): void => {
       const step = STEPS[round++ % STEPS.length]!;
-      const at = step === 'gate.after-dead-letter' ? 2 : 3 + Math.floor(Math.random() * 37);
+      // Once-per-batch steps are hit less often than per-job ones.
+      const at = step === 'gate.after-dead-letter' ? 2 : step === 'gate.after-claim' || step === 'gate.before-finish' ? 1 + Math.floor(Math.random() * 4) : 3 + Math.floor(Math.random() * 37);
       const g = c.spawn('gate', { TOLLGATE_FAILPOINTS: `${step}=kill@${at}` });
       gates[slot] = g;
       void g.exited.then(({ code, signal }) => {

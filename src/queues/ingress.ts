@@ -1,0 +1,81 @@
+/**
+ * The gate's side of the ingress queue: claims batches of jobs straight from BullMQ's keys under a
+ * lease (claimIngress-8.lua), gives a claim back for a later attempt, ends handled jobs as BullMQ
+ * ends a completed job (finishIngress-5.lua), and waits on the queue's marker when there is nothing
+ * to take, as a BullMQ worker does. Producers see a plain BullMQ queue: jobs wait, are prioritized or
+ * delayed as BullMQ keeps them, and end with a 'completed' event.
+ */
+import { Job, raw2NextJobData, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../redis/keys';
+import { scriptsFor, type Scripts } from '../redis/scripts';
+
+export interface Claim {
+  jobs: Job[];
+  /** When the earliest delayed job falls due (ms), if there is one. */
+  nextDelayedAt?: number;
+}
+
+export class Ingress {
+  private readonly scripts: Scripts;
+  private readonly claims: string;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly redis: Redis,
+    /** A connection of its own for the blocking wait on the marker. */
+    private readonly blocking: Redis,
+    readonly queue: Queue,
+    keys: Keys,
+  ) {
+    this.scripts = scriptsFor(redis);
+    this.claims = keys.ingressClaims(queue.name);
+    this.prefix = queue.keys[''] ?? `${keys.prefix}:${queue.name}:`;
+  }
+
+  /** Up to `max` jobs, in BullMQ's order, leased to this gate for `leaseMs` (expired claims first). */
+  async claim(max: number, leaseMs: number, now = Date.now()): Promise<Claim> {
+    const k = this.queue.keys;
+    const raw = await this.scripts.claimIngress([k.wait!, k.prioritized!, k.delayed!, k.meta!, k.marker!, k.events!, k.pc!, this.claims], [this.prefix, now, max, leaseMs]);
+    const next = Number(raw[0]);
+    const jobs: Job[] = [];
+    for (let i = 1; i < raw.length; i += 2) {
+      const id = String(raw[i]);
+      // BullMQ's own decoding of a job hash (as its workers do after moveToActive).
+      const [json] = raw2NextJobData([raw[i + 1], id, 0, 0]);
+      jobs.push(Job.fromJSON(this.queue, json!, id));
+    }
+    return { jobs, ...(next >= 0 ? { nextDelayedAt: next } : {}) };
+  }
+
+  /** Gives claims back: each job may be claimed again (by any gate) from `at` (ms). */
+  async release(ids: readonly string[], at: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.redis.zadd(this.claims, 'XX', ...ids.flatMap((id) => [at, id]));
+  }
+
+  /** Ends handled jobs: 'completed' events, their keys deleted, a flow's parent told. */
+  async finish(ids: readonly string[], now = Date.now()): Promise<number> {
+    if (ids.length === 0) return 0;
+    const k = this.queue.keys;
+    const args: Array<string | number> = [this.prefix, now];
+    for (const id of ids) args.push(id, 'null');
+    return this.scripts.finishIngress([this.claims, k.events!, k.meta!, k.wait!, k.prioritized!], args);
+  }
+
+  /** Waits until a job may be there to take (the marker a producer's add sets), or `ms` passed. */
+  async waitForWork(ms: number): Promise<void> {
+    const seconds = Math.max(0.01, Math.min(ms, 10_000) / 1000);
+    // Bounded even while Redis is away (the command would wait for the reconnection).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.blocking.bzpopmin(this.queue.keys.marker!, seconds.toFixed(3)),
+      new Promise<void>((r) => (timer = setTimeout(r, ms + 250))),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** Claims held now (by any gate): jobs taken from ingress and not ended yet. */
+  async claimed(): Promise<number> {
+    return this.redis.zcard(this.claims);
+  }
+}
