@@ -95,7 +95,7 @@ export class Gate {
         items.map((it) => it.ingressJobId),
         topology.execQueue(d),
       );
-      return governance.intake(d, ds(d).queue, ds(d).capacity, items.map((it, i) => ({ ...it, taken: taken[i]! })), deps.mirror?.known() ?? -1);
+      return governance.intake(d, ds(d).queue, ds(d).capacity, items.map((it, i) => ({ ...it, taken: taken[i] })), deps.mirror?.known() ?? -1);
     }, config.gate.maxBatch);
     this.enqueue = new MicroBatcher(async (d, items) => {
       const { codes, shed } = await governance.enqueue(d, ds(d).queue, items, {
@@ -184,7 +184,7 @@ export class Gate {
       if (!verdict.ok) {
         const [taken] = await this.taken([job.id!]);
         const [rec] = await this.deps.governance.deadLetter(undefined, [
-          { ...delivery, taken: taken!, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
+          { ...delivery, taken, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
         ]);
         await addDeadLetter(this.deps.topology, {
           key: rec!.key,
@@ -264,17 +264,18 @@ export class Gate {
   private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<void> {
     const queue = this.deps.topology.execQueue(downstream);
     const opts = execOptions(key, producerOpts, this.retentionMs);
-    let failure = bullmqRefusal(queue, job.name, job.data, opts);
-    const refused = failure !== undefined;
-    if (!refused) {
-      try {
-        await queue.add(job.name, job.data, opts);
-        await this.deps.failpoints.hit('gate.after-exec-add');
-        return;
-      } catch (err) {
-        if (!isJobFailure(err)) throw err;
-        failure = (err as Error).message;
-      }
+    let failure: string;
+    let refused = false;
+    try {
+      await queue.add(job.name, job.data, opts);
+      await this.deps.failpoints.hit('gate.after-exec-add');
+      return;
+    } catch (err) {
+      // BullMQ's own option check says whether it refuses this job (and would on every attempt).
+      const refusal = bullmqRefusal(queue, job.name, job.data, opts);
+      if (refusal !== undefined) [failure, refused] = [refusal, true];
+      else if (isJobFailure(err)) failure = (err as Error).message;
+      else throw err;
     }
     const message = `${queue.name} refused the job: ${failure}`;
     const [outcome] = await this.deps.governance.abandon(downstream, [{ key, code: 'TG_ERR_EXEC_REFUSED', message }], { attempts: refused ? 1 : EXEC_ADD_ATTEMPTS });
@@ -301,8 +302,11 @@ export class Gate {
     }
   }
 
-  /** For ids that may be reused (custom ids: BullMQ's own are numbers), whether their first key is taken. */
-  private async taken(ids: readonly string[], execQueue?: Queue): Promise<boolean[]> {
+  /**
+   * For ids that may be reused (custom ids: BullMQ's own are numbers), whether their first key is
+   * taken; undefined for BullMQ's numbers (not looked up).
+   */
+  private async taken(ids: readonly string[], execQueue?: Queue): Promise<Array<boolean | undefined>> {
     const { topology } = this.deps;
     const checks: Array<{ queue: Queue; jobId: string }> = [];
     const at: number[] = [];
@@ -313,7 +317,7 @@ export class Gate {
       checks.push({ queue: topology.deadLetter, jobId });
       if (execQueue) checks.push({ queue: execQueue, jobId });
     });
-    const out = ids.map(() => false);
+    const out: Array<boolean | undefined> = ids.map(() => undefined);
     if (checks.length === 0) return out;
     const exists = await topology.jobsExist(checks);
     const per = execQueue ? 2 : 1;
@@ -332,7 +336,7 @@ export class Gate {
     message: string,
   ): Promise<void> {
     const [taken] = await this.taken([job.id!], this.deps.topology.execQueue(downstream));
-    const [rec] = await this.deps.governance.deadLetter(downstream, [{ ...delivery, taken: taken!, reason: ERRORS[code].reason, code, message, tenantId }]);
+    const [rec] = await this.deps.governance.deadLetter(downstream, [{ ...delivery, taken, reason: ERRORS[code].reason, code, message, tenantId }]);
     await addDeadLetter(this.deps.topology, { key: rec!.key, ingressJobId: job.id!, code, message, tenantId, downstream, job: original });
   }
 

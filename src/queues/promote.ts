@@ -43,17 +43,14 @@ export async function promoteLeased(
     admitted.map(async ({ id, payload }) => {
       const p = decodePayload(payload);
       const execOpts = execOptions(id, p.opts, opts.retentionMs);
-      const refusal = bullmqRefusal(queue, p.name, p.data, execOpts);
-      if (refusal !== undefined) {
-        failed.push({ id, payload, message: refusal, attempts: 1 });
-        return;
-      }
       try {
         await queue.add(p.name, p.data, execOpts);
         added.push(id);
         opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
       } catch (err) {
-        if (isJobFailure(err)) failed.push({ id, payload, message: (err as Error).message, attempts: EXEC_ADD_ATTEMPTS });
+        const refusal = bullmqRefusal(queue, p.name, p.data, execOpts);
+        if (refusal !== undefined) failed.push({ id, payload, message: refusal, attempts: 1 });
+        else if (isJobFailure(err)) failed.push({ id, payload, message: (err as Error).message, attempts: EXEC_ADD_ATTEMPTS });
         else outage = err;
       }
     }),

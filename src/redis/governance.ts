@@ -32,7 +32,10 @@ export interface Delivery {
   ingressJobId: string;
   /** The ingress job's creation time, telling a new job that reuses an id from a repeated delivery. */
   stamp: string;
-  /** An execution or dead-letter job already has the id of this id's first instance (a custom id seen before). */
+  /**
+   * Whether an execution or dead-letter job already has the id of this id's first instance (a custom
+   * id seen before); undefined when not looked up (BullMQ's own numeric ids, never handed out twice).
+   */
   taken?: boolean;
 }
 
@@ -84,6 +87,8 @@ type Arg = string | number;
 
 const INTAKE_KINDS: Record<string, 'admitted' | 'wait' | 'queued' | 'finished'> = { A: 'admitted', R: 'admitted', W: 'wait', Q: 'queued', F: 'finished' };
 
+const takenArg = (taken: boolean | undefined) => (taken === undefined ? '' : taken ? '1' : '0');
+
 /** intake-1.lua's reply for one job (code, key, detail) as a verdict. */
 function intakeVerdict(code: string, key: string, detail: string): IntakeVerdict {
   if (code === 'U') return { kind: 'unmirrored' };
@@ -134,7 +139,7 @@ export class Governance {
 
   async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[], knownVersion = -1): Promise<IntakeVerdict[]> {
     const args = [...this.context(), downstream, queue, capacity, knownVersion];
-    for (const it of items) args.push(it.ingressJobId, it.stamp, it.taken ? '1' : '', it.tenantId, it.name, it.cost);
+    for (const it of items) args.push(it.ingressJobId, it.stamp, takenArg(it.taken), it.tenantId, it.name, it.cost);
     const raw = await this.scripts.intake([this.keys.inflight(downstream)], args);
     const out: IntakeVerdict[] = [];
     for (let i = 0; i < raw.length; i += 3) out.push(intakeVerdict(raw[i]!, raw[i + 1]!, raw[i + 2]!));
@@ -232,7 +237,7 @@ export class Governance {
    */
   async deadLetter(downstream: string | undefined, items: readonly DeadLetterItem[]): Promise<Array<{ recorded: boolean; key: string }>> {
     const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream ?? ''];
-    for (const it of items) args.push(it.ingressJobId, it.stamp, it.taken ? '1' : '', it.reason, it.code, it.message, it.tenantId ?? '');
+    for (const it of items) args.push(it.ingressJobId, it.stamp, takenArg(it.taken), it.reason, it.code, it.message, it.tenantId ?? '');
     const raw = await this.scripts.deadLetter([this.keys.stats(downstream)], args);
     const out: Array<{ recorded: boolean; key: string }> = [];
     for (let i = 0; i < raw.length; i += 2) out.push({ recorded: raw[i] === 'N', key: raw[i + 1]! });

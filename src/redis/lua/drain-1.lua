@@ -26,6 +26,7 @@
 --- @include "governance"
 
 local ctx = contextFromArgs()
+cacheStates(ctx)
 local ds, capacity, maxAdmit, lease, maxEval =
   ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
 local inflight = KEYS[1]
@@ -211,6 +212,7 @@ if ARGV[18] ~= '' and (tonumber(rcall('GET', dsKey(ctx, ds, 'wtotal'))) or 0) < 
   rcall('DEL', dsKey(ctx, ds, 'shedding'))
 end
 
+flushStates(ctx)
 local nextWake = -1
 local t = rcall('ZRANGE', timers, 0, 0, 'WITHSCORES')
 if #t > 0 then nextWake = tonumber(t[2]) end

@@ -16,6 +16,7 @@
 --- @include "governance"
 
 local ctx = contextFromArgs()
+cacheStates(ctx)
 local ds, mode, limit, only, lease, actor = ARGV[13], ARGV[14], tonumber(ARGV[15]), ARGV[16], tonumber(ARGV[17]), ARGV[18]
 local inflight = KEYS[1]
 local now = ctx.now
@@ -83,6 +84,7 @@ for _, tenant in ipairs(tenants) do
     end
   end
 end
+flushStates(ctx)
 if admitted > 0 then rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted) end
 out[#out + 1] = '|'
 out[#out + 1] = skipped

@@ -17,8 +17,8 @@
     ARGV[13] downstream    ARGV[14] execution queue    ARGV[15] capacity
     ARGV[16] the definitions version the caller knows Postgres is at, or -1: do not check the mirror
     ARGV[17..] per job, 6 values: ingress id, stamp (its creation time), '1' if an execution or
-               dead-letter job already has the id of its first instance ('' if not), tenant id, job
-               name, cost
+               dead-letter job already has the id of its first instance, '0' if none has, '' if not
+               looked up (see includes/instance.lua), tenant id, job name, cost
 
   Output: per job, in order, 3 values: code, job key (see includes/instance.lua), detail
     'A'          admitted now: add it to the execution queue
@@ -53,6 +53,7 @@ if known >= 0 and ((not mirrored) or tonumber(mirrored) < known) then
   return out
 end
 local p = policyOf(ctx, ds, capacity)
+cacheStates(ctx)
 local b = breakerOf(ctx, ds)
 
 -- Read once per batch and kept up to date here (this script is the only writer while it runs): whether
@@ -77,7 +78,7 @@ local function refuse(key, id, ts, tenant, code, reason, msg)
   reply('X', key, code .. '|' .. msg)
 end
 for i = FIRST, #ARGV, PER_JOB do
-  local id, ts, taken, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2] == '1', ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local id, ts, taken, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   local key, kind = resolveInstance(ctx.G, ctx.retention, id, ts, tenant, taken)
   local rec = ctx.G .. 'rec:' .. key
   local state = kind == 'known' and rcall('HGET', rec, 'st')
@@ -121,8 +122,7 @@ for i = FIRST, #ARGV, PER_JOB do
         end
         tinAdd[tenant] = tinAdd[tenant] + cost
         -- No expiry while admitted: the release needs the record (tenant, quota, cost), however long the job runs.
-        rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'at', fmt(ctx.now),
-          'qk', v.q.id, 'cost', cost, 'bg', b.gen, 'ts', ts)
+        rcall('HSET', rec, 'st', 'admitted', 'ds', ds, 't', tenant, 'at', fmt(ctx.now), 'qk', v.q.id, 'cost', cost, 'bg', b.gen, 'ts', ts)
         zargs[#zargs + 1] = fmt(ctx.now)
         zargs[#zargs + 1] = key
         admitted = admitted + 1
@@ -139,4 +139,5 @@ if admitted > 0 then
   rcall('ZADD', inflight, unpack(zargs))
   rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted)
 end
+flushStates(ctx)
 return out

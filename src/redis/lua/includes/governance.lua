@@ -144,10 +144,14 @@ end
 
 local PERIODS = { { 'hour', 'h', 'hw', 'hn' }, { 'day', 'd', 'dw', 'dn' }, { 'month', 'm', 'mw', 'mn' } }
 
+-- A quota state as stored. In a script that admits several jobs (intake, drain) the states are kept
+-- in ctx.states for the call: read once, changed in place by take(), written once by flushStates().
 local function quotaState(ctx, qid, tenant)
   local key = ctx.G .. 'qs:' .. qid .. ':' .. tenant
+  local cached = ctx.states and ctx.states[key]
+  if cached then return cached end
   local v = rcall('HMGET', key, 'tat', 'inf', 'hw', 'hn', 'dw', 'dn', 'mw', 'mn', 'iv')
-  return {
+  local st = {
     key = key,
     tat = tonumber(v[1]) or 0,
     inf = tonumber(v[2]) or 0,
@@ -156,6 +160,21 @@ local function quotaState(ctx, qid, tenant)
     mw = tonumber(v[7]), mn = tonumber(v[8]) or 0,
     iv = tonumber(v[9]),
   }
+  if ctx.states then ctx.states[key] = st end
+  return st
+end
+
+-- A slow throttle's GCRA TAT (cached for the call like quota states).
+local function throttleTat(ctx, id)
+  if ctx.states and ctx.thrTats[id] then return ctx.thrTats[id] end
+  local tat = tonumber(rcall('GET', ctx.G .. 'ths:' .. id)) or 0
+  if ctx.states then ctx.thrTats[id] = tat end
+  return tat
+end
+
+-- Keeps quota states and throttle TATs for the whole call (see quotaState); flushStates writes them.
+local function cacheStates(ctx)
+  ctx.states, ctx.dirty, ctx.dirtyKeys, ctx.thrTats, ctx.thrDirty = {}, {}, {}, {}, {}
 end
 
 -- A rate change converts the owed units of the old TAT to the new interval (see gcra.ts rescaleTat).
@@ -230,7 +249,7 @@ local function evaluate(ctx, tenant, name, ds, cost)
     -- A slow throttle whose burst is below the cost holds the job like a pause: until it ends.
     if rate and cost > burst then return { k = 'wait', r = 'throttled', u = t.u } end
     if rate then
-      local ttat = tonumber(rcall('GET', ctx.G .. 'ths:' .. t.id)) or 0
+      local ttat = throttleTat(ctx, t.id)
       local ok, v = gcra(ttat, now, rate, burst, cost)
       if ok then thr[#thr + 1] = { t.id, v }
       elseif (not untilT) or v > untilT then untilT, untilR = v, 'throttled' end
@@ -252,22 +271,57 @@ end
 -- Applies an 'admit' verdict: takes rate tokens, a concurrency slot and period usage together.
 local function take(ctx, v, cost)
   local q, st = v.q, v.st
-  local fields = { 'tat', fmt(v.tat), 'inf', st.inf + cost }
-  if v.iv then
-    fields[#fields + 1] = 'iv'
-    fields[#fields + 1] = fmt(v.iv)
-  end
+  local fields = { tat = fmt(v.tat), inf = st.inf + cost }
+  if v.iv then fields.iv = fmt(v.iv) end
+  local used = {}
   for _, p in ipairs(PERIODS) do
     if q[p[2]] then
       local window = ctx.W[p[1]][1]
-      fields[#fields + 1] = p[3]
-      fields[#fields + 1] = fmt(window)
-      fields[#fields + 1] = p[4]
-      fields[#fields + 1] = usedIn(ctx, st, p) + cost
+      used[p] = usedIn(ctx, st, p) + cost
+      fields[p[3]] = fmt(window)
+      fields[p[4]] = used[p]
     end
   end
-  rcall('HSET', st.key, unpack(fields))
+  if ctx.states then
+    -- Kept for the call: later jobs of the same quota see this admission; written once at the end.
+    st.tat, st.inf, st.iv = v.tat, st.inf + cost, v.iv or st.iv
+    for p, n in pairs(used) do st[p[3]], st[p[4]] = ctx.W[p[1]][1], n end
+    local d = ctx.dirty[st.key]
+    if not d then
+      d = {}
+      ctx.dirty[st.key] = d
+      ctx.dirtyKeys[#ctx.dirtyKeys + 1] = st.key
+    end
+    for f, x in pairs(fields) do d[f] = x end
+    for _, t in ipairs(v.thr) do
+      if not ctx.thrDirty[t[1]] then ctx.thrDirty[#ctx.thrDirty + 1] = t[1] end
+      ctx.thrDirty[t[1]] = true
+      ctx.thrTats[t[1]] = t[2]
+    end
+    return
+  end
+  local flat = {}
+  for f, x in pairs(fields) do
+    flat[#flat + 1] = f
+    flat[#flat + 1] = x
+  end
+  rcall('HSET', st.key, unpack(flat))
   for _, t in ipairs(v.thr) do rcall('SET', ctx.G .. 'ths:' .. t[1], fmt(t[2])) end
+end
+
+-- Writes the quota states and throttle TATs take() kept for the call (cacheStates).
+local function flushStates(ctx)
+  if not ctx.states then return end
+  for _, key in ipairs(ctx.dirtyKeys) do
+    local flat = {}
+    for f, x in pairs(ctx.dirty[key]) do
+      flat[#flat + 1] = f
+      flat[#flat + 1] = x
+    end
+    rcall('HSET', key, unpack(flat))
+  end
+  for _, id in ipairs(ctx.thrDirty) do rcall('SET', ctx.G .. 'ths:' .. id, fmt(ctx.thrTats[id])) end
+  ctx.dirty, ctx.dirtyKeys, ctx.thrDirty = {}, {}, {}
 end
 
 -- Returns a slot of quota `qid` for `tenant` (a job ended).

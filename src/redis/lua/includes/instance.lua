@@ -22,13 +22,16 @@ local LIVE_STATES = { admitted = true, waiting = true, shed = true }
 
 --[[
   Resolves the job key of a delivery of ingress job `id` created at `stamp` for `tenant`.
-  taken: the gate found an execution or dead-letter job under the first instance's key already (left
-  by an earlier job whose record expired), so a new instance must not use that key.
+  taken: '1' the gate found an execution or dead-letter job under the first instance's key already
+  (left by an earlier job whose record expired), so a new instance must not use that key; '0' it
+  found none; '' it did not look (BullMQ's own numeric ids, which BullMQ never hands out twice).
   Returns key, kind: 'known' (governance has this instance's record: a repeated delivery), 'new', or
   'duplicate' (this tenant's earlier job with the same id is still in flight: BullMQ would not add
   it twice; the key returned is the new delivery's own, for its refusal).
 ]]
 local function resolveInstance(G, retention, id, stamp, tenant, taken)
+  local unchecked = taken == ''
+  taken = taken == '1'
   local base = encodeJobId(id)
   local v = rcall('HMGET', G .. 'rec:' .. base, 'st', 'ts', 't')
   -- A record without a stamp was written before stamps existed: it is the same job.
@@ -41,7 +44,7 @@ local function resolveInstance(G, retention, id, stamp, tenant, taken)
   if mine then st = rcall('HGET', G .. 'rec:' .. mine, 'st')
   elseif v[3] == tenant then st = v[1] end
   if st and LIVE_STATES[st] then return alias, 'duplicate' end
-  if not v[1] and not taken and rcall('EXISTS', ri) == 0 then return base, 'new' end
+  if not v[1] and (unchecked or (not taken and rcall('EXISTS', ri) == 0)) then return base, 'new' end
   if v[1] and v[3] and rcall('HEXISTS', ri, v[3]) == 0 then rcall('HSET', ri, v[3], base) end
   rcall('HSET', ri, tenant, alias)
   rcall('PEXPIRE', ri, retention)

@@ -1,0 +1,103 @@
+/**
+ * `npm run bench:stages`: where Redis spends its time per job along tollgate's path, stage by stage
+ * (claim, decide, wait, add, finish, the execution worker's own BullMQ calls, release), measured with
+ * SLOWLOG at a 0 µs threshold while a tollgate process (gate + observer + API) moves BENCH_JOBS jobs
+ * (default 10,000) of 100 tenants to a plain worker. Each script call is named from its SHA (tollgate's
+ * own scripts) or from its key count and first key (BullMQ's). Prints a table; writes nothing.
+ *
+ * SLOWLOG itself costs Redis time, so the totals run above an unprofiled run; the shares hold.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { scriptsFor } from '../src/redis/scripts';
+import { cleanup, newPrefix, PAYLOAD, redis, REDIS_URL, startTollgate } from './lib';
+
+const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
+
+/** tollgate's scripts by SHA, as ioredis loads them (the loader's inlined source). */
+function ownScripts(): Map<string, string> {
+  // Defined on a throwaway client exactly as tollgate defines them; ioredis keeps each script's SHA.
+  const client = new Redis(REDIS_URL, { lazyConnect: true });
+  scriptsFor(client);
+  const out = new Map<string, string>();
+  const set = (client as unknown as { scriptsSet: Record<string, { sha: string }> }).scriptsSet;
+  for (const [name, script] of Object.entries(set)) out.set(script.sha, name.replace(/^tg_/, ''));
+  client.disconnect();
+  return out;
+}
+
+/** BullMQ's scripts, named by file: the key count of each, as a fallback label with the first key. */
+function bullmqKeyCounts(): Map<number, string[]> {
+  const dir = join(require.resolve('bullmq'), '..', '..', 'cjs', 'commands');
+  const out = new Map<number, string[]>();
+  for (const f of readdirSync(dir)) {
+    const m = /^(\w+)-(\d+)\.lua$/.exec(f);
+    if (m) out.set(Number(m[2]), [...(out.get(Number(m[2])) ?? []), m[1]!]);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const own = ownScripts();
+  const bull = bullmqKeyCounts();
+  const prefix = newPrefix();
+  const tg = await startTollgate(prefix, {
+    downstreams: [{ name: 'bench', capacity: 1_000_000 }],
+    routing: { rules: [{ jobName: 'bench.*', downstream: 'bench' }] },
+    gate: { concurrency: 200 },
+  });
+  const pc = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const wc = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const ingress = new Queue('ingress', { connection: pc, prefix });
+  let done = 0;
+  let resolveDone!: () => void;
+  const finished = new Promise<void>((r) => (resolveDone = r));
+  const worker = new Worker('exec.bench', async () => void (++done === JOBS && resolveDone()), { connection: wc, prefix, concurrency: 50, removeOnComplete: { count: 0 } });
+  await worker.waitUntilReady();
+  await redis.config('SET', 'slowlog-log-slower-than', '0');
+  await redis.config('SET', 'slowlog-max-len', String(JOBS * 250));
+  await redis.slowlog('RESET');
+  for (let start = 0; start < JOBS; start += 1000) {
+    await ingress.addBulk(Array.from({ length: Math.min(1000, JOBS - start) }, (_, k) => ({ name: 'bench.job', data: { tenantId: `tenant-${(start + k) % 100}`, seq: start + k, payload: PAYLOAD }, opts: { removeOnComplete: true } })));
+  }
+  await finished;
+  // The observer's last releases.
+  await new Promise((r) => setTimeout(r, 1500));
+  const log = (await redis.slowlog('GET', String(JOBS * 250))) as Array<[number, number, number, string[]]>;
+  await redis.config('SET', 'slowlog-log-slower-than', '10000');
+  const by = new Map<string, { calls: number; usec: number }>();
+  for (const [, , usec, args] of log) {
+    const cmd = String(args[0]).toLowerCase();
+    let name = cmd;
+    if (cmd === 'evalsha' || cmd === 'eval') {
+      const sha = String(args[1]);
+      const keys = Number(args[2]);
+      const first = String(args[3] ?? '');
+      name = own.get(sha) ?? `bullmq ${(bull.get(keys) ?? ['?']).join('|')} (${first.replace(`${prefix}:`, '').replace(/:[^:]*$/, ':…')})`;
+    } else if (args.some((a) => String(a).includes('slowlog'))) continue;
+    const e = by.get(name) ?? { calls: 0, usec: 0 };
+    e.calls++;
+    e.usec += usec;
+    by.set(name, e);
+  }
+  const total = [...by.values()].reduce((s, e) => s + e.usec, 0);
+  process.stdout.write(`${JOBS} jobs through tollgate-open; ${log.length} commands logged; ${(total / JOBS).toFixed(1)} µs of Redis per job\n\n`);
+  process.stdout.write('| stage (script or command) | calls / job | µs / job | share |\n|---|---|---|---|\n');
+  for (const [name, e] of [...by].sort((a, b) => b[1].usec - a[1].usec).slice(0, 25)) {
+    process.stdout.write(`| ${name} | ${(e.calls / JOBS).toFixed(2)} | ${(e.usec / JOBS).toFixed(1)} | ${((100 * e.usec) / total).toFixed(1)} % |\n`);
+  }
+  await worker.close();
+  await ingress.close();
+  await tg.stop();
+  pc.disconnect();
+  wc.disconnect();
+  await cleanup(prefix);
+  redis.disconnect();
+}
+
+void main().catch((err) => {
+  process.stderr.write(`${(err as Error).stack}\n`);
+  process.exit(1);
+});
