@@ -172,8 +172,12 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     await redis.ping();
     if (closing) return;
     const governance = new Governance(redis, keys, retentionMs, downstreamNames, now);
-    const topology = new Topology(config, env.prefix, redis);
+    // BullMQ's queues get a connection of their own: ioredis copies a connection's scripts into every
+    // auto-pipeline it makes, so tollgate's and BullMQ's script sets kept apart each copy less.
+    const queueRedis = createRedis(env.redisUrl, 'worker', log, 'queues');
+    const topology = new Topology(config, env.prefix, queueRedis);
     phases.queues.push(() => topology.close());
+    phases.connections.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
     const breakers = new BreakerService({ governance, config, database, log: log.child({ component: 'breakers' }), metrics, now });
     if (roles.includes('gate')) {
       // A breaker Redis lost is restored before anything is admitted (an open one stays open), if

@@ -39,6 +39,8 @@ export interface IngressJobView {
   opts: { priority?: unknown };
   /** When the producer added the job (ms); TTLs count from it. */
   timestamp?: number;
+  /** The size of its data as stored (bytes of JSON), when known: spares serializing it again. */
+  dataBytes?: number;
 }
 
 export type Classification =
@@ -92,7 +94,7 @@ export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => 
       return reject('TG_ERR_INVALID_PAYLOAD', `job data must be a JSON object, got ${kind}`);
     }
     const record = data as Record<string, unknown>;
-    const size = Buffer.byteLength(JSON.stringify(record), 'utf8');
+    const size = job.dataBytes ?? Buffer.byteLength(JSON.stringify(record), 'utf8');
     if (size > cfg.maxPayloadBytes) {
       return reject('TG_ERR_PAYLOAD_TOO_LARGE', `job data is ${size} bytes, over the limit of ${cfg.maxPayloadBytes}`);
     }

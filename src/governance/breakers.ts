@@ -92,23 +92,32 @@ type StoredState = BreakerState & { applied?: Record<string, AppliedBatch[]> };
 const APPLIED_PER_CONSUMER = 4;
 const APPLIED_CONSUMERS = 16;
 
-function compareEntryIds(a: string, b: string): number {
-  const [am, as] = a.split('-').map(Number) as [number, number];
-  const [bm, bs] = b.split('-').map(Number) as [number, number];
-  return am !== bm ? am - bm : (as ?? 0) - (bs ?? 0);
+/** A stream entry id ('<ms>-<seq>') as two numbers, for ordering. */
+function entryId(id: string): [number, number] {
+  const dash = id.indexOf('-');
+  return dash < 0 ? [Number(id), 0] : [Number(id.slice(0, dash)), Number(id.slice(dash + 1))];
+}
+
+function compareEntryIds(a: [number, number], b: [number, number]): number {
+  return a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1];
 }
 
 /** A test of "was this stream entry counted already?", built once per observe call. */
 function appliedFilter(applied: Record<string, AppliedBatch[]>): (entryId: string) => boolean {
   const ids = new Set<string>();
-  const ranges: Array<[string, string]> = [];
+  const ranges: Array<[[number, number], [number, number]]> = [];
   for (const batches of Object.values(applied)) {
     for (const b of batches) {
       b.ids?.forEach((id) => ids.add(id));
-      if (b.from !== undefined && b.to !== undefined) ranges.push([b.from, b.to]);
+      if (b.from !== undefined && b.to !== undefined) ranges.push([entryId(b.from), entryId(b.to)]);
     }
   }
-  return (entryId) => ids.has(entryId) || ranges.some(([from, to]) => compareEntryIds(from, entryId) <= 0 && compareEntryIds(entryId, to) <= 0);
+  return (id) => {
+    if (ids.has(id)) return true;
+    if (ranges.length === 0) return false;
+    const e = entryId(id);
+    return ranges.some(([from, to]) => compareEntryIds(from, e) <= 0 && compareEntryIds(e, to) <= 0);
+  };
 }
 
 function rememberBatch(applied: Record<string, AppliedBatch[]>, batch: EventBatch, now: number): Record<string, AppliedBatch[]> {

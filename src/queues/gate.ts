@@ -24,7 +24,7 @@ import type { Job, JobsOptions, Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
 import { ERRORS } from '../errors';
-import { createClassifier, type Classification } from '../core/classify';
+import { createClassifier, type Classification, type IngressJobView } from '../core/classify';
 import { MicroBatcher } from '../core/batcher';
 import type { Failpoints } from '../failpoints';
 import type { MirrorGuard } from '../governance/mirror-guard';
@@ -74,7 +74,7 @@ export class Gate {
   private running = false;
   private loops: Array<Promise<void>> = [];
   private idle?: Promise<void>;
-  private readonly classify: (job: Pick<Job, 'name' | 'data' | 'opts'>) => Classification;
+  private readonly classify: (job: IngressJobView) => Classification;
   private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
   private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
   private readonly retentionMs: number;
@@ -137,9 +137,9 @@ export class Gate {
           continue;
         }
         await failpoints.hit('gate.after-claim');
-        const outcomes = await Promise.all(claim.jobs.map((job) => this.handle(job)));
+        const outcomes = await Promise.all(claim.jobs.map((job) => this.handle(job, claim.dataBytes.get(job))));
         await failpoints.hit('gate.before-finish');
-        const done = claim.jobs.filter((_, i) => outcomes[i]!.kind === 'done').map((j) => j.id!);
+        const done = claim.jobs.filter((_, i) => outcomes[i]!.kind === 'done');
         await ingress.finish(done);
         // Jobs to try again go back to the claims with a new due time; the longest wait sets the pause.
         const again = claim.jobs.flatMap((j, i) => (outcomes[i]!.kind === 'again' ? [{ id: j.id!, inMs: (outcomes[i] as { inMs: number }).inMs }] : []));
@@ -170,7 +170,7 @@ export class Gate {
     return this.idle;
   }
 
-  private async handle(job: Job): Promise<Outcome> {
+  private async handle(job: Job, dataBytes?: number): Promise<Outcome> {
     const started = performance.now();
     // The producer's options are meant for the execution job (they pass through); the ingress copy
     // has done its work once handled, so it is always removed on completion.
@@ -180,7 +180,7 @@ export class Gate {
     const delivery: Delivery = { ingressJobId: job.id!, stamp: String(job.timestamp) };
     if (job.repeatJobKey) await this.scheduleNext(job);
     try {
-      const verdict = this.classify(job);
+      const verdict = this.classify({ name: job.name, data: job.data, opts: job.opts, timestamp: job.timestamp, ...(dataBytes !== undefined ? { dataBytes } : {}) });
       if (!verdict.ok) {
         const [taken] = await this.taken([job.id!]);
         const [rec] = await this.deps.governance.deadLetter(undefined, [

@@ -12,6 +12,8 @@ import { scriptsFor, type Scripts } from '../redis/scripts';
 
 export interface Claim {
   jobs: Job[];
+  /** The size of each job's data as stored (bytes of JSON), by job. */
+  dataBytes: WeakMap<Job, number>;
   /** When the earliest delayed job falls due (ms), if there is one. */
   nextDelayedAt?: number;
 }
@@ -39,13 +41,16 @@ export class Ingress {
     const raw = await this.scripts.claimIngress([k.wait!, k.prioritized!, k.delayed!, k.meta!, k.marker!, k.events!, k.pc!, this.claims], [this.prefix, now, max, leaseMs]);
     const next = Number(raw[0]);
     const jobs: Job[] = [];
+    const dataBytes = new WeakMap<Job, number>();
     for (let i = 1; i < raw.length; i += 2) {
       const id = String(raw[i]);
       // BullMQ's own decoding of a job hash (as its workers do after moveToActive).
       const [json] = raw2NextJobData([raw[i + 1], id, 0, 0]);
-      jobs.push(Job.fromJSON(this.queue, json!, id));
+      const job = Job.fromJSON(this.queue, json!, id);
+      dataBytes.set(job, Buffer.byteLength(json!.data, 'utf8'));
+      jobs.push(job);
     }
-    return { jobs, ...(next >= 0 ? { nextDelayedAt: next } : {}) };
+    return { jobs, dataBytes, ...(next >= 0 ? { nextDelayedAt: next } : {}) };
   }
 
   /** Gives claims back: each job may be claimed again (by any gate) from `at` (ms). */
@@ -55,11 +60,11 @@ export class Ingress {
   }
 
   /** Ends handled jobs: 'completed' events, their keys deleted, a flow's parent told. */
-  async finish(ids: readonly string[], now = Date.now()): Promise<number> {
-    if (ids.length === 0) return 0;
+  async finish(jobs: readonly Job[], now = Date.now()): Promise<number> {
+    if (jobs.length === 0) return 0;
     const k = this.queue.keys;
     const args: Array<string | number> = [this.prefix, now];
-    for (const id of ids) args.push(id, 'null');
+    for (const j of jobs) args.push(j.id!, j.parentKey || j.deduplicationId ? '1' : '');
     return this.scripts.finishIngress([this.claims, k.events!, k.meta!, k.wait!, k.prioritized!], args);
   }
 

@@ -141,13 +141,18 @@ export class Observer {
     const { governance, metrics, failpoints, redis } = this.deps;
     const releases: Array<{ key: string; outcome: Outcome; actualCost?: number; endedAt?: number }> = [];
     const execEvents: ExecEvent[] = [];
+    // Counted per batch: a metric update per event would cost more than the rest of the loop.
+    const byEvent = new Map<string, number>();
     for (const [entryId, fields] of entries) {
       const ev = fieldsOf(fields);
       const event = ev.event ?? 'unknown';
-      metrics.observerEvents.inc({ downstream: stream.downstream, event });
+      byEvent.set(event, (byEvent.get(event) ?? 0) + 1);
+      // Events that neither end a job nor start an attempt ('added', plain 'waiting', 'drained'…).
+      if (event === 'added' || event === 'drained' || (event === 'waiting' && ev.prev !== 'active')) continue;
       const outcome = outcomeOf(event, ev.prev);
       const key = ev.jobId ? jobKeyOf(ev.jobId) : undefined;
-      const at = Number(entryId.split('-')[0]);
+      // The stream entry id starts with the time BullMQ wrote the event.
+      const at = Number(entryId.slice(0, entryId.indexOf('-')));
       if (key !== undefined && ev.jobId) {
         if (event === 'active') this.markActive(ev.jobId, at);
         // Each ended attempt tells the breaker something: a completion, a final failure, or a failed
@@ -169,15 +174,19 @@ export class Observer {
       }
       if (outcome && key !== undefined) {
         const actualCost = event === 'completed' ? reportedCost(ev.returnvalue) : undefined;
-        // The stream entry id starts with the time BullMQ wrote the event: when the job ended.
-        releases.push({ key, outcome, endedAt: Number(entryId.split('-')[0]), ...(actualCost !== undefined ? { actualCost } : {}) });
+        releases.push({ key, outcome, endedAt: at, ...(actualCost !== undefined ? { actualCost } : {}) });
       }
     }
+    for (const [event, n] of byEvent) metrics.observerEvents.inc({ downstream: stream.downstream, event }, n);
     if (releases.length > 0) {
-      const { released, wake } = await governance.release(stream.downstream, releases);
+      const { released, generations, wake } = await governance.release(stream.downstream, releases);
+      // The release read each job's record: its breaker generation comes with it (no second read).
+      const genOf = new Map<string, number>();
       released.forEach((r, i) => {
         if (r) metrics.observerReleases.inc({ downstream: stream.downstream, outcome: releases[i]!.outcome, source: 'event' });
+        if (generations[i] !== undefined) genOf.set(releases[i]!.key, generations[i]!);
       });
+      for (const e of execEvents) if (e.kind !== 'retry' && genOf.has(e.key)) e.gen = genOf.get(e.key)!;
       await failpoints.hit('observer.after-release');
       // Capacity or tenant slots came back where jobs wait for them: tell the schedulers.
       if (wake.length > 0) await governance.publishWake(wake);
@@ -195,19 +204,26 @@ export class Observer {
     this.activeAt.set(execJobId, at);
   }
 
-  /** Adds to each event the breaker generation its job was admitted in and, for failures, the error. */
+  /**
+   * Adds to each event the breaker generation its job was admitted in (unless its release brought it)
+   * and, for failures, the error.
+   */
   private async describe(stream: StreamInfo, events: ExecEvent[]): Promise<void> {
     const { redis, keys } = this.deps;
+    const needed = events.filter((e) => e.gen === undefined || e.kind !== 'completed');
+    if (needed.length === 0) return;
     const pipe = redis.pipeline();
-    for (const e of events) {
-      pipe.hget(keys.record(e.key), 'bg');
+    for (const e of needed) {
+      if (e.gen === undefined) pipe.hget(keys.record(e.key), 'bg');
       if (e.kind !== 'completed') pipe.hmget(keys.bullJob(stream.queue, e.execJobId), 'failedReason', 'stacktrace');
     }
     const res = ((await pipe.exec()) ?? []).map(([, v]) => v);
     let i = 0;
-    for (const e of events) {
-      const gen = res[i++] as string | null;
-      if (gen !== null) e.gen = Number(gen);
+    for (const e of needed) {
+      if (e.gen === undefined) {
+        const gen = res[i++] as string | null;
+        if (gen !== null) e.gen = Number(gen);
+      }
       if (e.kind !== 'completed') {
         const [reason, stack] = (res[i++] ?? []) as Array<string | null>;
         e.errorText = errorText(reason ?? e.failedReason, stack ?? undefined);

@@ -213,12 +213,18 @@ export class Governance {
   async release(
     downstream: string,
     items: ReadonlyArray<{ key: string; outcome: Outcome; actualCost?: number; endedAt?: number }>,
-  ): Promise<{ released: boolean[]; wake: string[] }> {
+  ): Promise<{ released: boolean[]; generations: Array<number | undefined>; wake: string[] }> {
     const args: Arg[] = [...this.context(), downstream, this.downstreams.join(',')];
     for (const it of items) args.push(it.key, it.outcome, it.actualCost ?? '', it.endedAt ?? '');
     const out = await this.scripts.release([this.keys.inflight(downstream)], args);
     const wake = String(out[out.length - 1] ?? '');
-    return { released: out.slice(0, -1).map((n) => n === 1), wake: wake === '' ? [] : wake.split(',') };
+    const released: boolean[] = [];
+    const generations: Array<number | undefined> = [];
+    for (let i = 0; i + 1 < out.length; i += 2) {
+      released.push(out[i] === 1);
+      generations.push(out[i + 1] === '' ? undefined : Number(out[i + 1]));
+    }
+    return { released, generations, wake: wake === '' ? [] : wake.split(',') };
   }
 
   /** Re-evaluates waiting flows of a tenant (or of everyone) after a quota or throttle change. */

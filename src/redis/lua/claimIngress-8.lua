@@ -33,14 +33,16 @@ local leaseEnd = now + lease
 
 local out = { -1 }
 local taken = 0
+local leases, gone = {}, {}
 local function take(id)
   local hash = rcall('HGETALL', prefix .. id)
   if #hash == 0 then
     -- Removed while waiting (Queue.remove, obliterate): nothing to claim.
-    rcall('ZREM', claimsKey, id)
+    gone[#gone + 1] = id
     return
   end
-  rcall('ZADD', claimsKey, leaseEnd, id)
+  leases[#leases + 1] = leaseEnd
+  leases[#leases + 1] = id
   out[#out + 1] = id
   out[#out + 1] = hash
   taken = taken + 1
@@ -64,6 +66,10 @@ if not paused and taken < max then
   end
   if rcall('LLEN', waitKey) > 0 or rcall('ZCARD', prioritizedKey) > 0 then addBaseMarkerIfNeeded(markerKey, false) end
 end
+
+-- The batch's leases in one write (max is bounded by gate.maxBatch, at most 1000).
+if #leases > 0 then rcall('ZADD', claimsKey, unpack(leases)) end
+if #gone > 0 then rcall('ZREM', claimsKey, unpack(gone)) end
 
 local nextDelayed = rcall('ZRANGE', delayedKey, 0, 0, 'WITHSCORES')
 if #nextDelayed > 0 then out[1] = math.floor(tonumber(nextDelayed[2]) / 0x1000) end

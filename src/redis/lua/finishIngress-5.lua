@@ -11,13 +11,13 @@
   A flow's parent (in its own queue) is updated by BullMQ's own functions, through keys derived from
   the child's parentKey, as BullMQ's moveToFinished does.
     ARGV[1] the queue's key prefix   ARGV[2] now (ms)
-    ARGV[3..] per job, 2 values: id, return value (JSON, as the 'completed' event carries it)
+    ARGV[3..] per job, 2 values: id, '1' if it is a flow's child or has a deduplication id ('' if not)
+  The 'completed' event carries the return value null: the job's work is its execution job's.
 
   Output: jobs ended now
 ]]
 local rcall = redis.call
 --- @include "bullmq:removeDeduplicationKeyIfNeededOnFinalization"
---- @include "bullmq:removeJobKeys"
 --- @include "bullmq:trimEvents"
 --- @include "bullmq:destructureJobKey"
 --- @include "bullmq:updateParentDepsIfNeeded"
@@ -25,11 +25,27 @@ local rcall = redis.call
 local claimsKey, eventsKey, metaKey = KEYS[1], KEYS[2], KEYS[3]
 local prefix, now = ARGV[1], ARGV[2]
 trimEvents(metaKey, eventsKey)
-local n = 0
+
+-- Still ours (not taken back and ended by another gate): one lookup and one removal for the batch.
+local ids, flagged = {}, {}
 for i = 3, #ARGV, 2 do
-  local id, returnvalue = ARGV[i], ARGV[i + 1]
-  if rcall('ZREM', claimsKey, id) == 1 then
-    local jobKey = prefix .. id
+  ids[#ids + 1] = ARGV[i]
+  flagged[ARGV[i]] = ARGV[i + 1] == '1'
+end
+if #ids == 0 then return 0 end
+local scores = rcall('ZMSCORE', claimsKey, unpack(ids))
+local mine = {}
+for k, id in ipairs(ids) do
+  if scores[k] then mine[#mine + 1] = id end
+end
+if #mine == 0 then return 0 end
+rcall('ZREM', claimsKey, unpack(mine))
+
+local doomed = {}
+for _, id in ipairs(mine) do
+  local jobKey = prefix .. id
+  -- Only a flow's child, or a job added with a deduplication id, needs more than its keys deleted.
+  if flagged[id] then
     local attrs = rcall('HMGET', jobKey, 'parentKey', 'parent', 'deid')
     removeDeduplicationKeyIfNeededOnFinalization(prefix, attrs[3], id)
     local parentKey = attrs[1] or ''
@@ -43,15 +59,16 @@ for i = 3, #ARGV, 2 do
       end
       local dependencies = parentKey .. ':dependencies'
       if rcall('SREM', dependencies, jobKey) == 1 then
-        updateParentDepsIfNeeded(parentKey, parentQueueKey, dependencies, parentId, jobKey, returnvalue, now)
+        updateParentDepsIfNeeded(parentKey, parentQueueKey, dependencies, parentId, jobKey, 'null', now)
       end
     end
-    removeJobKeys(jobKey)
-    rcall('XADD', eventsKey, '*', 'event', 'completed', 'jobId', id, 'returnvalue', returnvalue, 'prev', 'active')
-    n = n + 1
   end
+  -- removeJobKeys' keys, for the whole batch in one call.
+  for _, suffix in ipairs({ '', ':logs', ':dependencies', ':processed', ':failed', ':unsuccessful' }) do doomed[#doomed + 1] = jobKey .. suffix end
+  rcall('XADD', eventsKey, '*', 'event', 'completed', 'jobId', id, 'returnvalue', 'null', 'prev', 'active')
 end
-if n > 0 and rcall('LLEN', KEYS[4]) == 0 and rcall('ZCARD', KEYS[5]) == 0 and rcall('ZCARD', claimsKey) == 0 then
+for i = 1, #doomed, 6000 do rcall('DEL', unpack(doomed, i, math.min(i + 5999, #doomed))) end
+if rcall('LLEN', KEYS[4]) == 0 and rcall('ZCARD', KEYS[5]) == 0 and rcall('ZCARD', claimsKey) == 0 then
   rcall('XADD', eventsKey, '*', 'event', 'drained')
 end
-return n
+return #mine

@@ -17,7 +17,8 @@
     ARGV[15..] per job, 4 values: ingress id, outcome ('completed' | 'failed' | 'vanished'), actual cost or '',
                when it ended (ms: the event's time) or ''
 
-  Output: { released per job (1/0)..., downstreams whose scheduler should look again (comma-separated) }
+  Output: { per job 2 values: released (1/0), the breaker generation it was admitted in ('' unknown);
+            then the downstreams whose scheduler should look again (comma-separated) }
     A downstream is named when a flow of it was woken, or when it is this job's downstream (capacity came
     back) and it has tenants waiting for it.
 ]]
@@ -51,17 +52,35 @@ local refund, refundTenants = {}, {}
 local quotaBack, quotaKeys = {}, {}
 local counts = {}
 
+-- Which jobs are in flight: one lookup for the batch, one removal at the end (nothing read in the
+-- loop depends on the removal).
+local all_ids = {}
+for i = CONTEXT_ARGS + 3, #ARGV, 4 do all_ids[#all_ids + 1] = ARGV[i] end
+local inflightNow = {}
+if #all_ids > 0 then
+  local scores = rcall('ZMSCORE', inflight, unpack(all_ids))
+  for k, id in ipairs(all_ids) do
+    if scores[k] then inflightNow[id] = true end
+  end
+end
+local leave = {}
+
 local out = {}
 local wake = {}
 for i = CONTEXT_ARGS + 3, #ARGV, 4 do
   local id, outcome, actual, endedAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]) or ctx.now
   local rec = ctx.G .. 'rec:' .. id
-  local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at', 'enq')
+  local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at', 'enq', 'bg')
   local leased = outcome == 'vanished' and anyPromoting and rcall('ZSCORE', dsKey(ctx, ds, 'promoting'), id)
   local wasInflight = 0
-  if not leased then wasInflight = rcall('ZREM', inflight, id) end
+  if not leased and inflightNow[id] then
+    wasInflight = 1
+    inflightNow[id] = nil
+    leave[#leave + 1] = id
+  end
   if leased then
     out[#out + 1] = 0
+    out[#out + 1] = v[7] or ''
   elseif v[1] == 'admitted' or ((not v[1]) and wasInflight == 1) then
     if v[1] then
       local cost = tonumber(v[4]) or 1
@@ -101,10 +120,13 @@ for i = CONTEXT_ARGS + 3, #ARGV, 4 do
     end
     counts[outcome] = (counts[outcome] or 0) + 1
     out[#out + 1] = 1
+    out[#out + 1] = v[7] or ''
   else
     out[#out + 1] = 0
+    out[#out + 1] = v[7] or ''
   end
 end
+for i = 1, #leave, 5000 do rcall('ZREM', inflight, unpack(leave, i, math.min(i + 4999, #leave))) end
 for _, q in ipairs(quotaKeys) do giveBack(ctx, q[1], q[2], quotaBack[q[3]]) end
 for _, tenant in ipairs(refundTenants) do
   refundCapacity(ctx, ds, tenant, refund[tenant])
