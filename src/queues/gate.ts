@@ -74,6 +74,8 @@ export class Gate {
   private running = false;
   private loops: Array<Promise<void>> = [];
   private idle?: Promise<void>;
+  /** Downstreams whose last intake batch had jobs that must wait. */
+  private readonly waitingOn = new Set<string>();
   private readonly classify: (job: IngressJobView) => Classification;
   private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
   private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
@@ -95,7 +97,19 @@ export class Gate {
         items.map((it) => it.ingressJobId),
         topology.execQueue(d),
       );
-      return governance.intake(d, ds(d).queue, ds(d).capacity, items.map((it, i) => ({ ...it, taken: taken[i] })), deps.mirror?.known() ?? -1);
+      const verdicts = await governance.intake(
+        d,
+        ds(d).queue,
+        ds(d).capacity,
+        items.map((it, i) => ({ ...it, taken: taken[i] })),
+        deps.mirror?.known() ?? -1,
+        config.tenantLimits,
+      );
+      // A downstream where jobs wait (a flood, capacity binding) gets payloads with its next batches,
+      // so intake stores waiting jobs itself; one where nothing waited gets none (they would be unused).
+      if (verdicts.some((v) => v.kind === 'wait' || v.kind === 'stored')) this.waitingOn.add(d);
+      else this.waitingOn.delete(d);
+      return verdicts;
     }, config.gate.maxBatch);
     this.enqueue = new MicroBatcher(async (d, items) => {
       const { codes, shed } = await governance.enqueue(d, ds(d).queue, items, {
@@ -202,7 +216,13 @@ export class Gate {
         await this.refuse(job, delivery, original, downstream, tenantId, 'TG_ERR_EXPIRED', `its deadline ${new Date(verdict.deadline).toISOString()} had passed when it reached the gate; not run late`);
         return DONE;
       }
-      const decision = await this.intake.submit(downstream, { ...delivery, tenantId, name: job.name, cost: verdict.cost });
+      // Where jobs wait, the job goes with its payload: intake stores it at once if it must wait (but not
+      // where load shedding runs, whose set-aside logic lives in the enqueue call).
+      const waiting =
+        this.waitingOn.has(downstream) && !this.deps.topology.downstreams.get(downstream)!.shedding
+          ? { priority: verdict.priority, payload: encodePayload({ name: job.name, data: job.data, opts: producerOpts, addedAt: job.timestamp }), ...(verdict.deadline !== undefined ? { deadline: verdict.deadline } : {}) }
+          : undefined;
+      const decision = await this.intake.submit(downstream, { ...delivery, tenantId, name: job.name, cost: verdict.cost, ...(waiting ? { waiting } : {}) });
       this.deps.metrics.decisionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
       await this.deps.failpoints.hit('gate.after-decision');
       switch (decision.kind) {
@@ -239,6 +259,10 @@ export class Gate {
           this.deps.scheduler.kick(downstream);
           break;
         }
+        case 'stored':
+          await this.deps.failpoints.hit('gate.after-enqueue');
+          this.deps.scheduler.kick(downstream);
+          break;
         case 'refused':
           await addDeadLetter(this.deps.topology, { key: decision.key, ingressJobId: job.id!, code: decision.code, message: decision.message, tenantId, downstream, job: original });
           break;

@@ -20,6 +20,8 @@ export type IntakeVerdict =
   | { kind: 'admitted'; key: string; again: boolean }
   /** Must wait: store it in the waiting place under its key. */
   | { kind: 'wait'; key: string }
+  /** Stored in the waiting place by this call (it came with its payload). */
+  | { kind: 'stored'; key: string }
   /** An earlier attempt did the work: it waits already, or it ran. */
   | { kind: 'queued' | 'finished'; key: string }
   /** Refused: dead-letter it. `again`: refused by an earlier attempt (its dead-letter job may be missing). */
@@ -43,6 +45,8 @@ export interface IntakeItem extends Delivery {
   tenantId: string;
   name: string;
   cost: number;
+  /** Sent when the job is likely to wait (its downstream had waits): then intake stores it at once. */
+  waiting?: { priority: number; payload: string; deadline?: number };
 }
 
 export interface WaitItem {
@@ -85,7 +89,7 @@ export interface Explanation {
 
 type Arg = string | number;
 
-const INTAKE_KINDS: Record<string, 'admitted' | 'wait' | 'queued' | 'finished'> = { A: 'admitted', R: 'admitted', W: 'wait', Q: 'queued', F: 'finished' };
+const INTAKE_KINDS: Record<string, 'admitted' | 'wait' | 'stored' | 'queued' | 'finished'> = { A: 'admitted', R: 'admitted', W: 'wait', S: 'stored', Q: 'queued', F: 'finished' };
 
 const takenArg = (taken: boolean | undefined) => (taken === undefined ? '' : taken ? '1' : '0');
 
@@ -137,9 +141,19 @@ export class Governance {
     ];
   }
 
-  async intake(downstream: string, queue: string, capacity: number, items: readonly IntakeItem[], knownVersion = -1): Promise<IntakeVerdict[]> {
-    const args = [...this.context(), downstream, queue, capacity, knownVersion];
-    for (const it of items) args.push(it.ingressJobId, it.stamp, takenArg(it.taken), it.tenantId, it.name, it.cost);
+  async intake(
+    downstream: string,
+    queue: string,
+    capacity: number,
+    items: readonly IntakeItem[],
+    knownVersion = -1,
+    backlog?: { maxWaiting?: number; onBacklogFull: 'reject' | 'keep' },
+  ): Promise<IntakeVerdict[]> {
+    const args = [...this.context(), downstream, queue, capacity, knownVersion, backlog?.maxWaiting ?? '', backlog?.onBacklogFull ?? 'keep'];
+    for (const it of items) {
+      const w = it.waiting;
+      args.push(it.ingressJobId, it.stamp, takenArg(it.taken), it.tenantId, it.name, it.cost, w?.priority ?? 0, w?.payload ?? '', w?.deadline ?? '');
+    }
     const raw = await this.scripts.intake([this.keys.inflight(downstream)], args);
     const out: IntakeVerdict[] = [];
     for (let i = 0; i < raw.length; i += 3) out.push(intakeVerdict(raw[i]!, raw[i + 1]!, raw[i + 2]!));

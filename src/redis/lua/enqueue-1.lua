@@ -24,55 +24,19 @@
             '|'; then per job shed to the dead-letter queue: id, payload, message }
 ]]
 --- @include "governance"
+--- @include "waiting"
 
 local ctx = contextFromArgs()
 local ds, queue = ARGV[13], ARGV[14]
 local maxWaiting, onFull = tonumber(ARGV[15]), ARGV[16]
 local shedHigh, shedLow, shedAction, shedDelay = tonumber(ARGV[17]), tonumber(ARGV[18]), ARGV[19], tonumber(ARGV[20]) or 0
 local dlLease = tonumber(ARGV[21]) or 30000
-local stored = 0
-local out = {}
+local jobs = {}
 for i = CONTEXT_ARGS + 10, #ARGV, 8 do
-  local id, ts, tenant, name, cost, priority, payload, deadline =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7]
-  local rec = ctx.G .. 'rec:' .. id
-  if rcall('EXISTS', rec) == 1 then
-    out[#out + 1] = 'E'
-  elseif maxWaiting and onFull == 'reject' and (tonumber(rcall('HGET', dsKey(ctx, ds, 'wc'), tenant)) or 0) >= maxWaiting then
-    recordDead(ctx, id, ds, tenant, 'tenant-backlog-full', 'TG_ERR_BACKLOG_FULL',
-      'tenant ' .. tenant .. ' already has ' .. maxWaiting .. ' jobs waiting on ' .. ds)
-    rcall('HSET', rec, 'ts', ts)
-    out[#out + 1] = 'B'
-  else
-    local seq = rcall('INCR', ctx.G .. 'seq') % 4294967296
-    local score = priority * 4294967296 + seq
-    local flow = flowOf(tenant, name)
-    rcall('HSET', rec, 'st', 'waiting', 'ds', ds, 'q', queue, 't', tenant, 'n', name, 'enq', fmt(ctx.now),
-      'cost', cost, 'pri', priority, 'p', payload, 'sc', fmt(score), 'ts', ts)
-    rcall('INCR', dsKey(ctx, ds, 'wtotal'))
-    if shedHigh then rcall('ZADD', dsKey(ctx, ds, 'bypri'), fmt(score), id) end
-    if deadline ~= '' then
-      rcall('HSET', rec, 'dl', deadline)
-      rcall('ZADD', dsKey(ctx, ds, 'deadlines'), deadline, id)
-    end
-    -- No expiry while waiting: a job may wait longer than records are kept (a monthly quota).
-    local f = dsKey(ctx, ds, 'f:' .. flow)
-    local wasEmpty = rcall('EXISTS', f) == 0
-    rcall('ZADD', f, fmt(score), id)
-    rcall('SADD', dsKey(ctx, ds, 'fl:' .. tenant), flow)
-    rcall('HINCRBY', dsKey(ctx, ds, 'wc'), tenant, 1)
-    if wasEmpty then
-      makeEligible(ctx, ds, flow)
-    elseif rcall('HGET', dsKey(ctx, ds, 'fst'), flow) == 'e' then
-      -- A better-priority job may have become the head: keep the tenant's order right.
-      local head = rcall('ZRANGE', f, 0, 0, 'WITHSCORES')
-      rcall('ZADD', dsKey(ctx, ds, 'tf:' .. tenant), head[2], flow)
-    end
-    stored = stored + 1
-    out[#out + 1] = 'S'
-  end
+  jobs[#jobs + 1] = { id = ARGV[i], ts = ARGV[i + 1], tenant = ARGV[i + 2], name = ARGV[i + 3], cost = ARGV[i + 4],
+    priority = tonumber(ARGV[i + 5]), payload = ARGV[i + 6], deadline = ARGV[i + 7] }
 end
-if stored > 0 then rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'queued', stored) end
+local out = storeWaiting(ctx, ds, jobs, { maxWaiting = maxWaiting, onFull = onFull, byPriority = shedHigh ~= nil })
 
 out[#out + 1] = '|'
 if shedHigh then

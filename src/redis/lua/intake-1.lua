@@ -16,9 +16,13 @@
                  month start/end/iso
     ARGV[13] downstream    ARGV[14] execution queue    ARGV[15] capacity
     ARGV[16] the definitions version the caller knows Postgres is at, or -1: do not check the mirror
-    ARGV[17..] per job, 6 values: ingress id, stamp (its creation time), '1' if an execution or
+    ARGV[17] max waiting jobs per tenant on this downstream ('' = no limit)   ARGV[18] past it: 'reject' | 'keep'
+    ARGV[19..] per job, 9 values: ingress id, stamp (its creation time), '1' if an execution or
                dead-letter job already has the id of its first instance, '0' if none has, '' if not
-               looked up (see includes/instance.lua), tenant id, job name, cost
+               looked up (see includes/instance.lua), tenant id, job name, cost, priority, payload (as
+               enqueue stores it; '' = not sent), deadline (ms, '' = none)
+  A job that must wait and came with its payload is stored in the waiting place right here (as
+  enqueue would: includes/waiting.lua), saving the gate a second call; one without waits for enqueue.
 
   Output: per job, in order, 3 values: code, job key (see includes/instance.lua), detail
     'A'          admitted now: add it to the execution queue
@@ -26,6 +30,7 @@
     'F'          admitted earlier and finished: nothing to do
     'Q'          already in the waiting place: nothing to do
     'W'          must wait: store it with enqueue, under its job key
+    'S'          stored in the waiting place now (it came with its payload)
     'X'          refused now: dead-letter it; detail '<code>|<message>'
     'D'          refused by an earlier attempt: make sure its dead-letter job exists; detail as for 'X'
     'U'          (every job) Redis has no mirror of the quota and throttle definitions, or one behind
@@ -33,12 +38,14 @@
 ]]
 --- @include "governance"
 --- @include "instance"
+--- @include "waiting"
 
 local ctx = contextFromArgs()
 local ds, queue, capacity = ARGV[13], ARGV[14], tonumber(ARGV[15])
 local inflight = KEYS[1]
-local FIRST = CONTEXT_ARGS + 5
-local PER_JOB = 6
+local FIRST = CONTEXT_ARGS + 7
+local PER_JOB = 9
+local limits = { maxWaiting = tonumber(ARGV[17]), onFull = ARGV[18] }
 
 -- A Redis that lost its governance state must not admit under missing quotas or throttles.
 local known = tonumber(ARGV[16]) or -1
@@ -72,6 +79,18 @@ local function reply(code, key, detail)
   out[#out + 1] = key
   out[#out + 1] = detail or ''
 end
+-- Jobs that must wait and came with their payload: stored after the loop, their replies filled in then.
+local toStore, storeAt = {}, {}
+local waitedFlow = {}
+local function wait(key, i, tenant, name, cost)
+  waitedFlow[flowOf(tenant, name)] = true
+  reply('W', key)
+  if ARGV[i + 7] ~= '' then
+    toStore[#toStore + 1] = { id = key, ts = ARGV[i + 1], tenant = tenant, name = name, cost = cost,
+      priority = tonumber(ARGV[i + 6]) or 0, payload = ARGV[i + 7], deadline = ARGV[i + 8] }
+    storeAt[#storeAt + 1] = #out - 2
+  end
+end
 local function refuse(key, id, ts, tenant, code, reason, msg)
   recordDead(ctx, key, ds, tenant, reason, code, msg)
   rcall('HSET', ctx.G .. 'rec:' .. key, 'ts', ts)
@@ -100,8 +119,9 @@ for i = FIRST, #ARGV, PER_JOB do
     local misfit = beyondPolicy(p, tp, ds, cost)
     if misfit then
       refuse(key, id, ts, tenant, 'TG_ERR_COST_OVER_CAPACITY', 'cost-over-capacity', misfit)
-    elseif b.st ~= 'closed' or queued or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1) then
-      reply('W', key)
+    elseif b.st ~= 'closed' or queued or waitedFlow[flowOf(tenant, name)]
+      or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1) then
+      wait(key, i, tenant, name, cost)
     else
       if ti == nil then
         ti = tenantInflight(ctx, ds, tenant)
@@ -111,7 +131,7 @@ for i = FIRST, #ARGV, PER_JOB do
       if v.k == 'reject' then
         refuse(key, id, ts, tenant, v.code, v.reason, v.msg)
       elseif v.k == 'wait' then
-        reply('W', key)
+        wait(key, i, tenant, name, cost)
       else
         take(ctx, v, cost)
         used = used + cost
@@ -140,4 +160,16 @@ if admitted > 0 then
   rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted)
 end
 flushStates(ctx)
+if #toStore > 0 then
+  local codes = storeWaiting(ctx, ds, toStore, limits)
+  for k, code in ipairs(codes) do
+    local at = storeAt[k]
+    if code == 'S' then out[at] = 'S'
+    elseif code == 'E' then out[at] = 'Q'
+    else
+      out[at] = 'X'
+      out[at + 2] = 'TG_ERR_BACKLOG_FULL|tenant ' .. toStore[k].tenant .. ' already has ' .. limits.maxWaiting .. ' jobs waiting on ' .. ds
+    end
+  end
+end
 return out
