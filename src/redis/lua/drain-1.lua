@@ -27,6 +27,9 @@
 
 local ctx = contextFromArgs()
 cacheStates(ctx)
+cacheCounters(ctx)
+-- The shedding index exists only where load shedding is configured.
+local shedIndex = ARGV[18] ~= ''
 local ds, capacity, maxAdmit, lease, maxEval =
   ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
 local inflight = KEYS[1]
@@ -128,7 +131,7 @@ local stats = dsKey(ctx, ds, 'stats')
 -- Takes a refused head job out of its flow; its dead-letter add is leased like a promotion.
 local function refuseHead(id, f, flow, tenant, payload, reason, code, msg)
   rcall('ZREM', f, id)
-  decWaiting(ctx, ds, tenant, id)
+  decWaiting(ctx, ds, tenant, shedIndex and id or nil)
   recordDead(ctx, id, ds, tenant, reason, code, msg, now + lease)
   rcall('ZREM', deadlines, id)
   afterHeadLeft(ctx, ds, flow)
@@ -155,7 +158,7 @@ while fresh < budget and nAdmitted < maxAdmit do
       local id = jobs[1]
       local rec = ctx.G .. 'rec:' .. id
       local _, name = splitFlow(flow)
-      local r = rcall('HMGET', rec, 'cost', 'p', 'enq')
+      local r = rcall('HMGET', rec, 'cost', 'p', 'enq', 'dl')
       local cost = tonumber(r[1]) or 1
       local tp = tenantPolicy(ctx, ds, p, tenant)
       local misfit = beyondPolicy(p, tp, ds, cost)
@@ -173,24 +176,27 @@ while fresh < budget and nAdmitted < maxAdmit do
           take(ctx, v, cost)
           chargeCapacity(ctx, ds, tenant, cost)
           rcall('ZREM', f, id)
-          decWaiting(ctx, ds, tenant, id)
-          rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen)
+          decWaiting(ctx, ds, tenant, shedIndex and id or nil)
           if b.st == 'half-open' then
             rcall('INCR', dsKey(ctx, ds, 'probed:' .. b.gen))
             rcall('PEXPIRE', dsKey(ctx, ds, 'probed:' .. b.gen), 86400000)
-            rcall('HSET', rec, 'probe', 1)
+            rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen, 'probe', 1)
+          else
+            rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen)
           end
-          rcall('ZREM', deadlines, id)
+          if r[4] then rcall('ZREM', deadlines, id) end
           countAdmission(ctx, ds, tenant, cost)
           sampleWait(ctx, ds, tenant, now - (tonumber(r[3]) or now))
-          rcall('ZADD', inflight, fmt(now), id)
-          rcall('ZADD', promoting, fmt(now + lease), id)
+          local c = ctx.counters
+          c.inflight[#c.inflight + 1] = fmt(now)
+          c.inflight[#c.inflight + 1] = id
+          c.promoting[#c.promoting + 1] = fmt(now + lease)
+          c.promoting[#c.promoting + 1] = id
           local newVt = vt + cost / weightOf(p, tp)
-          rcall('HSET', dsKey(ctx, ds, 'tvt'), tenant, fmt(newVt))
-          rcall('SET', dsKey(ctx, ds, 'gvt'), fmt(vt))
-          rcall('ZADD', dsKey(ctx, ds, 'since'), fmt(now), tenant)
+          setVirtualTimes(ctx, ds, tenant, newVt, vt)
+          setSince(ctx, ds, tenant, now)
           afterHeadLeft(ctx, ds, flow)
-          if schedHas(ctx, ds, tenant) then schedPut(ctx, ds, p, tenant, newVt) end
+          if schedHas(ctx, ds, tenant) then schedMove(ctx, ds, p, tenant, newVt) end
           admitted[#admitted + 1] = id
           admitted[#admitted + 1] = r[2] or ''
           nAdmitted = nAdmitted + 1
@@ -205,6 +211,7 @@ while fresh < budget and nAdmitted < maxAdmit do
   end
 end
 if fresh > 0 then rcall('HINCRBY', stats, 'admitted', fresh) end
+flushCounters(ctx, ds)
 if nAdmitted >= maxAdmit then more = 1 end
 
 -- Shedding stops once the waiting place is back below the low mark.

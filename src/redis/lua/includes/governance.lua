@@ -421,12 +421,52 @@ local function tierOf(ctx, p, tp, inflight, since)
   return 0
 end
 
+-- The scheduler's counters, kept for one drain call (cacheCounters; one downstream per call): the
+-- counters it changes with every admission (capacity used and per tenant, waiting counts, virtual
+-- times, when tenants were served, admissions, wait samples, in-flight and lease entries) are read
+-- once, changed here, and written once by flushCounters. Other scripts read and write Redis directly.
+local function cacheCounters(ctx)
+  ctx.counters = { tin = {}, tinDelta = {}, tinTenants = {}, usedDelta = 0, wc = {}, wcTenants = {}, wtotal = 0,
+    tvt = {}, tvtDirty = {}, since = {}, sinceDirty = {}, adm = {}, admTenants = {}, waits = {}, waitTenants = {},
+    inflight = {}, promoting = {} }
+end
+
 local function tenantInflight(ctx, ds, tenant)
-  return tonumber(rcall('HGET', dsKey(ctx, ds, 'tin'), tenant)) or 0
+  local c = ctx.counters
+  if not c then return tonumber(rcall('HGET', dsKey(ctx, ds, 'tin'), tenant)) or 0 end
+  local v = c.tin[tenant]
+  if v == nil then
+    v = tonumber(rcall('HGET', dsKey(ctx, ds, 'tin'), tenant)) or 0
+    c.tin[tenant] = v
+  end
+  return v
 end
 
 local function usedOf(ctx, ds)
-  return tonumber(rcall('GET', dsKey(ctx, ds, 'used'))) or 0
+  local c = ctx.counters
+  if not c then return tonumber(rcall('GET', dsKey(ctx, ds, 'used'))) or 0 end
+  if c.used == nil then c.used = tonumber(rcall('GET', dsKey(ctx, ds, 'used'))) or 0 end
+  return c.used
+end
+
+-- When the tenant was last served or became eligible (nil: it is not queued).
+local function sinceOf(ctx, ds, tenant)
+  local c = ctx.counters
+  if c and c.since[tenant] ~= nil then return c.since[tenant] or nil end
+  local v = tonumber(rcall('ZSCORE', dsKey(ctx, ds, 'since'), tenant))
+  if c then c.since[tenant] = v or false end
+  return v
+end
+
+local function setSince(ctx, ds, tenant, at)
+  local c = ctx.counters
+  if not c then
+    if at then rcall('ZADD', dsKey(ctx, ds, 'since'), fmt(at), tenant) else rcall('ZREM', dsKey(ctx, ds, 'since'), tenant) end
+    return
+  end
+  if c.sinceDirty[tenant] == nil then c.sinceDirty[#c.sinceDirty + 1] = tenant end
+  c.sinceDirty[tenant] = true
+  c.since[tenant] = at or false
 end
 
 -- May the tenant start a job of `cost` now? 'yes' | 'capacity' (the downstream is full for everyone
@@ -480,8 +520,20 @@ end
 
 -- Takes a job's cost from the downstream's capacity and the tenant's share of it.
 local function chargeCapacity(ctx, ds, tenant, cost)
-  rcall('INCRBY', dsKey(ctx, ds, 'used'), cost)
-  rcall('HINCRBY', dsKey(ctx, ds, 'tin'), tenant, cost)
+  local c = ctx.counters
+  if not c then
+    rcall('INCRBY', dsKey(ctx, ds, 'used'), cost)
+    rcall('HINCRBY', dsKey(ctx, ds, 'tin'), tenant, cost)
+    return
+  end
+  c.used = usedOf(ctx, ds) + cost
+  c.tin[tenant] = tenantInflight(ctx, ds, tenant) + cost
+  c.usedDelta = c.usedDelta + cost
+  if not c.tinDelta[tenant] then
+    c.tinDelta[tenant] = 0
+    c.tinTenants[#c.tinTenants + 1] = tenant
+  end
+  c.tinDelta[tenant] = c.tinDelta[tenant] + cost
 end
 
 local function refundCapacity(ctx, ds, tenant, cost)
@@ -516,15 +568,26 @@ end
 -- Queues (or re-queues) a tenant at virtual time `vt`, in the tier its state gives it.
 local function schedPut(ctx, ds, p, tenant, vt)
   schedRemove(ctx, ds, tenant)
-  local since = tonumber(rcall('ZSCORE', dsKey(ctx, ds, 'since'), tenant))
+  local since = sinceOf(ctx, ds, tenant)
   if not since then
     since = ctx.now
-    rcall('ZADD', dsKey(ctx, ds, 'since'), fmt(since), tenant)
+    setSince(ctx, ds, tenant, since)
   end
   local tier = tierOf(ctx, p, tenantPolicy(ctx, ds, p, tenant), tenantInflight(ctx, ds, tenant), since)
   rcall('ZADD', dsKey(ctx, ds, 'sched:' .. tier), fmt(vt), tenant)
   rcall('ZADD', dsKey(ctx, ds, 'tiers'), tier, tier)
   rcall('HSET', dsKey(ctx, ds, 'stier'), tenant, tier)
+end
+
+-- A queued tenant that was just served: queued again at `vt`, in one write when its tier stays.
+local function schedMove(ctx, ds, p, tenant, vt)
+  local tier = rcall('HGET', dsKey(ctx, ds, 'stier'), tenant)
+  local since = sinceOf(ctx, ds, tenant) or ctx.now
+  if tier and tonumber(tier) == tierOf(ctx, p, tenantPolicy(ctx, ds, p, tenant), tenantInflight(ctx, ds, tenant), since) then
+    rcall('ZADD', dsKey(ctx, ds, 'sched:' .. tier), fmt(vt), tenant)
+  else
+    schedPut(ctx, ds, p, tenant, vt)
+  end
 end
 
 -- The tenant to serve next: lowest tier, then lowest virtual time, then tenant id.
@@ -579,10 +642,24 @@ local function splitFlow(flow)
   return string.sub(flow, 1, i - 1), string.sub(flow, i + 1)
 end
 
+local function gvtOf(ctx, ds)
+  local c = ctx.counters
+  if c and c.gvt ~= nil then return c.gvt end
+  local v = tonumber(rcall('GET', dsKey(ctx, ds, 'gvt'))) or 0
+  if c then c.gvt = v end
+  return v
+end
+
+local function tvtOf(ctx, ds, tenant)
+  local c = ctx.counters
+  if c and c.tvt[tenant] ~= nil then return c.tvt[tenant] end
+  local v = tonumber(rcall('HGET', dsKey(ctx, ds, 'tvt'), tenant)) or 0
+  if c then c.tvt[tenant] = v end
+  return v
+end
+
 local function tenantVt(ctx, ds, tenant)
-  local gvt = tonumber(rcall('GET', dsKey(ctx, ds, 'gvt'))) or 0
-  local tvt = tonumber(rcall('HGET', dsKey(ctx, ds, 'tvt'), tenant)) or 0
-  return math.max(gvt, tvt)
+  return math.max(gvtOf(ctx, ds), tvtOf(ctx, ds, tenant))
 end
 
 -- Puts a flow that has waiting jobs into the eligible set, in its tenant's order and the scheduler's.
@@ -603,7 +680,7 @@ end
 local function leaveSchedIfIdle(ctx, ds, tenant)
   if rcall('ZCARD', dsKey(ctx, ds, 'tf:' .. tenant)) == 0 then
     schedRemove(ctx, ds, tenant)
-    rcall('ZREM', dsKey(ctx, ds, 'since'), tenant)
+    setSince(ctx, ds, tenant, nil)
   end
 end
 
@@ -642,7 +719,9 @@ local function afterHeadLeft(ctx, ds, flow)
     rcall('ZREM', dsKey(ctx, ds, 'timers'), flow)
     rcall('SREM', dsKey(ctx, ds, 'pk:' .. tenant), flow)
   elseif rcall('ZSCORE', tf, flow) then
+    -- Still eligible with jobs left: the tenant has an eligible flow, nothing to leave.
     rcall('ZADD', tf, head[2], flow)
+    return
   end
   leaveSchedIfIdle(ctx, ds, tenant)
 end
@@ -680,6 +759,15 @@ end
 
 -- Admissions per tenant per minute (cost units), for shares, fairness and estimates. Kept 15 minutes.
 local function countAdmission(ctx, ds, tenant, cost)
+  local c = ctx.counters
+  if c then
+    if not c.adm[tenant] then
+      c.adm[tenant] = 0
+      c.admTenants[#c.admTenants + 1] = tenant
+    end
+    c.adm[tenant] = c.adm[tenant] + cost
+    return
+  end
   local minute = ctx.now - (ctx.now % 60000)
   local key = dsKey(ctx, ds, 'adm:' .. fmt(minute))
   rcall('HINCRBY', key, tenant, cost)
@@ -693,6 +781,16 @@ end
 -- A job left the waiting place after `waited` ms: sampled per tenant ('<admitted at>:<waited>') for
 -- wait percentiles and the tenant's recent admission rate (estimated admission times).
 local function sampleWait(ctx, ds, tenant, waited)
+  local c = ctx.counters
+  if c then
+    if not c.waits[tenant] then
+      c.waits[tenant] = {}
+      c.waitTenants[#c.waitTenants + 1] = tenant
+    end
+    local list = c.waits[tenant]
+    list[#list + 1] = fmt(ctx.now) .. ':' .. math.floor(waited)
+    return
+  end
   local key = dsKey(ctx, ds, 'waits:' .. tenant)
   rcall('LPUSH', key, fmt(ctx.now) .. ':' .. math.floor(waited))
   rcall('LTRIM', key, 0, 199)
@@ -700,10 +798,62 @@ end
 
 -- One job left the waiting place of `tenant` on `ds` (and the shedding index, if it was in it).
 local function decWaiting(ctx, ds, tenant, id)
+  local c = ctx.counters
+  if c then
+    if not c.wc[tenant] then
+      c.wc[tenant] = 0
+      c.wcTenants[#c.wcTenants + 1] = tenant
+    end
+    c.wc[tenant] = c.wc[tenant] - 1
+    c.wtotal = c.wtotal - 1
+    if id then rcall('ZREM', dsKey(ctx, ds, 'bypri'), id) end
+    return
+  end
   local key = dsKey(ctx, ds, 'wc')
   if rcall('HINCRBY', key, tenant, -1) <= 0 then rcall('HDEL', key, tenant) end
   if rcall('DECR', dsKey(ctx, ds, 'wtotal')) < 0 then rcall('SET', dsKey(ctx, ds, 'wtotal'), 0) end
   if id then rcall('ZREM', dsKey(ctx, ds, 'bypri'), id) end
+end
+
+-- Writes what cacheCounters kept for the call: each counter once, with the same end state as the
+-- per-admission writes (wait samples pushed in admission order, so the newest is first).
+local function flushCounters(ctx, ds)
+  local c = ctx.counters
+  if not c then return end
+  ctx.counters = nil
+  if c.usedDelta ~= 0 then rcall('INCRBY', dsKey(ctx, ds, 'used'), c.usedDelta) end
+  for _, t in ipairs(c.tinTenants) do rcall('HINCRBY', dsKey(ctx, ds, 'tin'), t, c.tinDelta[t]) end
+  for _, t in ipairs(c.wcTenants) do
+    if rcall('HINCRBY', dsKey(ctx, ds, 'wc'), t, c.wc[t]) <= 0 then rcall('HDEL', dsKey(ctx, ds, 'wc'), t) end
+  end
+  if c.wtotal ~= 0 and rcall('INCRBY', dsKey(ctx, ds, 'wtotal'), c.wtotal) < 0 then rcall('SET', dsKey(ctx, ds, 'wtotal'), 0) end
+  if c.gvtDirty then rcall('SET', dsKey(ctx, ds, 'gvt'), fmt(c.gvt)) end
+  for _, t in ipairs(c.tvtDirty) do rcall('HSET', dsKey(ctx, ds, 'tvt'), t, fmt(c.tvt[t])) end
+  for _, t in ipairs(c.sinceDirty) do
+    if c.since[t] then rcall('ZADD', dsKey(ctx, ds, 'since'), fmt(c.since[t]), t) else rcall('ZREM', dsKey(ctx, ds, 'since'), t) end
+  end
+  for _, t in ipairs(c.admTenants) do countAdmission(ctx, ds, t, c.adm[t]) end
+  for _, t in ipairs(c.waitTenants) do
+    local key = dsKey(ctx, ds, 'waits:' .. t)
+    rcall('LPUSH', key, unpack(c.waits[t]))
+    rcall('LTRIM', key, 0, 199)
+  end
+  if #c.inflight > 0 then rcall('ZADD', dsKey(ctx, ds, 'inflight'), unpack(c.inflight)) end
+  if #c.promoting > 0 then rcall('ZADD', dsKey(ctx, ds, 'promoting'), unpack(c.promoting)) end
+end
+
+-- The served tenant's new virtual time, and the global one (kept for the call when counters are).
+local function setVirtualTimes(ctx, ds, tenant, tvt, gvt)
+  local c = ctx.counters
+  if not c then
+    rcall('HSET', dsKey(ctx, ds, 'tvt'), tenant, fmt(tvt))
+    rcall('SET', dsKey(ctx, ds, 'gvt'), fmt(gvt))
+    return
+  end
+  if not c.tvtDirty[tenant] then c.tvtDirty[#c.tvtDirty + 1] = tenant end
+  c.tvtDirty[tenant] = true
+  c.tvt[tenant] = tvt
+  c.gvt, c.gvtDirty = gvt, true
 end
 
 -- Reads the context arguments every governance script starts with: G, now, retention, 9 window values.
