@@ -59,11 +59,13 @@ async function main(): Promise<void> {
   const prefix = newPrefix();
   // BENCH_STAGES_BASELINE=move: the same through baseline-move's plain mover (q1 -> mover -> q2), to compare.
   const baseline = process.env.BENCH_STAGES_BASELINE === 'move';
+  const flood = process.env.BENCH_STAGES_FLOOD === '1';
   const [from, to] = baseline ? ['q1', 'q2'] : ['ingress', 'exec.bench'];
   const tg = baseline
     ? await startMover(prefix)
     : await startTollgate(prefix, {
-        downstreams: [{ name: 'bench', capacity: 1_000_000 }],
+        // BENCH_STAGES_FLOOD=1: capacity binds (20 slots, 5 ms jobs), one tenant: the waiting place's path.
+        downstreams: [{ name: 'bench', capacity: flood ? 20 : 1_000_000 }],
         routing: { rules: [{ jobName: 'bench.*', downstream: 'bench' }] },
         gate: { concurrency: 200 },
       });
@@ -73,7 +75,10 @@ async function main(): Promise<void> {
   let done = 0;
   let resolveDone!: () => void;
   const finished = new Promise<void>((r) => (resolveDone = r));
-  const worker = new Worker(to, async () => void (++done === JOBS && resolveDone()), { connection: wc, prefix, concurrency: 50, removeOnComplete: { count: 0 } });
+  const worker = new Worker(to, async () => {
+    if (flood) await new Promise((r) => setTimeout(r, 5));
+    if (++done === JOBS) resolveDone();
+  }, { connection: wc, prefix, concurrency: 50, removeOnComplete: { count: 0 } });
   await worker.waitUntilReady();
   // BENCH_STAGES_SLOWLOG=0: no SLOWLOG (for a CPU profile of the tollgate process, BENCH_CPU_PROF).
   const logging = process.env.BENCH_STAGES_SLOWLOG !== '0';
@@ -96,7 +101,7 @@ async function main(): Promise<void> {
   };
   const s0 = await stats();
   for (let start = 0; start < JOBS; start += 1000) {
-    await ingress.addBulk(Array.from({ length: Math.min(1000, JOBS - start) }, (_, k) => ({ name: 'bench.job', data: { tenantId: `tenant-${(start + k) % 100}`, seq: start + k, payload: PAYLOAD }, opts: { removeOnComplete: true } })));
+    await ingress.addBulk(Array.from({ length: Math.min(1000, JOBS - start) }, (_, k) => ({ name: 'bench.job', data: { tenantId: flood ? 'flood' : `tenant-${(start + k) % 100}`, seq: start + k, payload: PAYLOAD }, opts: { removeOnComplete: true } })));
   }
   await finished;
   const s1 = await stats();
