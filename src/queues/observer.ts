@@ -41,6 +41,8 @@ export interface ObserverDeps {
   onRedisReset?: () => Promise<unknown>;
   /** The circuit breakers, fed with every execution outcome and failed attempt. */
   breakers?: BreakerService;
+  /** Refills a downstream whose slots this observer just released (a scheduler's `kick`). */
+  refill?: (downstream: string) => void;
 }
 
 interface StreamInfo {
@@ -59,6 +61,13 @@ export class Observer {
   private readonly streams: StreamInfo[];
   private readonly byKey = new Map<string, StreamInfo>();
   private running = false;
+  /**
+   * The breaker observations and the acknowledgement of the last batch, in order: they run while the
+   * next batch is read and released, so a slot's way back to the schedulers does not wait for them.
+   */
+  private tail: Promise<void> = Promise.resolve();
+  private tailError?: Error;
+  private tailsPending = 0;
   private loop?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<unknown>;
@@ -89,6 +98,7 @@ export class Observer {
     if (this.timer) clearInterval(this.timer);
     await this.loop;
     await this.sweeping;
+    await this.tail;
   }
 
   private async ensureGroups(): Promise<void> {
@@ -114,6 +124,13 @@ export class Observer {
           ...this.streams.map(() => '>'),
         )) as ReadReply;
         if (reply) for (const [key, entries] of reply) await this.apply(this.byKey.get(key)!, entries);
+        // A batch's tail that failed leaves its events pending (reclaimed and re-applied later, which is
+        // harmless): back off as for any failed step.
+        if (this.tailError) {
+          const err = this.tailError;
+          this.tailError = undefined;
+          throw err;
+        }
         backoff = 100;
       } catch (err) {
         if (!this.running) break;
@@ -179,7 +196,9 @@ export class Observer {
     }
     for (const [event, n] of byEvent) metrics.observerEvents.inc({ downstream: stream.downstream, event }, n);
     if (releases.length > 0) {
-      const { released, generations, wake } = await governance.release(stream.downstream, releases);
+      // The release publishes the wake itself: a slot that came back is offered to the schedulers
+      // in the same round trip.
+      const { released, generations } = await governance.release(stream.downstream, releases, { publish: true });
       // The release read each job's record: its breaker generation comes with it (no second read).
       const genOf = new Map<string, number>();
       released.forEach((r, i) => {
@@ -188,15 +207,31 @@ export class Observer {
       });
       for (const e of execEvents) if (e.kind !== 'retry' && genOf.has(e.key)) e.gen = genOf.get(e.key)!;
       await failpoints.hit('observer.after-release');
-      // Capacity or tenant slots came back where jobs wait for them: tell the schedulers.
-      if (wake.length > 0) await governance.publishWake(wake);
+      // Slots came back: refill them from here (the observer's event loop is the one that knows first,
+      // and is not busy with intake); the published wake tells every other scheduler too.
+      if (this.deps.refill && released.some((r) => r)) this.deps.refill(stream.downstream);
     }
-    if (execEvents.length > 0 && this.deps.breakers?.enabled(stream.downstream)) {
-      await this.describe(stream, execEvents);
-      await this.deps.breakers.observe(stream.downstream, execEvents, { consumer: this.consumer, fresh, entryIds: entries.map(([id]) => id) });
-    }
-    await failpoints.hit('observer.before-ack');
-    await redis.xack(stream.key, OBSERVER_GROUP, ...entries.map(([id]) => id));
+    const ids = entries.map(([id]) => id);
+    // At most one batch's tail runs behind the reads: a slow breaker store slows the reads down.
+    if (this.tailsPending > 0) await this.tail;
+    const prev = this.tail;
+    this.tailsPending++;
+    this.tail = (async () => {
+      await prev;
+      try {
+        if (execEvents.length > 0 && this.deps.breakers?.enabled(stream.downstream)) {
+          await this.describe(stream, execEvents);
+          await this.deps.breakers.observe(stream.downstream, execEvents, { consumer: this.consumer, fresh, entryIds: ids });
+        }
+        await failpoints.hit('observer.before-ack');
+        await redis.xack(stream.key, OBSERVER_GROUP, ...ids);
+      } catch (err) {
+        this.tailError ??= err as Error;
+      } finally {
+        this.tailsPending--;
+      }
+    })();
+    if (!fresh) await this.tail;
   }
 
   private markActive(execJobId: string, at: number): void {
@@ -387,8 +422,7 @@ export class Observer {
           else if (finishedOn) releases.push({ key: id, outcome: completedScore !== null ? 'completed' : 'failed' });
         });
         if (releases.length === 0) continue;
-        const { released, wake } = await governance.release(s.downstream, releases);
-        if (wake.length > 0) await governance.publishWake(wake);
+        const { released } = await governance.release(s.downstream, releases, { publish: true });
         let n = 0;
         released.forEach((r, i) => {
           if (!r) return;

@@ -227,8 +227,9 @@ export class Governance {
   async release(
     downstream: string,
     items: ReadonlyArray<{ key: string; outcome: Outcome; actualCost?: number; endedAt?: number }>,
+    opts: { publish?: boolean } = {},
   ): Promise<{ released: boolean[]; generations: Array<number | undefined>; wake: string[] }> {
-    const args: Arg[] = [...this.context(), downstream, this.downstreams.join(',')];
+    const args: Arg[] = [...this.context(), downstream, this.downstreams.join(','), opts.publish ? this.keys.wakeChannel() : ''];
     for (const it of items) args.push(it.key, it.outcome, it.actualCost ?? '', it.endedAt ?? '');
     const out = await this.scripts.release([this.keys.inflight(downstream)], args);
     const wake = String(out[out.length - 1] ?? '');

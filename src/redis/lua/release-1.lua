@@ -14,7 +14,9 @@
     KEYS[1] <G>ds:<ds>:inflight (zset)  declares the governance slot
     ARGV[1..12]  governance context (see intake)
     ARGV[13] downstream   ARGV[14] every downstream of the slot, comma-separated
-    ARGV[15..] per job, 4 values: ingress id, outcome ('completed' | 'failed' | 'vanished'), actual cost or '',
+    ARGV[15] the schedulers' wake channel: the downstreams to look again at are published there, from
+             the script (one round trip less between a slot coming back and its next admission), or ''
+    ARGV[16..] per job, 4 values: ingress id, outcome ('completed' | 'failed' | 'vanished'), actual cost or '',
                when it ended (ms: the event's time) or ''
 
   Output: { per job 2 values: released (1/0), the breaker generation it was admitted in ('' unknown);
@@ -27,6 +29,7 @@
 local ctx = contextFromArgs()
 local ds = ARGV[13]
 local all = split(ARGV[14], ',')
+local wakeChannel = ARGV[15]
 local inflight = KEYS[1]
 local stats = dsKey(ctx, ds, 'stats')
 
@@ -55,7 +58,7 @@ local counts = {}
 -- Which jobs are in flight: one lookup for the batch, one removal at the end (nothing read in the
 -- loop depends on the removal).
 local all_ids = {}
-for i = CONTEXT_ARGS + 3, #ARGV, 4 do all_ids[#all_ids + 1] = ARGV[i] end
+for i = CONTEXT_ARGS + 4, #ARGV, 4 do all_ids[#all_ids + 1] = ARGV[i] end
 local inflightNow = {}
 if #all_ids > 0 then
   local scores = rcall('ZMSCORE', inflight, unpack(all_ids))
@@ -67,7 +70,7 @@ local leave = {}
 
 local out = {}
 local wake = {}
-for i = CONTEXT_ARGS + 3, #ARGV, 4 do
+for i = CONTEXT_ARGS + 4, #ARGV, 4 do
   local id, outcome, actual, endedAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]) or ctx.now
   local rec = ctx.G .. 'rec:' .. id
   local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at', 'enq', 'bg')
@@ -142,5 +145,7 @@ end
 if not schedEmpty(ctx, ds) then toWake[ds] = true end
 local names = {}
 for d in pairs(toWake) do names[#names + 1] = d end
-out[#out + 1] = table.concat(names, ',')
+local wakeList = table.concat(names, ',')
+if wakeChannel ~= '' and wakeList ~= '' then rcall('PUBLISH', wakeChannel, wakeList) end
+out[#out + 1] = wakeList
 return out
