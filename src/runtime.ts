@@ -167,6 +167,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
 
   let gate: Gate | undefined;
   let observer: Observer | undefined;
+  let gateScheduler: Scheduler | undefined;
   const started = (async () => {
     // With maxRetriesPerRequest null this waits for Redis however long it takes to appear.
     await redis.ping();
@@ -189,7 +190,10 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       // Its own connection for the blocking wait on the ingress marker (no auto-pipelining under a block).
       const blockingConnection = createRedis(env.redisUrl, 'worker', log, 'gate-wait');
       blockingConnection.options.enableAutoPipelining = false;
-      const ingress = new Ingress(redis, blockingConnection, topology.ingress, keys);
+      // Claims and finishes on a connection of their own: on the decisions' one they would queue behind
+      // other loops' intake calls (a client's commands run one after the other), and the reverse.
+      const ingressRedis = createRedis(env.redisUrl, 'worker', log, 'gate-ingress');
+      const ingress = new Ingress(ingressRedis, blockingConnection, topology.ingress, keys);
       const subscriber = createRedis(env.redisUrl, 'worker', log, 'gate-wake');
       const gateLog = log.child({ component: 'gate' });
       const mirror = new MirrorGuard(database, new Definitions(database, governance, config, gateLog), gateLog, () => migrated);
@@ -199,8 +203,16 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
         await mirror.refresh();
         mirror.repair(false);
       });
-      const scheduler = new Scheduler({ config, topology, governance, subscriber, log: gateLog, metrics, failpoints, now });
+      // The scheduler's drains and execution adds have connections of their own: on the intake's they
+      // would queue behind its batches (a client's commands run in order), and a slot that came back
+      // would wait for them.
+      const schedulerRedis = createRedis(env.redisUrl, 'worker', log, 'scheduler');
+      const schedulerQueueRedis = createRedis(env.redisUrl, 'worker', log, 'scheduler-queues');
+      const schedulerTopology = new Topology(config, env.prefix, schedulerQueueRedis);
+      const schedulerGovernance = new Governance(schedulerRedis, keys, retentionMs, downstreamNames, now);
+      const scheduler = new Scheduler({ config, topology: schedulerTopology, governance: schedulerGovernance, subscriber, log: gateLog, metrics, failpoints, now });
       await scheduler.start();
+      gateScheduler = scheduler;
       gate = new Gate({ config, topology, governance, scheduler, ingress, log: gateLog, metrics, failpoints, now, mirror });
       gate.start();
       // Intake first (its in-flight jobs may still enqueue), then the scheduler's in-flight drains.
@@ -208,7 +220,11 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
         mirror.close();
         await gate!.close();
         await scheduler.close();
+        await schedulerTopology.close();
+        schedulerRedis.disconnect();
+        schedulerQueueRedis.disconnect();
         blockingConnection.disconnect();
+        ingressRedis.disconnect();
         subscriber.disconnect();
       });
     }
@@ -227,7 +243,32 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
         now,
       );
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
-      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset, breakers });
+      // Slots the observer releases are refilled at once by a scheduler: the gate's, in a process that
+      // has both roles; else one of the observer's own, which drains only when kicked (on a release).
+      let refiller = gateScheduler;
+      if (!refiller) {
+        const refillRedis = createRedis(env.redisUrl, 'worker', log, 'refill');
+        const refillQueueRedis = createRedis(env.redisUrl, 'worker', log, 'refill-queues');
+        const refillTopology = new Topology(config, env.prefix, refillQueueRedis);
+        const own = new Scheduler({
+          config,
+          topology: refillTopology,
+          governance: new Governance(refillRedis, keys, retentionMs, downstreamNames, now),
+          log: obsLog,
+          metrics,
+          failpoints,
+          now,
+        });
+        refiller = own;
+        phases.observer.push(async () => {
+          await own.close();
+          await refillTopology.close();
+          refillRedis.disconnect();
+          refillQueueRedis.disconnect();
+        });
+      }
+      const refill = refiller;
+      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset, breakers, refill: (d) => refill.kick(d) });
       await observer.start();
       const adaptive = new AdaptiveCapacity(redis, governance, config.downstreams, obsLog, metrics, now);
       await adaptive.start();

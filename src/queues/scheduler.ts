@@ -27,16 +27,23 @@ export interface SchedulerDeps {
   config: Config;
   topology: Topology;
   governance: Governance;
-  /** A connection of its own for SUBSCRIBE. */
-  subscriber: Redis;
+  /** A connection of its own for SUBSCRIBE (none: this scheduler only drains when kicked, see `start`). */
+  subscriber?: Redis;
   log: Logger;
   metrics: Metrics;
   failpoints: Failpoints;
   now: () => number;
 }
 
+/**
+ * Drains of one downstream that may run at once in this process. Each drain is atomic in Redis, so two
+ * never admit the same job; the second one takes the slots that came back while the first one's
+ * execution adds were on their way, instead of waiting for them.
+ */
+const RUNS_PER_LANE = 2;
+
 interface Lane {
-  running?: Promise<void>;
+  running: Set<Promise<void>>;
   again: boolean;
   timer?: NodeJS.Timeout;
   timerAt?: number;
@@ -48,11 +55,12 @@ export class Scheduler {
   private tick?: NodeJS.Timeout;
 
   constructor(private readonly deps: SchedulerDeps) {
-    for (const d of deps.topology.downstreams.keys()) this.lanes.set(d, { again: false });
+    for (const d of deps.topology.downstreams.keys()) this.lanes.set(d, { running: new Set(), again: false });
   }
 
   async start(): Promise<void> {
     const { subscriber, governance, log } = this.deps;
+    if (!subscriber) throw new Error('a scheduler started without a subscriber connection');
     subscriber.on('message', (_channel: string, message: string) => {
       for (const d of message.split(',')) if (this.lanes.has(d)) this.kick(d);
     });
@@ -71,25 +79,26 @@ export class Scheduler {
   kick(downstream: string): void {
     const lane = this.lanes.get(downstream);
     if (!lane || this.closed) return;
-    if (lane.running) {
+    if (lane.running.size >= RUNS_PER_LANE) {
       lane.again = true;
       return;
     }
-    lane.running = this.run(downstream, lane).finally(() => {
-      lane.running = undefined;
+    const run: Promise<void> = this.run(downstream, lane).finally(() => {
+      lane.running.delete(run);
       if (lane.again && !this.closed) {
         lane.again = false;
         this.kick(downstream);
       }
     });
+    lane.running.add(run);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.tick) clearInterval(this.tick);
     for (const lane of this.lanes.values()) if (lane.timer) clearTimeout(lane.timer);
-    await Promise.all([...this.lanes.values()].map((l) => l.running));
-    await this.deps.subscriber.unsubscribe().catch(() => undefined);
+    await Promise.all([...this.lanes.values()].flatMap((l) => [...l.running]));
+    await this.deps.subscriber?.unsubscribe().catch(() => undefined);
   }
 
   private async run(downstream: string, lane: Lane): Promise<void> {
