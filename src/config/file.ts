@@ -128,9 +128,9 @@ const ConfigSchema = z
     gate: z
       .strictObject({
         /** Ingress jobs one gate process works on at once; decisions are batched across them. */
-        concurrency: z.number().int().min(1).max(5000).default(200),
+        concurrency: z.number().int().min(1).max(20_000).default(2000),
         /** Max decisions per Redis script call. */
-        maxBatch: z.number().int().min(1).max(1000).default(200),
+        maxBatch: z.number().int().min(1).max(1000).default(250),
         lockDurationMs: ms(100).default(30_000),
         stalledIntervalMs: ms(50).default(30_000),
         /** Promotion is idempotent, so a job may stall (its gate died) many times without harm. */
