@@ -3,6 +3,9 @@
  * trips and recovers, the uncontended decision latency, and the scale check (10,000 tenants, 200,000
  * waiting jobs). Each returns figures for the table; none asserts (the bench measures, tests assert).
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Keys } from '../src/redis/keys';
@@ -362,5 +365,99 @@ export async function scale(tenants: number, jobs: number): Promise<Record<strin
     gateRssMb: peakRss,
     gateRssGrowthBytesPerWaitingJob: ((peakRss - rss0) * 1048576) / jobs,
     drainPerSec: DRAIN / drainSeconds,
+  };
+}
+
+/**
+ * A live flood (issue 11): capacity binds (20 slots, 5 ms jobs); a producer process adds FLOOD_JOBS jobs
+ * of one tenant with addBulk as fast as it can while a second tenant adds one job every 50 ms, from the
+ * flood's first add until a second after its last. Measures the quiet tenant's ingress add → execution
+ * job added (p50/p99), ingress's peak backlog (sampled every 50 ms), the producer's add rate and the
+ * gate's intake rate (flood jobs out of ingress per second, until ingress is empty).
+ */
+export async function flood(floodJobs = Number(process.env.BENCH_FLOOD_JOBS ?? 100_000)): Promise<Record<string, number>> {
+  const prefix = newPrefix();
+  const tg = await startTollgate(prefix, {
+    downstreams: [{ name: 'bench', capacity: 20, policy: { kind: 'proportional' } }],
+    routing: { rules: [{ jobName: 'bench.*', downstream: 'bench' }] },
+  });
+  const pc = conn();
+  const wc = conn();
+  const ingress = new Queue('ingress', { connection: pc, prefix });
+  const quiet: number[] = [];
+  const worker = new Worker(
+    'exec.bench',
+    async (job) => {
+      if (job.data.tenantId === 'quiet') quiet.push(job.timestamp - job.data.sentAt);
+      await sleep(5);
+    },
+    { connection: wc, prefix, concurrency: 40, removeOnComplete: { count: 0 } },
+  );
+  worker.on('error', () => undefined);
+  await worker.waitUntilReady();
+  const watch = watchProcess(tg.child.pid!);
+  const producer = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'flood-producer.ts')], {
+    env: { ...process.env, REDIS_URL, FLOOD_PREFIX: prefix, FLOOD_QUEUE: 'ingress', FLOOD_JOBS: String(floodJobs), FLOOD_NAME: 'bench.job' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const events = new Map<string, number>();
+  const started = new Promise<void>((resolve, reject) => {
+    createInterface({ input: producer.stdout! }).on('line', (line) => {
+      const ev = JSON.parse(line) as { event: string; at: number };
+      events.set(ev.event, ev.at);
+      if (ev.event === 'start') resolve();
+    });
+    producer.on('exit', (code) => (code === 0 ? undefined : reject(new Error(`flood producer exited with ${code}`))));
+  });
+  const producerDone = new Promise<void>((resolve) => producer.on('exit', () => resolve()));
+  await started;
+  let peakBacklog = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const n = await ingress.getJobCounts('waiting', 'prioritized');
+      peakBacklog = Math.max(peakBacklog, (n.waiting ?? 0) + (n.prioritized ?? 0));
+      await sleep(50);
+    }
+  })();
+  let floodDone = false;
+  let quietSent = 0;
+  const quietLoop = (async () => {
+    for (let after = 0; !floodDone || after++ < 20; ) {
+      await ingress.add('bench.job', { tenantId: 'quiet', sentAt: Date.now(), payload: PAYLOAD }, { removeOnComplete: true });
+      quietSent++;
+      await sleep(50);
+    }
+  })();
+  await producerDone;
+  floodDone = true;
+  const t0 = events.get('start')!;
+  const addSeconds = (events.get('done')! - t0) / 1000;
+  await quietLoop;
+  await waitUntil(
+    async () => {
+      const n = await ingress.getJobCounts('waiting', 'prioritized');
+      return (n.waiting ?? 0) + (n.prioritized ?? 0) === 0;
+    },
+    'ingress to empty',
+    300_000,
+    20,
+  );
+  const intakeSeconds = (Date.now() - t0) / 1000;
+  sampling = false;
+  await sampler;
+  await waitUntil(() => quiet.length >= quietSent, 'every quiet job to reach its execution queue', 120_000);
+  const proc = watch.stop();
+  await teardown({ worker, ingress, tg, conns: [pc, wc], prefix });
+  return {
+    quietP50Ms: quantile(quiet, 0.5),
+    quietP99Ms: quantile(quiet, 0.99),
+    quietJobs: quiet.length,
+    peakBacklog,
+    producerAddsPerSec: floodJobs / addSeconds,
+    intakePerSec: floodJobs / intakeSeconds,
+    jobs: floodJobs + quietSent,
+    tollgateCpuSec: proc.cpuSec,
+    tollgatePeakRssMb: proc.peakRssMb,
   };
 }

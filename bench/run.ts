@@ -23,7 +23,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { breaker, contended, scale, trickleLatency } from './governed';
+import { breaker, contended, flood, scale, trickleLatency } from './governed';
 import { bucketQuantile, cleanup, histogram, info, median, newPrefix, PAYLOAD, procStats, redis, REDIS_URL, ROOT, startTollgate, watchRedisMemory } from './lib';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 50_000);
@@ -267,6 +267,7 @@ const scenarios: Record<string, Scenario> = {
   },
   'tollgate-contended': async (run) => governedRun('tollgate-contended', run, contended),
   'tollgate-breaker': async (run) => governedRun('tollgate-breaker', run, breaker),
+  'tollgate-flood': async (run) => governedRun('tollgate-flood', run, flood),
 };
 
 const fmt = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? '-' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
@@ -362,6 +363,7 @@ function report({ machine, summary, scale: scaleRuns, results }: Report): void {
   const open = base('tollgate-open');
   const con = base('tollgate-contended');
   const brk = base('tollgate-breaker');
+  const fl = base('tollgate-flood');
   const targets: string[] = ['| target | measured | met |', '|---|---|---|'];
   const row = (what: string, value: string, ok: boolean | undefined) => targets.push(`| ${what} | ${value} | ${ok === undefined ? '-' : ok ? 'yes' : '**no**'} |`);
   if (open && move) row('tollgate-open ≥ 1.0 × baseline-move', `${fmt(open.jobsPerSec / move.jobsPerSec, 2)} ×`, open.jobsPerSec >= move.jobsPerSec);
@@ -371,6 +373,8 @@ function report({ machine, summary, scale: scaleRuns, results }: Report): void {
   if (con) row('tollgate-contended quiet-tenant p50', `${fmt(con.extra.quietP50Ms)} ms`, undefined);
   if (con) row('tollgate-contended quiet-tenant p99 ≤ 500 ms', `${fmt(con.extra.quietP99Ms)} ms`, con.extra.quietP99Ms! <= 500);
   if (open && move) row('Redis commands per job ≤ 1.5 × baseline-move', `${fmt(open.redisCmdsPerJob / move.redisCmdsPerJob, 2)} ×`, open.redisCmdsPerJob <= 1.5 * move.redisCmdsPerJob);
+  if (fl) row("tollgate-flood quiet tenant's ingress → exec p99 ≤ 500 ms (aim ≤ 100 ms)", `${fmt(fl.extra.quietP99Ms)} ms (p50 ${fmt(fl.extra.quietP50Ms)} ms)`, fl.extra.quietP99Ms! <= 500);
+  if (fl) row('tollgate-flood: gate intake keeps pace with the producer', `intake ${fmt(fl.extra.intakePerSec)} jobs/s, producer ${fmt(fl.extra.producerAddsPerSec)} jobs/s; ingress peak backlog ${fmt(fl.extra.peakBacklog)}`, undefined);
   if (brk) row('tollgate-breaker: promotions while open = 0', fmt(brk.extra.promotedWhileOpen), brk.extra.promotedWhileOpen === 0);
   const extrasTable = (s: { scenario: string; extra: Record<string, number> } | undefined) =>
     s ? [`**${s.scenario}** (medians of ${RUNS})`, '', '| figure | value |', '|---|---|', ...Object.entries(s.extra).map(([k, v]) => `| ${k} | ${fmt(v, k === 'jain' ? 4 : 2)} |`), ''].join('\n') : '';
@@ -397,6 +401,7 @@ Everything (Redis, the benchmark process, the middle process) shares the machine
 - **tollgate-open**: producer → ingress → tollgate process (gate + observer + API, gate concurrency ${MIDDLE_CONCURRENCY}) → exec.bench → plain worker; 100 tenants, nothing binding. Then 1,000 more jobs at 200 jobs/s for the uncontended decision latency.
 - **tollgate-contended**: 1,000 tenants, proportional policy, capacity 20 with 20 ms jobs (capacity binds at ≤ 1,000 jobs/s); one tenant floods 20,000 jobs at once while 999 quiet tenants send 100 jobs/s between them for 15 s.
 - **tollgate-breaker**: capacity 50; execution fails from the start (breaker: 5 consecutive failures, open 2 s, 3 probes, 2 s replay ramp) and recovers once the breaker is open; producers send 400 jobs/s for 6 s.
+- **tollgate-flood**: capacity 20 with 5 ms jobs; a producer process adds 100,000 jobs of one tenant with \`addBulk\` (1,000 at a time) as fast as it can while a second tenant adds one job every 50 ms, from the flood's first add until a second after its last. The quiet tenant's ingress add → execution job added (p50/p99), ingress's peak backlog, the producer's add rate and the gate's intake rate.
 - **scale**: 100 and 10,000 tenants, each with a quota of its own, ${(scaleRuns[0]?.jobs ?? SCALE_JOBS).toLocaleString('en')} jobs waiting behind a full downstream (capacity 100), then drained by a worker.
 
 Throughput is end to end: first \`add\` to last job executed. Redis commands per job count every command, including those
@@ -409,7 +414,7 @@ latency likewise from \`tollgate_gate_decision_seconds\` (active → decided, be
 
 ${throughput}
 
-## Targets (issue 6), as measured in this run
+## Targets (issues 6 and 11), as measured in this run
 
 ${targets.join('\n')}
 
@@ -418,6 +423,7 @@ ${targets.join('\n')}
 ${extrasTable(open)}
 ${extrasTable(con)}
 ${extrasTable(brk)}
+${extrasTable(fl)}
 Fairness (contended): each tenant's admissions while the quiet tenants sent (the flood backlogged throughout), divided
 by its max-min fair share of all admissions in that window (a quiet tenant is entitled to what it sent, the flooding
 tenant to the rest); Jain's index of those ratios over the 1,000 tenants (1 = every tenant got exactly its fair share;
