@@ -380,6 +380,7 @@ export async function flood(floodJobs = Number(process.env.BENCH_FLOOD_JOBS ?? 1
   const tg = await startTollgate(prefix, {
     downstreams: [{ name: 'bench', capacity: 20, policy: { kind: 'proportional' } }],
     routing: { rules: [{ jobName: 'bench.*', downstream: 'bench' }] },
+    ...(process.env.BENCH_FLOOD_GATE ? { gate: JSON.parse(process.env.BENCH_FLOOD_GATE) } : {}),
   });
   const pc = conn();
   const wc = conn();

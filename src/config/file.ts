@@ -128,7 +128,7 @@ const ConfigSchema = z
     gate: z
       .strictObject({
         /** Ingress jobs one gate process works on at once; decisions are batched across them. */
-        concurrency: z.number().int().min(1).max(20_000).default(2000),
+        concurrency: z.number().int().min(1).max(20_000).default(4000),
         /** Max decisions per Redis script call. */
         maxBatch: z.number().int().min(1).max(1000).default(250),
         lockDurationMs: ms(100).default(30_000),
