@@ -8,7 +8,7 @@
 import { FlowProducer, QueueEvents, type Job } from 'bullmq';
 import { parseApiTokens } from '../../src/config/tokens';
 import { execJobId } from '../../src/redis/keys';
-import { createHarness, type Harness } from '../support/harness';
+import { createHarness, type Harness, recordExecutions } from '../support/harness';
 import { testRedis, waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
@@ -28,17 +28,7 @@ const ran = (mark: string) => [...executed.values()].flat().filter((j) => j.data
 beforeAll(async () => {
   h = await createHarness('ingress-compat', { env: { apiTokens: parseApiTokens(`ops:${ADMIN}:admin`) } });
   await h.start();
-  for (const q of ['exec.scanner', 'exec.attestor', 'exec.policy']) {
-    h.worker(
-      q,
-      async (job) => {
-        executed.set(q, [...(executed.get(q) ?? []), job]);
-        if (job.data.sleepMs) await new Promise((r) => setTimeout(r, job.data.sleepMs));
-        return { ok: true };
-      },
-      { concurrency: 20 },
-    );
-  }
+  recordExecutions(h, executed, 20);
   events = new QueueEvents(h.config.queues.ingress, { connection: connection(), prefix: h.prefix });
   await events.waitUntilReady();
 });

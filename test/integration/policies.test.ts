@@ -54,7 +54,7 @@ it('shares a saturated downstream 1:2:5 by weight over 30 s', async () => {
     }
   }
   // Measure once all three are waiting (saturated), for 30 s.
-  await waitFor(async () => (await h.ingress.count()) === 0, 'intake', 60_000, 200);
+  await waitFor(() => h.intakeDone(), 'intake', 60_000, 200);
   const start = Date.now();
   await new Promise((r) => setTimeout(r, 30_000));
   const end = start + 30_000;

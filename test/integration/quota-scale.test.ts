@@ -154,7 +154,7 @@ async function backlogScenario(h: Harness) {
       await h.ingress.addBulk(Array.from({ length: Math.min(5000, n - i) }, (_, k) => ({ name: 'scan.image', data: { tenantId: 'flood', k: i + k } })));
     }
     // The flood is in the waiting place (intake is done) before the quiet tenant sends anything.
-    await waitFor(async () => (await h.ingress.count()) === 0, 'intake of the flood', 60_000, 200);
+    await waitFor(() => h.intakeDone(), 'intake of the flood', 60_000, 200);
   };
   const quietRound = async (backlog: number) => {
     latencies = [];

@@ -9,7 +9,7 @@ import type { Job } from 'bullmq';
 import { parseApiTokens } from '../../src/config/tokens';
 import type { DeadLetterData } from '../../src/queues/dead-letter';
 import { execJobId, jobKey } from '../../src/redis/keys';
-import { createHarness, type Harness } from '../support/harness';
+import { createHarness, type Harness, recordExecutions } from '../support/harness';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
@@ -28,17 +28,7 @@ const ran = (queue: string, pred: (j: Job) => boolean = () => true) => (executed
 beforeAll(async () => {
   h = await createHarness('single-jobs', { env: { apiTokens: parseApiTokens(TOKENS) } });
   await h.start();
-  for (const q of ['exec.scanner', 'exec.attestor', 'exec.policy']) {
-    h.worker(
-      q,
-      async (job) => {
-        executed.set(q, [...(executed.get(q) ?? []), job]);
-        if (job.data.sleepMs) await new Promise((r) => setTimeout(r, job.data.sleepMs));
-        return { ok: true };
-      },
-      { concurrency: 100 },
-    );
-  }
+  recordExecutions(h, executed, 100);
 });
 afterAll(async () => {
   await h.close();

@@ -2,10 +2,11 @@
  * An isolated tollgate for one integration test file: its own prefix and database, tollgate running
  * in-process with the chosen roles, and plain BullMQ producers and workers around it.
  */
-import { Queue, Worker, type Processor } from 'bullmq';
+import { Queue, Worker, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Env } from '../../src/config/env';
 import type { Config, ConfigInput } from '../../src/config/file';
+import { Keys } from '../../src/redis/keys';
 import { startTollgate, type Role, type Tollgate } from '../../src/runtime';
 import {
   cleanupPrefix,
@@ -26,6 +27,11 @@ export interface Harness {
   tollgate?: Tollgate;
   redis: Redis;
   ingress: Queue;
+  /**
+   * Intake is done: nothing waits in ingress and no gate holds a claim on an ingress job (claimed jobs
+   * are out of BullMQ's counts while the gate decides them, up to gate.concurrency at once).
+   */
+  intakeDone(): Promise<boolean>;
   queue(name: string): Queue;
   worker(name: string, processor: Processor, opts?: { concurrency?: number }): Worker;
   /** Closes the execution workers started so far (call in afterEach so tests do not share them). */
@@ -61,6 +67,9 @@ export async function createHarness(
     env,
     redis,
     ingress: queue(config.queues.ingress),
+    async intakeDone() {
+      return (await this.ingress.count()) === 0 && (await redis.zcard(new Keys(prefix).ingressClaims(config.queues.ingress))) === 0;
+    },
     queue,
     worker(name, processor, wopts = {}) {
       const conn = testRedis(env.redisUrl);
@@ -110,4 +119,22 @@ export async function createHarness(
     },
   };
   return h;
+}
+
+/**
+ * A worker on each execution queue that records every job it runs in `executed` (by queue) and sleeps
+ * `data.sleepMs` when the job asks for it.
+ */
+export function recordExecutions(h: Harness, executed: Map<string, Job[]>, concurrency: number): void {
+  for (const q of ['exec.scanner', 'exec.attestor', 'exec.policy']) {
+    h.worker(
+      q,
+      async (job) => {
+        executed.set(q, [...(executed.get(q) ?? []), job]);
+        if (job.data.sleepMs) await new Promise((r) => setTimeout(r, job.data.sleepMs));
+        return { ok: true };
+      },
+      { concurrency },
+    );
+  }
 }

@@ -431,6 +431,18 @@ local function cacheCounters(ctx)
     inflight = {}, promoting = {} }
 end
 
+-- The cached counter `map[tenant]`, created as `init` on first use and `tenant` listed in `order` (the
+-- order flushCounters writes them in).
+local function counterFor(map, order, tenant, init)
+  local v = map[tenant]
+  if v == nil then
+    v = init
+    map[tenant] = v
+    order[#order + 1] = tenant
+  end
+  return v
+end
+
 local function tenantInflight(ctx, ds, tenant)
   local c = ctx.counters
   if not c then return tonumber(rcall('HGET', dsKey(ctx, ds, 'tin'), tenant)) or 0 end
@@ -529,11 +541,7 @@ local function chargeCapacity(ctx, ds, tenant, cost)
   c.used = usedOf(ctx, ds) + cost
   c.tin[tenant] = tenantInflight(ctx, ds, tenant) + cost
   c.usedDelta = c.usedDelta + cost
-  if not c.tinDelta[tenant] then
-    c.tinDelta[tenant] = 0
-    c.tinTenants[#c.tinTenants + 1] = tenant
-  end
-  c.tinDelta[tenant] = c.tinDelta[tenant] + cost
+  c.tinDelta[tenant] = counterFor(c.tinDelta, c.tinTenants, tenant, 0) + cost
 end
 
 local function refundCapacity(ctx, ds, tenant, cost)
@@ -761,11 +769,7 @@ end
 local function countAdmission(ctx, ds, tenant, cost)
   local c = ctx.counters
   if c then
-    if not c.adm[tenant] then
-      c.adm[tenant] = 0
-      c.admTenants[#c.admTenants + 1] = tenant
-    end
-    c.adm[tenant] = c.adm[tenant] + cost
+    c.adm[tenant] = counterFor(c.adm, c.admTenants, tenant, 0) + cost
     return
   end
   local minute = ctx.now - (ctx.now % 60000)
@@ -783,11 +787,7 @@ end
 local function sampleWait(ctx, ds, tenant, waited)
   local c = ctx.counters
   if c then
-    if not c.waits[tenant] then
-      c.waits[tenant] = {}
-      c.waitTenants[#c.waitTenants + 1] = tenant
-    end
-    local list = c.waits[tenant]
+    local list = counterFor(c.waits, c.waitTenants, tenant, {})
     list[#list + 1] = fmt(ctx.now) .. ':' .. math.floor(waited)
     return
   end
@@ -800,11 +800,7 @@ end
 local function decWaiting(ctx, ds, tenant, id)
   local c = ctx.counters
   if c then
-    if not c.wc[tenant] then
-      c.wc[tenant] = 0
-      c.wcTenants[#c.wcTenants + 1] = tenant
-    end
-    c.wc[tenant] = c.wc[tenant] - 1
+    c.wc[tenant] = counterFor(c.wc, c.wcTenants, tenant, 0) - 1
     c.wtotal = c.wtotal - 1
     if id then rcall('ZREM', dsKey(ctx, ds, 'bypri'), id) end
     return
