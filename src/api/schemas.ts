@@ -7,7 +7,7 @@ export const JobLocationSchema = z
     place: z.enum(['ingress', 'waiting', 'exec', 'dead-letter']).describe('Where the job is now'),
     state: z
       .string()
-      .describe('BullMQ state in that place (waiting, active, completed, failed, ...), `removed`; in the waiting place: eligible, timer or parked'),
+      .describe('BullMQ state in that place (waiting, active, completed, failed, ...), `removed`; in ingress also `claimed` (a gate is deciding it); in the waiting place: eligible, timer or parked'),
     queue: z.string(),
     jobId: z.string().describe('Job id in that queue (execution and dead-letter ids are `tg-<ingress id>`)'),
     tenantId: z.string().optional(),

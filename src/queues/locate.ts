@@ -12,7 +12,10 @@ export type Place = 'ingress' | 'waiting' | 'exec' | 'dead-letter';
 export interface JobLocation {
   id: string;
   place: Place;
-  /** BullMQ state in that place; `removed` when the job finished there and was removed. */
+  /**
+   * BullMQ state in that place; `removed` when the job finished there and was removed; `claimed` in
+   * ingress while a gate decides it.
+   */
   state: string;
   queue: string;
   jobId: string;
@@ -39,6 +42,16 @@ export interface JobLocation {
   };
 }
 
+/**
+ * The ingress job's BullMQ state, or `claimed` while a gate holds it in a claimed batch (then it is in
+ * none of BullMQ's states, only in the claims set).
+ */
+async function ingressStateOf(topology: Topology, governance: Governance, id: string): Promise<string> {
+  const state = await topology.ingress.getJobState(id);
+  if (state !== 'unknown') return state;
+  return (await governance.isClaimed(topology.ingress.name, id)) ? 'claimed' : state;
+}
+
 const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
 
 /**
@@ -46,7 +59,7 @@ const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
  * record per job: `tenantId` (a tenant token) picks that tenant's latest, else the latest of all.
  */
 export async function locateJob(topology: Topology, governance: Governance, id: string, opts: { tenantId?: string } = {}): Promise<JobLocation | undefined> {
-  const [instances, ingressState] = await Promise.all([governance.findInstances(id), topology.ingress.getJobState(id)]);
+  const [instances, ingressState] = await Promise.all([governance.findInstances(id), ingressStateOf(topology, governance, id)]);
   const mine = opts.tenantId === undefined ? instances : instances.filter((r) => r.record.t === opts.tenantId);
   const chosen = mine.reduce<(typeof mine)[number] | undefined>((best, r) => (!best || Number(r.record.ts ?? 0) >= Number(best.record.ts ?? 0) ? r : best), undefined);
   const undecided = (): JobLocation => ({ id, place: 'ingress', state: ingressState, queue: topology.ingress.name, jobId: id });

@@ -417,6 +417,11 @@ export class Governance {
   }
 
   /** Tells every gate's scheduler to look at these downstreams again. */
+  /** Whether a gate holds ingress job `id` in a claimed batch (see claimIngress-8.lua). */
+  async isClaimed(ingressQueue: string, id: string): Promise<boolean> {
+    return (await this.redis.zscore(this.keys.ingressClaims(ingressQueue), id)) !== null;
+  }
+
   async publishWake(downstreams: readonly string[] = this.downstreams): Promise<void> {
     await this.redis.publish(this.keys.wakeChannel(), downstreams.join(','));
   }
