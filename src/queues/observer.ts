@@ -195,6 +195,7 @@ export class Observer {
       }
     }
     for (const [event, n] of byEvent) metrics.observerEvents.inc({ downstream: stream.downstream, event }, n);
+    const forget: string[] = [];
     if (releases.length > 0) {
       // The release publishes the wake itself: a slot that came back is offered to the schedulers
       // in the same round trip.
@@ -202,7 +203,10 @@ export class Observer {
       // The release read each job's record: its breaker generation comes with it (no second read).
       const genOf = new Map<string, number>();
       released.forEach((r, i) => {
-        if (r) metrics.observerReleases.inc({ downstream: stream.downstream, outcome: releases[i]!.outcome, source: 'event' });
+        if (r) {
+          metrics.observerReleases.inc({ downstream: stream.downstream, outcome: releases[i]!.outcome, source: 'event' });
+          forget.push(releases[i]!.key);
+        }
         if (generations[i] !== undefined) genOf.set(releases[i]!.key, generations[i]!);
       });
       for (const e of execEvents) if (e.kind !== 'retry' && genOf.has(e.key)) e.gen = genOf.get(e.key)!;
@@ -224,7 +228,10 @@ export class Observer {
           await this.deps.breakers.observe(stream.downstream, execEvents, { consumer: this.consumer, fresh, entryIds: ids });
         }
         await failpoints.hit('observer.before-ack');
-        await redis.xack(stream.key, OBSERVER_GROUP, ...ids);
+        const pipe = redis.pipeline();
+        this.forgetDeduplication(pipe, stream.downstream, forget);
+        pipe.xack(stream.key, OBSERVER_GROUP, ...ids);
+        for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
       } catch (err) {
         this.tailError ??= err as Error;
       } finally {
@@ -232,6 +239,17 @@ export class Observer {
       }
     })();
     if (!fresh) await this.tail;
+  }
+
+  /**
+   * Drops the deduplication keys of execution jobs just released. A key only guards against adding a
+   * job twice while its record still says `admitted` (a redelivered ingress job whose execution job
+   * already ended and was removed); once released, the record's outcome says so for good, and the key
+   * would only take Redis memory until its TTL (`retention.decisionSeconds`).
+   */
+  private forgetDeduplication(pipe: ReturnType<Redis['pipeline']>, downstream: string, keys: readonly string[]): void {
+    const queue = this.deps.topology.execQueue(downstream);
+    for (const key of keys) pipe.del(queue.toKey(`de:${execJobId(key)}`));
   }
 
   private markActive(execJobId: string, at: number): void {
@@ -424,11 +442,18 @@ export class Observer {
         if (releases.length === 0) continue;
         const { released } = await governance.release(s.downstream, releases, { publish: true });
         let n = 0;
+        const forget: string[] = [];
         released.forEach((r, i) => {
           if (!r) return;
           n++;
+          forget.push(releases[i]!.key);
           metrics.observerReleases.inc({ downstream: s.downstream, outcome: releases[i]!.outcome, source: 'sweep' });
         });
+        if (forget.length > 0) {
+          const pipe = redis.pipeline();
+          this.forgetDeduplication(pipe, s.downstream, forget);
+          await pipe.exec();
+        }
         offset -= n; // released entries left the zset; keep the window aligned
         report.released += n;
         if (n > 0) {

@@ -68,6 +68,9 @@ if #all_ids > 0 then
 end
 local leave = {}
 
+-- Record fields only the waiting place needs: the payload, its score, priority and deadline.
+local WAITING_ONLY = { p = true, sc = true, pri = true, dl = true }
+
 local out = {}
 local wake = {}
 for i = CONTEXT_ARGS + 4, #ARGV, 4 do
@@ -90,7 +93,20 @@ for i = CONTEXT_ARGS + 4, #ARGV, 4 do
       rcall('HSET', rec, 'st', outcome, 'fin', fmt(ctx.now))
       -- Only a job that went through the waiting place has a payload or a promotion lease.
       if v[6] then
-        rcall('HDEL', rec, 'p')
+        -- Its record held a payload, so Redis keeps it as a hashtable (about 840 B) even once the payload
+        -- is gone: written again without the waiting place's fields it is a listpack (about 200 B), for
+        -- the retention that `GET /jobs/:id` shows it.
+        local all = rcall('HGETALL', rec)
+        local keep = {}
+        for k = 1, #all, 2 do
+          local f = all[k]
+          if not WAITING_ONLY[f] then
+            keep[#keep + 1] = f
+            keep[#keep + 1] = all[k + 1]
+          end
+        end
+        rcall('DEL', rec)
+        rcall('HSET', rec, unpack(keep))
         if anyPromoting then rcall('ZREM', dsKey(ctx, ds, 'promoting'), id) end
       end
       rcall('PEXPIRE', rec, ctx.retention)
