@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { deleteKeysWithPrefix } from '../src/redis/maintenance';
+import { Keys } from '../src/redis/keys';
 
 export const ROOT = join(__dirname, '..');
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -264,4 +265,33 @@ export async function startTollgate(prefix: string, config: Record<string, unkno
       await c.end();
     },
   };
+}
+
+/**
+ * What Redis keeps for finished jobs under `prefix` (tollgate's decision records and the execution
+ * queue's deduplication keys), per job: MEMORY USAGE of up to 1,000 sampled keys of each kind, times
+ * their count, divided by `jobs`. BullMQ's own per-job keys (removed on completion here) are not in it.
+ */
+export async function retainedBytesPerJob(prefix: string, execQueue: string, jobs: number): Promise<{ recordBytes: number; dedupBytes: number; perJob: number }> {
+  const sample = async (pattern: string) => {
+    let count = 0;
+    const picked: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+      cursor = next;
+      count += keys.length;
+      for (const k of keys) if (picked.length < 1000) picked.push(k);
+    } while (cursor !== '0');
+    if (picked.length === 0) return { count, avg: 0 };
+    const pipe = redis.pipeline();
+    for (const k of picked) pipe.memory('USAGE', k, 'SAMPLES', '0');
+    const sizes = ((await pipe.exec()) ?? []).map(([, v]) => Number(v) || 0);
+    return { count, avg: sizes.reduce((a, b) => a + b, 0) / sizes.length };
+  };
+  const rec = await sample(new Keys(prefix).record('*'));
+  const de = await sample(`${prefix}:${execQueue}:de:*`);
+  const recordBytes = (rec.count * rec.avg) / jobs;
+  const dedupBytes = (de.count * de.avg) / jobs;
+  return { recordBytes, dedupBytes, perJob: recordBytes + dedupBytes };
 }

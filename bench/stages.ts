@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { scriptsFor } from '../src/redis/scripts';
-import { cleanup, newPrefix, PAYLOAD, redis, REDIS_URL, startTollgate } from './lib';
+import { Keys } from '../src/redis/keys';
+import { cleanup, newPrefix, PAYLOAD, redis, REDIS_URL, retainedBytesPerJob, startTollgate, waitUntil } from './lib';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
 
@@ -143,6 +144,13 @@ async function main(): Promise<void> {
   process.stdout.write('| stage (script or command) | calls / job | µs / job | share |\n|---|---|---|---|\n');
   for (const [name, e] of [...by].sort((a, b) => b[1].usec - a[1].usec).slice(0, 25)) {
     process.stdout.write(`| ${name} | ${(e.calls / JOBS).toFixed(2)} | ${(e.usec / JOBS).toFixed(1)} | ${((100 * e.usec) / total).toFixed(1)} % |\n`);
+  }
+  if (!baseline) {
+    // What Redis keeps per finished job once every job was released (nothing changes after that until the
+    // records' retention ends: the figure one minute later is the same).
+    await waitUntil(async () => (await redis.zcard(new Keys(prefix).inflight('bench'))) === 0, 'every job released', 60_000);
+    const kept = await retainedBytesPerJob(prefix, to, JOBS);
+    process.stdout.write(`\nkept per finished job: ${kept.perJob.toFixed(0)} B (decision record ${kept.recordBytes.toFixed(0)} B, deduplication key ${kept.dedupBytes.toFixed(0)} B)\n`);
   }
   await worker.close();
   await ingress.close();
