@@ -294,7 +294,25 @@ export async function breaker(): Promise<Record<string, number>> {
  * Measures intake (ingress → waiting place) throughput, Redis memory and gate RSS per waiting job,
  * then the admission throughput draining the first 50,000 once workers start.
  */
+/** BullMQ's own Redis bytes per waiting job: `n` jobs like the scale check's added to a queue nobody consumes. */
+async function bullmqBytesPerWaitingJob(n = 20_000): Promise<number> {
+  const prefix = newPrefix();
+  const pc = conn();
+  const q = new Queue('plain', { connection: pc, prefix });
+  await q.waitUntilReady();
+  const mem0 = await usedMemory();
+  for (let i = 0; i < n; i += 1000) {
+    await q.addBulk(Array.from({ length: Math.min(1000, n - i) }, (_, k) => ({ name: 'bench.job', data: { tenantId: `t-${(i + k) % 100}`, seq: i + k, payload: PAYLOAD }, opts: { removeOnComplete: true } })));
+  }
+  const bytes = ((await usedMemory()) - mem0) / n;
+  await q.close();
+  pc.disconnect();
+  await cleanup(prefix);
+  return bytes;
+}
+
 export async function scale(tenants: number, jobs: number): Promise<Record<string, number>> {
+  const bullmqBytes = await bullmqBytesPerWaitingJob();
   const prefix = newPrefix();
   const tg = await startTollgate(prefix, {
     downstreams: [{ name: 'bench', capacity: 100 }],
@@ -362,6 +380,7 @@ export async function scale(tenants: number, jobs: number): Promise<Record<strin
     quotaSetupSeconds: quotaSeconds,
     intakePerSec: jobs / intakeSeconds,
     redisBytesPerWaitingJob: (mem1 - mem0) / jobs,
+    bullmqBytesPerWaitingJob: bullmqBytes,
     gateRssMb: peakRss,
     gateRssGrowthBytesPerWaitingJob: ((peakRss - rss0) * 1048576) / jobs,
     drainPerSec: DRAIN / drainSeconds,

@@ -24,7 +24,8 @@ import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { breaker, contended, flood, scale, trickleLatency } from './governed';
-import { bucketQuantile, cleanup, histogram, info, median, newPrefix, PAYLOAD, procStats, redis, REDIS_URL, ROOT, startTollgate, watchRedisMemory } from './lib';
+import { Keys } from '../src/redis/keys';
+import { bucketQuantile, cleanup, histogram, info, median, newPrefix, PAYLOAD, procStats, redis, REDIS_URL, retainedBytesPerJob, ROOT, startTollgate, waitUntil, watchRedisMemory } from './lib';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 50_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -245,6 +246,10 @@ const scenarios: Record<string, Scenario> = {
     });
     const r = await measure(prefix, 'ingress', 'bench.job', 'exec.bench', tg.child);
     const flood = histogram(await tg.metrics(), 'tollgate_gate_promotion_seconds');
+    // What Redis keeps per finished job once every job was released (unchanged after that until the
+    // records' retention ends, so the same one minute later).
+    await waitUntil(async () => (await redis.zcard(new Keys(prefix).inflight('bench'))) === 0, 'every job released', 120_000);
+    const kept = await retainedBytesPerJob(prefix, 'exec.bench', JOBS);
     await tg.stop();
     await cleanup(prefix);
     // Uncontended latency on a fresh process: right after the flood its observer still works through
@@ -262,7 +267,7 @@ const scenarios: Record<string, Scenario> = {
       scenario: 'tollgate-open',
       run,
       ...r,
-      extra: { floodDecisionP99Ms: bucketQuantile(flood, 0.99) * 1000, ...latency },
+      extra: { floodDecisionP99Ms: bucketQuantile(flood, 0.99) * 1000, ...latency, keptBytesPerFinishedJob: kept.perJob },
     };
   },
   'tollgate-contended': async (run) => governedRun('tollgate-contended', run, contended),
@@ -372,6 +377,7 @@ function report({ machine, summary, scale: scaleRuns, results }: Report): void {
   if (con) row("tollgate-contended Jain's index ≥ 0.99", fmt(con.extra.jain, 4), con.extra.jain! >= 0.99);
   if (con) row('tollgate-contended quiet-tenant p50', `${fmt(con.extra.quietP50Ms)} ms`, undefined);
   if (con) row('tollgate-contended quiet-tenant p99 ≤ 500 ms', `${fmt(con.extra.quietP99Ms)} ms`, con.extra.quietP99Ms! <= 500);
+  if (open) row('Redis bytes kept per finished job (records, deduplication keys) < 100 B', `${fmt(open.extra.keptBytesPerFinishedJob)} B`, open.extra.keptBytesPerFinishedJob! < 100);
   if (open && move) row('Redis commands per job ≤ 1.5 × baseline-move', `${fmt(open.redisCmdsPerJob / move.redisCmdsPerJob, 2)} ×`, open.redisCmdsPerJob <= 1.5 * move.redisCmdsPerJob);
   if (fl) row("tollgate-flood quiet tenant's ingress → exec p99 ≤ 500 ms (aim ≤ 100 ms)", `${fmt(fl.extra.quietP99Ms)} ms (p50 ${fmt(fl.extra.quietP50Ms)} ms)`, fl.extra.quietP99Ms! <= 500);
   if (fl) row('tollgate-flood: gate intake keeps pace with the producer', `intake ${fmt(fl.extra.intakePerSec)} jobs/s, producer ${fmt(fl.extra.producerAddsPerSec)} jobs/s; ingress peak backlog ${fmt(fl.extra.peakBacklog)}`, undefined);
@@ -380,11 +386,11 @@ function report({ machine, summary, scale: scaleRuns, results }: Report): void {
     s ? [`**${s.scenario}** (medians of ${RUNS})`, '', '| figure | value |', '|---|---|', ...Object.entries(s.extra).map(([k, v]) => `| ${k} | ${fmt(v, k === 'jain' ? 4 : 2)} |`), ''].join('\n') : '';
   const scaleTable = scaleRuns.length
     ? [
-        '| tenants (each with a quota) | waiting jobs | intake jobs/s | drain (admission) jobs/s | Redis bytes / waiting job | gate peak RSS MB | gate RSS growth bytes / waiting job |',
-        '|---|---|---|---|---|---|---|',
+        '| tenants (each with a quota) | waiting jobs | intake jobs/s | drain (admission) jobs/s | Redis bytes / waiting job | BullMQ\'s own bytes / waiting job | gate peak RSS MB | gate RSS growth bytes / waiting job |',
+        '|---|---|---|---|---|---|---|---|',
         ...scaleRuns.map(
           (r) =>
-            `| ${fmt(r.tenants)} | ${fmt(r.jobs)} | ${fmt(r.intakePerSec)} | ${fmt(r.drainPerSec)} | ${fmt(r.redisBytesPerWaitingJob)} | ${fmt(r.gateRssMb)} | ${fmt(r.gateRssGrowthBytesPerWaitingJob)} |`,
+            `| ${fmt(r.tenants)} | ${fmt(r.jobs)} | ${fmt(r.intakePerSec)} | ${fmt(r.drainPerSec)} | ${fmt(r.redisBytesPerWaitingJob)} | ${fmt(r.bullmqBytesPerWaitingJob)} | ${fmt(r.gateRssMb)} | ${fmt(r.gateRssGrowthBytesPerWaitingJob)} |`,
         ),
       ].join('\n')
     : '';
