@@ -2,7 +2,9 @@
  * Options of the execution job the gate adds for an ingress job: the producer's retry and retention
  * options pass through; the id and deduplication key derive from the job key so that adding the
  * same job twice (after a gate died mid-promotion) is a no-op, even after the first copy finished
- * and was removed (BullMQ keeps a deduplication key with a TTL past the job's removal).
+ * and was removed (BullMQ keeps a deduplication key with a TTL past the job's removal). The observer
+ * deletes that key once it released the job: from then on the record's outcome makes a repeated
+ * delivery a no-op, and the key would only take memory until its TTL.
  */
 import type { JobsOptions } from 'bullmq';
 import { execJobId } from '../redis/keys';
