@@ -496,12 +496,22 @@ function analysisFigures(machine: { date: string; runs: number }, results: Resul
     figures.quietP99 = fmt(con.extra.quietP99Ms!);
     figures.jain = fmt(con.extra.jain!, 4);
   }
+  const fl = of('tollgate-flood');
+  if (fl) {
+    const p99s = results.filter((r) => r.scenario === 'tollgate-flood').map((r) => r.extra.quietP99Ms!);
+    figures.floodP99Range = `${fmt(Math.min(...p99s))}–${fmt(Math.max(...p99s))}`;
+    figures.floodP50 = fmt(fl.extra.quietP50Ms!);
+    figures.floodBacklog = fmt(fl.extra.peakBacklog!);
+    figures.floodIntake = fmt(fl.extra.intakePerSec!);
+    figures.floodProducer = fmt(fl.extra.producerAddsPerSec!);
+  }
+  if (open?.extra.keptBytesPerFinishedJob !== undefined) figures.keptBytes = fmt(open.extra.keptBytesPerFinishedJob);
   return figures;
 }
 
 /** Replaces every {{name}} of the analysis text; an unknown name is a bug in the text and fails the run. */
 function fillAnalysis(text: string, figures: Record<string, string>): string {
-  const known = new Set(['date', 'runs', 'openMoveRange', 'openMoveMedian', 'openMovePairedMedian', 'moveRange', 'moveRedisUs', 'openRedisUs', 'redisUsRatio', 'redisUsInverse', 'cmdsRatio', 'promotionP99', 'promotionP50', 'decisionP99', 'decisionP50', 'contendedAdmitted', 'quietP99', 'jain']);
+  const known = new Set(['date', 'runs', 'openMoveRange', 'openMoveMedian', 'openMovePairedMedian', 'moveRange', 'moveRedisUs', 'openRedisUs', 'redisUsRatio', 'redisUsInverse', 'cmdsRatio', 'promotionP99', 'promotionP50', 'decisionP99', 'decisionP50', 'contendedAdmitted', 'quietP99', 'jain', 'floodP99Range', 'floodP50', 'floodBacklog', 'floodIntake', 'floodProducer', 'keptBytes']);
   return text.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
     if (!known.has(name)) throw new Error(`bench/analysis.md names an unknown figure {{${name}}}`);
     return figures[name] ?? '(not measured in this run)';
