@@ -167,7 +167,6 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
 
   let gate: Gate | undefined;
   let observer: Observer | undefined;
-  let gateScheduler: Scheduler | undefined;
   const started = (async () => {
     // With maxRetriesPerRequest null this waits for Redis however long it takes to appear.
     await redis.ping();
@@ -212,7 +211,6 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       const schedulerGovernance = new Governance(schedulerRedis, keys, retentionMs, downstreamNames, now);
       const scheduler = new Scheduler({ config, topology: schedulerTopology, governance: schedulerGovernance, subscriber, log: gateLog, metrics, failpoints, now });
       await scheduler.start();
-      gateScheduler = scheduler;
       gate = new Gate({ config, topology, governance, scheduler, ingress, log: gateLog, metrics, failpoints, now, mirror });
       gate.start();
       // Intake first (its in-flight jobs may still enqueue), then the scheduler's in-flight drains.
@@ -243,32 +241,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
         now,
       );
       const onRedisReset = () => (migrated ? sync.tick() : Promise.resolve());
-      // Slots the observer releases are refilled at once by a scheduler: the gate's, in a process that
-      // has both roles; else one of the observer's own, which drains only when kicked (on a release).
-      let refiller = gateScheduler;
-      if (!refiller) {
-        const refillRedis = createRedis(env.redisUrl, 'worker', log, 'refill');
-        const refillQueueRedis = createRedis(env.redisUrl, 'worker', log, 'refill-queues');
-        const refillTopology = new Topology(config, env.prefix, refillQueueRedis);
-        const own = new Scheduler({
-          config,
-          topology: refillTopology,
-          governance: new Governance(refillRedis, keys, retentionMs, downstreamNames, now),
-          log: obsLog,
-          metrics,
-          failpoints,
-          now,
-        });
-        refiller = own;
-        phases.observer.push(async () => {
-          await own.close();
-          await refillTopology.close();
-          refillRedis.disconnect();
-          refillQueueRedis.disconnect();
-        });
-      }
-      const refill = refiller;
-      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset, breakers, refill: (d) => refill.kick(d) });
+      observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset, breakers });
       await observer.start();
       const adaptive = new AdaptiveCapacity(redis, governance, config.downstreams, obsLog, metrics, now);
       await adaptive.start();

@@ -41,8 +41,6 @@ export interface ObserverDeps {
   onRedisReset?: () => Promise<unknown>;
   /** The circuit breakers, fed with every execution outcome and failed attempt. */
   breakers?: BreakerService;
-  /** Refills a downstream whose slots this observer just released (a scheduler's `kick`). */
-  refill?: (downstream: string) => void;
 }
 
 interface StreamInfo {
@@ -211,9 +209,6 @@ export class Observer {
       });
       for (const e of execEvents) if (e.kind !== 'retry' && genOf.has(e.key)) e.gen = genOf.get(e.key)!;
       await failpoints.hit('observer.after-release');
-      // Slots came back: refill them from here (the observer's event loop is the one that knows first,
-      // and is not busy with intake); the published wake tells every other scheduler too.
-      if (this.deps.refill && released.some((r) => r)) this.deps.refill(stream.downstream);
     }
     const ids = entries.map(([id]) => id);
     // At most one batch's tail runs behind the reads: a slow breaker store slows the reads down.
