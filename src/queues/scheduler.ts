@@ -27,8 +27,8 @@ export interface SchedulerDeps {
   config: Config;
   topology: Topology;
   governance: Governance;
-  /** A connection of its own for SUBSCRIBE (none: this scheduler only drains when kicked, see `start`). */
-  subscriber?: Redis;
+  /** A connection of its own for SUBSCRIBE. */
+  subscriber: Redis;
   log: Logger;
   metrics: Metrics;
   failpoints: Failpoints;
@@ -60,7 +60,6 @@ export class Scheduler {
 
   async start(): Promise<void> {
     const { subscriber, governance, log } = this.deps;
-    if (!subscriber) throw new Error('a scheduler started without a subscriber connection');
     subscriber.on('message', (_channel: string, message: string) => {
       for (const d of message.split(',')) if (this.lanes.has(d)) this.kick(d);
     });
@@ -98,7 +97,7 @@ export class Scheduler {
     if (this.tick) clearInterval(this.tick);
     for (const lane of this.lanes.values()) if (lane.timer) clearTimeout(lane.timer);
     await Promise.all([...this.lanes.values()].flatMap((l) => [...l.running]));
-    await this.deps.subscriber?.unsubscribe().catch(() => undefined);
+    await this.deps.subscriber.unsubscribe().catch(() => undefined);
   }
 
   private async run(downstream: string, lane: Lane): Promise<void> {
