@@ -37,8 +37,10 @@ export interface IngressJobView {
   name: string;
   data: unknown;
   opts: { priority?: unknown };
-  /** When the producer added the job (ms); TTLs count from it. */
+  /** When the producer added the job (ms); TTLs count from when it became due: this plus its delay. */
   timestamp?: number;
+  /** Its BullMQ `delay` option (ms), if any (the job's own `delay` field is reset to 0 when BullMQ promotes it). */
+  delay?: number;
   /** The size of its data as stored (bytes of JSON), when known: spares serializing it again. */
   dataBytes?: number;
 }
@@ -148,7 +150,10 @@ export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => 
       }
     } else {
       const ttl = ttlRules.find((r) => r.re.test(job.name))?.ttlMs;
-      if (ttl !== undefined && job.timestamp !== undefined) deadline = job.timestamp + ttl;
+      // From when the job became due, as a BullMQ worker would first see it: a delayed job's TTL starts
+      // when its delay is over, not at its add.
+      const delay = typeof job.delay === 'number' && Number.isFinite(job.delay) && job.delay > 0 ? job.delay : 0;
+      if (ttl !== undefined && job.timestamp !== undefined) deadline = job.timestamp + delay + ttl;
     }
     const routed = router.route(job.name, record);
     if ('code' in routed) return reject(routed.code, routed.message, tenant);

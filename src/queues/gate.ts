@@ -194,7 +194,7 @@ export class Gate {
     const delivery: Delivery = { ingressJobId: job.id!, stamp: String(job.timestamp) };
     if (job.repeatJobKey) await this.scheduleNext(job);
     try {
-      const verdict = this.classify({ name: job.name, data: job.data, opts: job.opts, timestamp: job.timestamp, ...(dataBytes !== undefined ? { dataBytes } : {}) });
+      const verdict = this.classify({ name: job.name, data: job.data, opts: job.opts, timestamp: job.timestamp, delay: job.opts.delay, ...(dataBytes !== undefined ? { dataBytes } : {}) });
       if (!verdict.ok) {
         const [taken] = await this.taken([job.id!]);
         const [rec] = await this.deps.governance.deadLetter(undefined, [

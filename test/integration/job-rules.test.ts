@@ -96,6 +96,17 @@ it('never runs a job past its deadline: expired at the gate, or while waiting', 
   expect(ran).toBe(0);
 });
 
+it("counts a job type's TTL from when the job is due: a delay longer than the TTL still runs", async () => {
+  const ran: Array<{ tenantId: string; at: number }> = [];
+  h.worker('exec.attestor', async (job) => void ran.push({ tenantId: job.data.tenantId, at: Date.now() }));
+  // attest.quick has a 400 ms TTL; delayed by 900 ms it becomes due long after 400 ms from its add.
+  const addedAt = Date.now();
+  await h.ingress.add('attest.quick', { tenantId: 'patient' }, { delay: 900 });
+  await waitFor(() => ran.find((r) => r.tenantId === 'patient'), 'the delayed job to run', 10_000);
+  expect(ran.find((r) => r.tenantId === 'patient')!.at - addedAt).toBeGreaterThanOrEqual(900);
+  expect(await deadLetters('patient')).toEqual([]);
+});
+
 it('refuses jobs past a tenant\'s backlog limit with tenant-backlog-full, keeping the rest', async () => {
   const throttle = await h.api('POST', '/api/v1/throttles', { body: { tenantId: 'hoarder', action: 'pause' }, token: ADMIN });
   await h.ingress.addBulk(Array.from({ length: 8 }, (_, i) => ({ name: 'attest.sbom', data: { tenantId: 'hoarder', i } })));
