@@ -19,6 +19,9 @@ const PASS_THROUGH = [
   'keepLogs',
   'stackTraceLimit',
   'sizeLimit',
+  // The producer's trace context (BullMQ telemetry: `metadata`, `omitContext`): the worker's span
+  // continues the producer's trace.
+  'telemetry',
 ] as const satisfies ReadonlyArray<keyof JobsOptions>;
 
 /** `key`: the job key governance gave the ingress job (src/redis/keys.ts). */

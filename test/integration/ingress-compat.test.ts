@@ -153,3 +153,13 @@ it("a flow's child added through ingress reaches its execution queue", async () 
     await flows.close();
   }
 });
+
+it("the telemetry option's trace context and omitContext reach the execution job", async () => {
+  // What a producer with BullMQ telemetry configured stores: the serialized context of its add span.
+  const metadata = JSON.stringify({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
+  await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'traced' }, { telemetry: { metadata } });
+  await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'untraced' }, { telemetry: { omitContext: true } });
+  await waitFor(() => (ran('traced').length === 1 && ran('untraced').length === 1) || undefined, 'both run');
+  expect(ran('traced')[0]!.opts.telemetry).toEqual({ metadata });
+  expect(ran('untraced')[0]!.opts.telemetry).toEqual({ omitContext: true });
+});
