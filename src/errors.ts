@@ -122,6 +122,17 @@ export const ERRORS = {
     doc: 'The tenant already had `tenantLimits.maxWaiting` jobs waiting on the downstream, and `onBacklogFull` is `reject`.',
   },
 
+  // The producer helper waitForExecution (src/wait.ts)
+  TG_ERR_EXECUTION_FAILED: {
+    status: 502,
+    doc: "The job's execution job failed for good (its attempts spent); the message is the worker's failure reason.",
+  },
+  TG_ERR_EXECUTION_VANISHED: {
+    status: 410,
+    doc: "The job's execution job was removed before it ended, or ended and was removed with its event gone from its queue's event stream: its outcome is unknown.",
+  },
+  TG_ERR_WAIT_TIMEOUT: { status: 504, doc: '`waitForExecution` gave up after its `timeoutMs`; the job itself goes on (`details.state` says where it was).' },
+
   // API
   TG_ERR_VALIDATION: { status: 400, doc: 'A request parameter, query or body is invalid; `details` names each field.' },
   TG_ERR_UNAUTHORIZED: { status: 401, doc: 'The request has no bearer token, or the token is unknown.' },

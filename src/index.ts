@@ -9,4 +9,5 @@ export { execJobId, ingressIdOf } from './redis/keys';
 export { ERRORS, TollgateError, type ErrorCode } from './errors';
 export type { DeadLetterData } from './queues/gate';
 export type { JobLocation, Place } from './queues/locate';
+export { waitForExecution, type WaitForExecutionOptions } from './wait';
 export { checkBackpressure, createBackpressureClient, type BackpressureCheck, type BackpressureClient } from './client';

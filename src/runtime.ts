@@ -186,6 +186,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       await governance.writeDefaultQuota(defaultQuota(config));
       // The config's policies apply until an operator sets one at runtime (kept in Postgres and Redis).
       for (const d of config.downstreams) await governance.writePolicy(d.name, d.policy, 'config');
+      await governance.writeExecQueues(Object.fromEntries(config.downstreams.map((d) => [d.name, d.queue])));
       // Its own connection for the blocking wait on the ingress marker (no auto-pipelining under a block).
       const blockingConnection = createRedis(env.redisUrl, 'worker', log, 'gate-wait');
       blockingConnection.options.enableAutoPipelining = false;

@@ -347,6 +347,11 @@ export class Governance {
    * Writes a downstream's allocation policy where the scheduler reads it. A config policy never
    * replaces a runtime one (set over the API); the sync and the API write runtime policies.
    */
+  /** Records each downstream's execution queue, for readers without the config (waitForExecution). */
+  async writeExecQueues(queues: Record<string, string>): Promise<void> {
+    if (Object.keys(queues).length > 0) await this.redis.hset(this.keys.execQueues(), queues);
+  }
+
   async writePolicy(downstream: string, policy: Policy, source: 'config' | 'runtime', opts: { force?: boolean } = {}): Promise<boolean> {
     const polKey = this.keys.ds(downstream, 'pol');
     if (source === 'config' && !opts.force && (await this.redis.hget(polKey, 'src')) === 'runtime') return false;

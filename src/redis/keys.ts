@@ -21,6 +21,11 @@ export class Keys {
     return `${this.gov}rec:${key}`;
   }
 
+  /** Each downstream's execution queue name (hash: downstream → queue), written by gates at start. */
+  execQueues(): string {
+    return `${this.gov}queues`;
+  }
+
   /** Later jobs reusing an ingress id, by tenant: tenant → job key (hash; includes/instance.lua). */
   instances(baseKey: string): string {
     return `${this.gov}ri:${baseKey}`;
