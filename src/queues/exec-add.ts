@@ -31,11 +31,13 @@ const OUTAGE_REPLY = /^(OOM|READONLY|LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAI
 
 /**
  * True for a failure of the job's own: an error Redis answered for this call (other than an outage),
- * or a type or range error raised while encoding it. Everything else (a closed connection, a timeout,
+ * a type or range error raised while encoding it, or BullMQ finding a flow child's parent gone. Everything else (a closed connection, a timeout,
  * too many retries) is an outage.
  */
 export function isJobFailure(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  // BullMQ's answer for a flow's child whose parent was removed meanwhile: it would answer so every time.
+  if (/^Missing key for parent job /.test(err.message)) return true;
   if (err.name === 'ReplyError') return !OUTAGE_REPLY.test(err.message);
   return err instanceof TypeError || err instanceof RangeError;
 }

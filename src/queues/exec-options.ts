@@ -22,14 +22,24 @@ const PASS_THROUGH = [
   // The producer's trace context (BullMQ telemetry: `metadata`, `omitContext`): the worker's span
   // continues the producer's trace.
   'telemetry',
+  // A flow's child: the execution job becomes the parent's dependency in place of the ingress job
+  // (the gate sets \`parent\` from the ingress job's), with BullMQ's rules for a child's failure.
+  'parent',
+  'failParentOnFailure',
+  'continueParentOnFailure',
+  'ignoreDependencyOnFailure',
+  'removeDependencyOnFailure',
 ] as const satisfies ReadonlyArray<keyof JobsOptions>;
 
 /** `key`: the job key governance gave the ingress job (src/redis/keys.ts). */
 export function execOptions(key: string, producerOpts: JobsOptions, dedupTtlMs: number): JobsOptions {
   const id = execJobId(key);
-  const opts: JobsOptions = { jobId: id, deduplication: { id, ttl: dedupTtlMs } };
+  const opts: JobsOptions = { jobId: id };
   const src = producerOpts as Record<string, unknown>;
   const dst = opts as Record<string, unknown>;
   for (const k of PASS_THROUGH) if (src[k] !== undefined) dst[k] = src[k];
+  // BullMQ refuses a deduplication key beside a parent: a flow child's repeated add is checked against
+  // its parent instead (Topology.childEnded).
+  if (!opts.parent) opts.deduplication = { id, ttl: dedupTtlMs };
   return opts;
 }

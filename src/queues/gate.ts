@@ -188,7 +188,12 @@ export class Gate {
     const started = performance.now();
     // The producer's options are meant for the execution job (they pass through); the ingress copy
     // has done its work once handled, so it is always removed on completion.
-    const producerOpts = { ...job.opts };
+    const producerOpts: JobsOptions = { ...job.opts };
+    // A flow's child: its execution job gets the same parent, and stands in for it there.
+    if (job.parentKey) {
+      const cut = job.parentKey.lastIndexOf(':');
+      producerOpts.parent = { id: job.parent?.id ?? job.parentKey.slice(cut + 1), queue: job.parent?.queueKey ?? job.parentKey.slice(0, cut) };
+    }
     job.opts.removeOnComplete = true;
     const original = { name: job.name, data: job.data, opts: producerOpts as Record<string, unknown> };
     const delivery: Delivery = { ingressJobId: job.id!, stamp: String(job.timestamp) };
@@ -291,8 +296,9 @@ export class Gate {
     let failure: string;
     let refused = false;
     try {
-      await queue.add(job.name, job.data, opts);
+      if (!opts.parent || !(await this.deps.topology.childEnded(opts.parent, queue, opts.jobId!))) await queue.add(job.name, job.data, opts);
       await this.deps.failpoints.hit('gate.after-exec-add');
+      if (opts.parent) await this.deps.topology.detachIngressChild(opts.parent, job.id!);
       return;
     } catch (err) {
       // BullMQ's own option check says whether it refuses this job (and would on every attempt).

@@ -59,12 +59,12 @@ export class Ingress {
     await this.redis.zadd(this.claims, 'XX', ...ids.flatMap((id) => [at, id]));
   }
 
-  /** Ends handled jobs: 'completed' events, their keys deleted, a flow's parent told. */
+  /** Ends handled jobs: 'completed' events, their keys deleted (a flow's parent is the execution job's to tell). */
   async finish(jobs: readonly Job[], now = Date.now()): Promise<number> {
     if (jobs.length === 0) return 0;
     const k = this.queue.keys;
     const args: Array<string | number> = [this.prefix, now];
-    for (const j of jobs) args.push(j.id!, j.parentKey || j.deduplicationId ? '1' : '');
+    for (const j of jobs) args.push(j.id!, j.deduplicationId ? '1' : '');
     return this.scripts.finishIngress([this.claims, k.events!, k.meta!, k.wait!, k.prioritized!], args);
   }
 

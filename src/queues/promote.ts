@@ -44,7 +44,8 @@ export async function promoteLeased(
       const p = decodePayload(payload);
       const execOpts = execOptions(id, p.opts, opts.retentionMs);
       try {
-        await queue.add(p.name, p.data, execOpts);
+        if (!execOpts.parent || !(await topology.childEnded(execOpts.parent, queue, execOpts.jobId!))) await queue.add(p.name, p.data, execOpts);
+        if (execOpts.parent) await topology.detachIngressChild(execOpts.parent, parseJobKey(id).ingressJobId);
         added.push(id);
         opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
       } catch (err) {

@@ -5,6 +5,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, DownstreamConfig } from '../config/file';
+import { scriptsFor } from '../redis/scripts';
 
 export class Topology {
   readonly ingress: Queue;
@@ -31,6 +32,35 @@ export class Topology {
     const q = this.exec.get(downstream);
     if (!q) throw new Error(`no execution queue for downstream "${downstream}"`);
     return q;
+  }
+
+  /**
+   * A flow's child whose execution job was just added with the child's parent: the parent's dependency
+   * on the ingress job is dropped, the execution job's stands in its place (detachChild-1.lua).
+   */
+  async detachIngressChild(parent: { id: string; queue: string }, ingressJobId: string): Promise<void> {
+    const parentKey = `${parent.queue}:${parent.id}`;
+    await scriptsFor(this.connection).detachChild([`${parentKey}:dependencies`], [parentKey, parent.queue, parent.id, this.ingress.toKey(ingressJobId), Date.now()]);
+  }
+
+  /**
+   * Whether a flow child's execution job already ended as the parent's dependency (its value or failure
+   * is recorded on the parent): an add repeated after the job ran and was removed must not run it
+   * again. (Children's execution jobs carry no deduplication key, which BullMQ refuses beside a parent.)
+   */
+  async childEnded(parent: { id: string; queue: string }, queue: Queue, jobId: string): Promise<boolean> {
+    const parentKey = `${parent.queue}:${parent.id}`;
+    const jobKey = queue.toKey(jobId);
+    const res = (await this.connection
+      .pipeline()
+      .hexists(`${parentKey}:processed`, jobKey)
+      .hexists(`${parentKey}:failed`, jobKey)
+      .zscore(`${parentKey}:unsuccessful`, jobKey)
+      .exec()) ?? [];
+    return res.some(([err, v]: [Error | null, unknown]) => {
+      if (err) throw err;
+      return v === 1 || (v !== null && v !== 0);
+    });
   }
 
   /** Which of these jobs already exist in their queues (one round trip). */

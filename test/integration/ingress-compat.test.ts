@@ -139,19 +139,75 @@ it('a job scheduler on ingress runs on schedule through the gate', async () => {
   }
 });
 
-it("a flow's child added through ingress reaches its execution queue", async () => {
-  const flows = new FlowProducer({ connection: connection(), prefix: h.prefix });
-  try {
-    await flows.add({
-      name: 'report',
-      queueName: 'compat-parents',
-      data: {},
-      children: [{ name: 'scan.image', queueName: h.config.queues.ingress, data: { tenantId: 'acme', mark: 'child' } }],
+describe('flows whose children pass through ingress', () => {
+  /** A worker on `queue` that records when each parent ran and what its children returned. */
+  function parents(queue: string) {
+    const runs: Array<{ id: string; at: number; values: Record<string, unknown> }> = [];
+    h.worker(queue, async (job) => {
+      runs.push({ id: job.id!, at: Date.now(), values: await job.getChildrenValues() });
+      return 'parent done';
     });
-    await waitFor(() => ran('child').length === 1 || undefined, 'the child to run');
-  } finally {
-    await flows.close();
+    return runs;
   }
+
+  it("keep the parent waiting until the children's execution jobs finished, and give it their results", async () => {
+    const runs = parents('compat-parents');
+    const flows = new FlowProducer({ connection: connection(), prefix: h.prefix });
+    try {
+      const node = await flows.add({
+        name: 'report',
+        queueName: 'compat-parents',
+        data: {},
+        children: [
+          { name: 'scan.image', queueName: h.config.queues.ingress, data: { tenantId: 'acme', mark: 'child-a', sleepMs: 300 } },
+          { name: 'policy.eval', queueName: h.config.queues.ingress, data: { tenantId: 'acme', mark: 'child-b', sleepMs: 300 } },
+        ],
+      });
+      await waitFor(() => runs.length === 1 || undefined, 'the parent to run');
+      const children = [...ran('child-a'), ...ran('child-b')];
+      expect(children).toHaveLength(2);
+      // Not before either child's execution job finished (each slept 300 ms).
+      for (const c of children) expect(runs[0]!.at).toBeGreaterThanOrEqual(c.timestamp + 300);
+      expect(runs[0]!.id).toBe(node.job.id);
+      // Keyed by the execution jobs, which stood in for the ingress jobs among the parent's dependencies.
+      const values = runs[0]!.values;
+      expect(Object.keys(values).sort()).toEqual(children.map((c) => `${h.prefix}:${c.queueName}:${c.id}`).sort());
+      expect(Object.values(values)).toEqual([{ ok: true }, { ok: true }]);
+    } finally {
+      await flows.close();
+    }
+  });
+
+  it('keep the parent waiting while a child waits in the waiting place; a dead-lettered child keeps it waiting, as a failed child would', async () => {
+    const runs = parents('compat-parents-2');
+    const flows = new FlowProducer({ connection: connection(), prefix: h.prefix });
+    const pause = await h.api('POST', '/api/v1/throttles', { body: { tenantId: 'flowheld', action: 'pause' }, token: ADMIN });
+    expect(pause.status).toBe(201);
+    try {
+      const held = await flows.add({
+        name: 'held-report',
+        queueName: 'compat-parents-2',
+        data: {},
+        children: [{ name: 'scan.image', queueName: h.config.queues.ingress, data: { tenantId: 'flowheld', mark: 'held-child' } }],
+      });
+      const orphaned = await flows.add({
+        name: 'orphaned-report',
+        queueName: 'compat-parents-2',
+        data: {},
+        children: [{ name: 'scan.image', queueName: h.config.queues.ingress, data: { mark: 'no-tenant-child' } }],
+      });
+      // Both children have left ingress: one waits, one is dead-lettered.
+      await waitFor(async () => ((await h.intakeDone()) && (await h.queue('dead-letter').getJobs(['waiting'])).some((j) => j.data.job?.data?.mark === 'no-tenant-child')) || undefined, 'intake of both children');
+      expect(await held.job.getState()).toBe('waiting-children');
+      await h.api('DELETE', `/api/v1/throttles/${pause.body.id}`, { token: ADMIN });
+      await waitFor(() => runs.length === 1 || undefined, 'the held child\'s parent to run');
+      expect(runs[0]!.id).toBe(held.job.id);
+      expect(Object.values(runs[0]!.values)).toEqual([{ ok: true }]);
+      expect(await orphaned.job.getState()).toBe('waiting-children');
+    } finally {
+      await flows.close();
+    }
+  });
 });
 
 it("the telemetry option's trace context and omitContext reach the execution job", async () => {
