@@ -1,5 +1,5 @@
 /**
- * tollgate's intake reads and writes BullMQ's own keys (claimIngress-8.lua, finishIngress-5.lua, which
+ * tollgate's intake reads and writes BullMQ's own keys (claimIngress-8.lua, finishIngress-6.lua, which
  * also include BullMQ's Lua functions) and decodes job hashes with BullMQ's decoder. That layout is
  * internal to BullMQ, so tollgate refuses to start with a version it was not verified against.
  */

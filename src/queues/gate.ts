@@ -60,8 +60,14 @@ export interface GateDeps {
 const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
 
 /** What became of one claimed job: handled (end it), or to be claimed again later. */
-type Outcome = { kind: 'done' } | { kind: 'again'; inMs: number };
+/**
+ * done: the job went where it goes; `holdKey` (its job key) when it is in flight (admitted or waiting)
+ * and its simple-mode deduplication id must hold until its execution ends.
+ */
+type Outcome = { kind: 'done'; holdKey?: string } | { kind: 'again'; inMs: number };
 const DONE: Outcome = { kind: 'done' };
+/** Record states of a job still in flight. */
+const IN_FLIGHT_STATES = new Set(['admitted', 'waiting', 'shed']);
 
 /** Raised to send one claimed job back for a later attempt (the claim is given back, not ended). */
 class TryAgain extends Error {
@@ -154,7 +160,13 @@ export class Gate {
         const outcomes = await Promise.all(claim.jobs.map((job) => this.handle(job, claim.dataBytes.get(job))));
         await failpoints.hit('gate.before-finish');
         const done = claim.jobs.filter((_, i) => outcomes[i]!.kind === 'done');
-        await ingress.finish(done);
+        const holds = new Map<Job, string>();
+        claim.jobs.forEach((j, i) => {
+          const o = outcomes[i]!;
+          if (o.kind === 'done' && o.holdKey !== undefined) holds.set(j, o.holdKey);
+        });
+        await ingress.finish(done, holds);
+        if (holds.size > 0) await this.endHoldsOfEnded([...holds.values()]);
         // Jobs to try again go back to the claims with a new due time; the longest wait sets the pause.
         const again = claim.jobs.flatMap((j, i) => (outcomes[i]!.kind === 'again' ? [{ id: j.id!, inMs: (outcomes[i] as { inMs: number }).inMs }] : []));
         for (const inMs of new Set(again.map((a) => a.inMs))) {
@@ -230,9 +242,12 @@ export class Gate {
       const decision = await this.intake.submit(downstream, { ...delivery, tenantId, name: job.name, cost: verdict.cost, ...(waiting ? { waiting } : {}) });
       this.deps.metrics.decisionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
       await this.deps.failpoints.hit('gate.after-decision');
+      // In flight once this step is done (unless it is dead-lettered below): a simple-mode deduplication
+      // id then holds until the job's execution ends, as it would on a plain queue.
+      let inFlight = true;
       switch (decision.kind) {
         case 'admitted':
-          await this.promote(job, downstream, decision.key, producerOpts, original);
+          inFlight = await this.promote(job, downstream, decision.key, producerOpts, original);
           this.deps.metrics.promotionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
           this.deps.metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
           break;
@@ -249,6 +264,7 @@ export class Gate {
             ...(verdict.deadline !== undefined ? { deadline: verdict.deadline } : {}),
           });
           if (stored === 'B') {
+            inFlight = false;
             await addDeadLetter(this.deps.topology, {
               key: decision.key,
               ingressJobId: job.id!,
@@ -269,16 +285,20 @@ export class Gate {
           this.deps.scheduler.kick(downstream);
           break;
         case 'refused':
+          inFlight = false;
           await addDeadLetter(this.deps.topology, { key: decision.key, ingressJobId: job.id!, code: decision.code, message: decision.message, tenantId, downstream, job: original });
           break;
         case 'unmirrored':
           // Redis lost the definitions: restore them, and let the job come back in a moment.
           this.deps.mirror?.repair();
           return { kind: 'again', inMs: 100 };
-        default: // 'queued', 'finished': an earlier attempt did the work
+        case 'finished':
+          inFlight = false;
+          break;
+        default: // 'queued': an earlier attempt stored it in the waiting place
       }
       this.consecutiveErrors = 0;
-      return DONE;
+      return inFlight && job.deduplicationId ? { kind: 'done', holdKey: decision.key } : DONE;
     } catch (err) {
       if (err instanceof TryAgain) return { kind: 'again', inMs: err.inMs };
       return this.onInfraError(job, err);
@@ -290,7 +310,19 @@ export class Gate {
    * (BullMQ refuses its options; a failure of its own, EXEC_ADD_ATTEMPTS times) gives the admission
    * back and dead-letters the job (`exec-refused`); an outage throws, and the job returns to ingress.
    */
-  private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<void> {
+  /**
+   * A job can end before its ingress job does (a quick worker, a release before the finish): its
+   * deduplication hold, made by the finish, is ended here. Read after the hold exists, so one of this
+   * and the observer's release (which ends holds after it released) always sees it.
+   */
+  private async endHoldsOfEnded(keys: string[]): Promise<void> {
+    const states = await this.deps.governance.recordStates(keys);
+    const ended = keys.filter((_, i) => !IN_FLIGHT_STATES.has(states[i] ?? ''));
+    await this.deps.topology.releaseHeldDedup(ended);
+  }
+
+  /** Adds an admitted job to its execution queue: true once added, false if it was dead-lettered instead. */
+  private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<boolean> {
     const queue = this.deps.topology.execQueue(downstream);
     const opts = execOptions(key, producerOpts, this.retentionMs);
     let failure: string;
@@ -299,7 +331,7 @@ export class Gate {
       if (!opts.parent || !(await this.deps.topology.childEnded(opts.parent, queue, opts.jobId!))) await queue.add(job.name, job.data, opts);
       await this.deps.failpoints.hit('gate.after-exec-add');
       if (opts.parent) await this.deps.topology.detachIngressChild(opts.parent, job.id!);
-      return;
+      return true;
     } catch (err) {
       // BullMQ's own option check says whether it refuses this job (and would on every attempt).
       const refusal = bullmqRefusal(queue, job.name, job.data, opts);
@@ -312,7 +344,7 @@ export class Gate {
     this.deps.log.warn({ jobId: job.id, downstream, outcome, err: failure }, 'execution add failed for a reason of the job\'s own');
     if (outcome === 'given-up') {
       await addDeadLetter(this.deps.topology, { key, ingressJobId: job.id!, code: 'TG_ERR_EXEC_REFUSED', message, downstream, job: original });
-      return;
+      return false;
     }
     // Claimed again in a moment, without pausing intake for the other tenants.
     if (outcome === 'retry') throw new TryAgain(250);

@@ -1,7 +1,7 @@
 /**
  * The gate's side of the ingress queue: claims batches of jobs straight from BullMQ's keys under a
  * lease (claimIngress-8.lua), gives a claim back for a later attempt, ends handled jobs as BullMQ
- * ends a completed job (finishIngress-5.lua), and waits on the queue's marker when there is nothing
+ * ends a completed job (finishIngress-6.lua), and waits on the queue's marker when there is nothing
  * to take, as a BullMQ worker does. Producers see a plain BullMQ queue: jobs wait, are prioritized or
  * delayed as BullMQ keeps them, and end with a 'completed' event.
  */
@@ -21,6 +21,7 @@ export interface Claim {
 export class Ingress {
   private readonly scripts: Scripts;
   private readonly claims: string;
+  private readonly heldDedup: string;
   private readonly prefix: string;
 
   constructor(
@@ -32,6 +33,7 @@ export class Ingress {
   ) {
     this.scripts = scriptsFor(redis);
     this.claims = keys.ingressClaims(queue.name);
+    this.heldDedup = keys.ingressHeldDedup(queue.name);
     this.prefix = queue.keys[''] ?? `${keys.prefix}:${queue.name}:`;
   }
 
@@ -60,13 +62,18 @@ export class Ingress {
   }
 
   /** Ends handled jobs: 'completed' events, their keys deleted (a flow's parent is the execution job's to tell). */
-  async finish(jobs: readonly Job[], now = Date.now()): Promise<number> {
+  async finish(jobs: readonly Job[], holds: ReadonlyMap<Job, string> = new Map(), now = Date.now()): Promise<number> {
     if (jobs.length === 0) return 0;
     const k = this.queue.keys;
     const args: Array<string | number> = [this.prefix, now];
-    for (const j of jobs) args.push(j.id!, j.deduplicationId ? '1' : '');
-    return this.scripts.finishIngress([this.claims, k.events!, k.meta!, k.wait!, k.prioritized!], args);
+    for (const j of jobs) {
+      const hold = holds.get(j);
+      args.push(j.id!, j.deduplicationId ? (hold !== undefined ? `h:${hold}` : '1') : '');
+    }
+    return this.scripts.finishIngress([this.claims, k.events!, k.meta!, k.wait!, k.prioritized!, this.heldDedup], args);
   }
+
+
 
   /** Waits until a job may be there to take (the marker a producer's add sets), or `ms` passed. */
   async waitForWork(ms: number): Promise<void> {

@@ -52,6 +52,8 @@ interface StreamInfo {
 export interface SweepReport {
   checked: number;
   released: number;
+  /** Deduplication holds of jobs no longer in flight, ended by the sweep. */
+  dedupReleased?: number;
 }
 
 export class Observer {
@@ -227,6 +229,8 @@ export class Observer {
         this.forgetDeduplication(pipe, stream.downstream, forget);
         pipe.xack(stream.key, OBSERVER_GROUP, ...ids);
         for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
+        // A hold missed here (this call failed after the acknowledgement) is ended by the sweep.
+        await this.deps.topology.releaseHeldDedup(forget);
       } catch (err) {
         this.tailError ??= err as Error;
       } finally {
@@ -416,8 +420,13 @@ export class Observer {
         const ingress = config.queues.ingress;
         const first = redis.pipeline();
         // By the ingress id behind the job key (for a reused id, a newer job may hold it: left alone, which errs on the safe side).
-        for (const id of ids) first.exists(keys.bullJob(ingress, parseJobKey(id).ingressJobId));
-        const ingressAlive = ((await first.exec()) ?? []).map(([, v]) => v === 1);
+        // A hash kept only to hold a deduplication id (marked tgheld) is not an ingress job any more.
+        for (const id of ids) {
+          const ingressKey = keys.bullJob(ingress, parseJobKey(id).ingressJobId);
+          first.exists(ingressKey).hexists(ingressKey, 'tgheld');
+        }
+        const firstRes = ((await first.exec()) ?? []).map(([, v]) => v);
+        const ingressAlive = ids.map((_, i) => firstRes[2 * i] === 1 && firstRes[2 * i + 1] !== 1);
         const candidates = ids.filter((_, i) => !ingressAlive[i]);
         if (candidates.length === 0) continue;
         const second = redis.pipeline();
@@ -448,6 +457,7 @@ export class Observer {
           const pipe = redis.pipeline();
           this.forgetDeduplication(pipe, s.downstream, forget);
           await pipe.exec();
+          await this.deps.topology.releaseHeldDedup(forget);
         }
         offset -= n; // released entries left the zset; keep the window aligned
         report.released += n;
@@ -456,9 +466,37 @@ export class Observer {
         }
       }
     }
+    report.dedupReleased = await this.sweepHeldDedup();
     return report;
   }
+
+  /**
+   * Ends holds of simple-mode deduplication ids whose jobs are no longer in flight (their record says
+   * they ended, or is gone) but whose hold was not ended with them (a call that failed, an observer
+   * that died in between): without this, such an id would refuse every later job for good.
+   */
+  private async sweepHeldDedup(): Promise<number> {
+    const { redis, keys } = this.deps;
+    const held = this.deps.topology.heldDedupKey;
+    let cursor = '0';
+    let ended = 0;
+    do {
+      const [next, flat] = await redis.hscan(held, cursor, 'COUNT', 500);
+      cursor = next;
+      const jobKeys = flat.filter((_, i) => i % 2 === 0);
+      if (jobKeys.length === 0) continue;
+      const pipe = redis.pipeline();
+      for (const k of jobKeys) pipe.hget(keys.record(k), 'st');
+      const states = ((await pipe.exec()) ?? []).map(([, v]) => v as string | null);
+      const done = jobKeys.filter((_, i) => !IN_FLIGHT.has(states[i] ?? ''));
+      ended += await this.deps.topology.releaseHeldDedup(done);
+    } while (cursor !== '0');
+    return ended;
+  }
 }
+
+/** Record states of a job still in flight (its deduplication id holds). */
+const IN_FLIGHT = new Set(['admitted', 'waiting', 'shed']);
 
 function fieldsOf(fields: string[]): Record<string, string> {
   const out: Record<string, string> = {};

@@ -106,4 +106,6 @@ export async function deadLetterLeased(
     refused.map((r) => r.id),
     'dead-letter',
   );
+  // Ended: their simple-mode deduplication ids stop holding (a missed one is ended by the observer's sweep).
+  await topology.releaseHeldDedup(refused.map((r) => r.id));
 }

@@ -5,6 +5,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, DownstreamConfig } from '../config/file';
+import { Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 
 export class Topology {
@@ -61,6 +62,17 @@ export class Topology {
       if (err) throw err;
       return v === 1 || (v !== null && v !== 0);
     });
+  }
+
+  /** The hash of simple-mode deduplication ids held for ingress jobs in flight (Keys.ingressHeldDedup). */
+  get heldDedupKey(): string {
+    return new Keys(this.prefix).ingressHeldDedup(this.ingress.name);
+  }
+
+  /** Ends the hold of the deduplication ids of these jobs (by job key), which ended (releaseDedup-1.lua). */
+  async releaseHeldDedup(keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    return scriptsFor(this.connection).releaseDedup([this.heldDedupKey], [this.ingress.toKey(''), ...keys]);
   }
 
   /** Which of these jobs already exist in their queues (one round trip). */

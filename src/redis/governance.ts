@@ -680,6 +680,17 @@ export class Governance {
     return [{ key: base, record: first }, ...keys.map((key, i) => ({ key, record: records[i]! }))].filter((r) => Object.keys(r.record).length > 0);
   }
 
+  /** Each job's record state (`st`), or null where it has no record (one round trip). */
+  async recordStates(keys: readonly string[]): Promise<Array<string | null>> {
+    if (keys.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const k of keys) pipe.hget(this.keys.record(k), 'st');
+    return ((await pipe.exec()) ?? []).map(([err, v]) => {
+      if (err) throw err;
+      return v as string | null;
+    });
+  }
+
   async findRecord(key: string): Promise<Record<string, string> | undefined> {
     const rec = await this.redis.hgetall(this.keys.record(key));
     return Object.keys(rec).length > 0 ? rec : undefined;

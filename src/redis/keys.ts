@@ -117,6 +117,14 @@ export class Keys {
     return `${this.prefix}:${queue}:tg-claims`;
   }
 
+  /**
+   * Simple-mode deduplication ids of ingress jobs still in flight (hash: job key → deduplication id,
+   * newline, ingress id): kept until the job's execution ends (finishIngress, releaseDedup).
+   */
+  ingressHeldDedup(queue: string): string {
+    return `${this.prefix}:${queue}:tg-dedup`;
+  }
+
   /** Key of a BullMQ job hash, for direct existence checks in sweeps. */
   bullJob(queue: string, jobId: string): string {
     return `${this.prefix}:${queue}:${jobId}`;

@@ -33,6 +33,7 @@ export interface Scripts {
   claimIngress(keys: string[], args: Arg[]): Promise<Array<number | string | string[]>>;
   finishIngress(keys: string[], args: Arg[]): Promise<number>;
   detachChild(keys: [dependencies: string], args: Arg[]): Promise<number>;
+  releaseDedup(keys: [held: string], args: Arg[]): Promise<number>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
@@ -76,6 +77,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld', 'claimIngress', 'finishIngress', 'detachChild'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld', 'claimIngress', 'finishIngress', 'detachChild', 'releaseDedup'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

@@ -219,3 +219,44 @@ it("the telemetry option's trace context and omitContext reach the execution job
   expect(ran('traced')[0]!.opts.telemetry).toEqual({ metadata });
   expect(ran('untraced')[0]!.opts.telemetry).toEqual({ omitContext: true });
 });
+
+describe('deduplication ids through the gate', () => {
+  const runs = (mark: string) => ran(mark).length;
+
+  it('a simple-mode id holds while its job waits and runs: duplicates are one job; once it ended, a new add runs', async () => {
+    const dedup = { id: 'compat-hold' };
+    const a = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'hold', sleepMs: 400 }, { deduplication: dedup });
+    // Running now (its execution job is active): a duplicate is the same job, not a second run.
+    await waitFor(async () => (await h.queue('exec.scanner').getJobState(execJobId(a.id!))) === 'active' || undefined, 'the first to run');
+    const b = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'hold' }, { deduplication: dedup });
+    expect(b.id).toBe(a.id);
+    // Ended: the id is free again (as BullMQ frees it when its job completes), and a new add runs.
+    await waitFor(async () => ((await h.ingress.getDeduplicationJobId(dedup.id)) === null && runs('hold') === 1) || undefined, 'the hold to end');
+    const c = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'hold' }, { deduplication: dedup });
+    expect(c.id).not.toBe(a.id);
+    await waitFor(() => runs('hold') === 2 || undefined, 'the new job to run');
+
+    // While waiting (its tenant paused), the id holds too; dead-lettered from the waiting place, it ends.
+    const pause = await h.api('POST', '/api/v1/throttles', { body: { tenantId: 'dedup-held', action: 'pause' }, token: ADMIN });
+    const late = { id: 'compat-hold-waiting' };
+    const w = await h.ingress.add('scan.image', { tenantId: 'dedup-held', mark: 'hold-waiting', deadline: Date.now() + 1500 }, { deduplication: late });
+    await waitFor(async () => (await h.intakeDone()) || undefined, 'intake');
+    const w2 = await h.ingress.add('scan.image', { tenantId: 'dedup-held', mark: 'hold-waiting' }, { deduplication: late });
+    expect(w2.id).toBe(w.id);
+    await waitFor(async () => (await h.ingress.getDeduplicationJobId(late.id)) === null || undefined, 'the expired job to free its id', 10_000);
+    await h.api('DELETE', `/api/v1/throttles/${pause.body.id}`, { token: ADMIN });
+    await h.ingress.add('scan.image', { tenantId: 'dedup-held', mark: 'hold-waiting' }, { deduplication: late });
+    await waitFor(() => runs('hold-waiting') === 1 || undefined, 'a new job with the freed id to run');
+  });
+
+  it('a TTL-mode id holds for its TTL, even after its job ended', async () => {
+    const dedup = { id: 'compat-ttl', ttl: 1500 };
+    const a = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'ttl' }, { deduplication: dedup });
+    await waitFor(() => runs('ttl') === 1 || undefined, 'the first to run');
+    const b = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'ttl' }, { deduplication: dedup });
+    expect(b.id).toBe(a.id);
+    await waitFor(async () => (await h.ingress.getDeduplicationJobId(dedup.id)) === null || undefined, 'the TTL to pass', 10_000);
+    await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'ttl' }, { deduplication: dedup });
+    await waitFor(() => runs('ttl') === 2 || undefined, 'the new job to run');
+  });
+});

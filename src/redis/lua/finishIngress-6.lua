@@ -10,9 +10,12 @@
 
   Input:
     KEYS[1] claims (zset)   KEYS[2] events (stream)   KEYS[3] meta (hash)   KEYS[4] wait (list)
-    KEYS[5] prioritized (zset)
+    KEYS[5] prioritized (zset)   KEYS[6] held deduplication ids (hash: job key -> dedup id, '\n', id)
     ARGV[1] the queue's key prefix   ARGV[2] now (ms)
-    ARGV[3..] per job, 2 values: id, '1' if it has a deduplication id ('' if not)
+    ARGV[3..] per job, 2 values: id, and if it has a deduplication id: '1', or 'h:' and its job key if
+             it is in flight (admitted or waiting): a simple-mode id (no TTL) then holds until the job's execution
+             ends (releaseDedup-1.lua), as it would hold on a plain queue until the job finished;
+             '' if it has none
   The 'completed' event carries the return value null: the job's work is its execution job's.
 
   Output: jobs ended now
@@ -26,10 +29,10 @@ local prefix, now = ARGV[1], ARGV[2]
 trimEvents(metaKey, eventsKey)
 
 -- Still ours (not taken back and ended by another gate): one lookup and one removal for the batch.
-local ids, flagged = {}, {}
+local ids, flags = {}, {}
 for i = 3, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
-  flagged[ARGV[i]] = ARGV[i + 1] == '1'
+  flags[ARGV[i]] = ARGV[i + 1]
 end
 if #ids == 0 then return 0 end
 local scores = rcall('ZMSCORE', claimsKey, unpack(ids))
@@ -44,11 +47,25 @@ local doomed = {}
 for _, id in ipairs(mine) do
   local jobKey = prefix .. id
   -- Only a job added with a deduplication id needs more than its keys deleted.
-  if flagged[id] then
-    removeDeduplicationKeyIfNeededOnFinalization(prefix, rcall('HGET', jobKey, 'deid'), id)
+  local flag = flags[id]
+  local held = false
+  if flag ~= '' then
+    local deid = rcall('HGET', jobKey, 'deid')
+    local dedupKey = deid and (prefix .. 'de:' .. deid)
+    if string.sub(flag, 1, 2) == 'h:' and deid and rcall('PTTL', dedupKey) == -1 and rcall('GET', dedupKey) == id then
+      -- BullMQ takes a simple-mode key whose job hash is gone for stale: the hash stays (marked, in no
+      -- state of the queue) until the hold ends, as it would stay while the job ran on a plain queue.
+      held = true
+      rcall('HSET', KEYS[6], string.sub(flag, 3), deid .. '\n' .. id)
+      rcall('HSET', jobKey, 'tgheld', '1')
+    else
+      removeDeduplicationKeyIfNeededOnFinalization(prefix, deid, id)
+    end
   end
   -- removeJobKeys' keys, for the whole batch in one call.
-  for _, suffix in ipairs({ '', ':logs', ':dependencies', ':processed', ':failed', ':unsuccessful' }) do doomed[#doomed + 1] = jobKey .. suffix end
+  for _, suffix in ipairs({ '', ':logs', ':dependencies', ':processed', ':failed', ':unsuccessful' }) do
+    if not (held and suffix == '') then doomed[#doomed + 1] = jobKey .. suffix end
+  end
   rcall('XADD', eventsKey, '*', 'event', 'completed', 'jobId', id, 'returnvalue', 'null', 'prev', 'active')
 end
 for i = 1, #doomed, 6000 do rcall('DEL', unpack(doomed, i, math.min(i + 5999, #doomed))) end
