@@ -2,8 +2,11 @@
  * Ingress behaves like a BullMQ queue to its producers, whatever consumes it (issue 11's contract):
  * add and addBulk, priorities and LIFO in BullMQ's order, delays that enter when due, a paused ingress
  * not consumed, getJobCounts, custom ids and deduplication at add, the `completed` events QueueEvents
- * and waitUntilFinished listen to, job schedulers, and a flow's child. Plain BullMQ producers, real
- * Redis and Postgres, tollgate in-process.
+ * and waitUntilFinished listen to, job schedulers. And every job option keeps its BullMQ meaning on
+ * the other side of the gate (issue 12; the README's support matrix points here): options passed to
+ * the execution job, retries, flows (the parent waits for its children's execution jobs and gets their
+ * results), deduplication modes held for as long as BullMQ holds them, trace context. Plain BullMQ
+ * producers, real Redis and Postgres, tollgate in-process.
  */
 import { FlowProducer, QueueEvents, type Job } from 'bullmq';
 import { parseApiTokens } from '../../src/config/tokens';
@@ -208,6 +211,39 @@ describe('flows whose children pass through ingress', () => {
       await flows.close();
     }
   });
+
+  it("apply the child's failure options to its execution job: failParentOnFailure fails the parent", async () => {
+    parents('compat-parents-3');
+    const flows = new FlowProducer({ connection: connection(), prefix: h.prefix });
+    try {
+      const node = await flows.add({
+        name: 'fragile-report',
+        queueName: 'compat-parents-3',
+        data: {},
+        children: [{ name: 'scan.image', queueName: h.config.queues.ingress, data: { tenantId: 'acme', mark: 'fragile-child', failAttempts: 1 }, opts: { failParentOnFailure: true } }],
+      });
+      await waitFor(async () => (await node.job.getState()) === 'failed' || undefined, 'the parent to fail with its child');
+      expect(ran('fragile-child')).toHaveLength(1);
+    } finally {
+      await flows.close();
+    }
+  });
+
+  it('take a parent added to ingress once its children are done, like any other job', async () => {
+    h.worker('compat-kids', async () => 'kid done');
+    const flows = new FlowProducer({ connection: connection(), prefix: h.prefix });
+    try {
+      await flows.add({
+        name: 'scan.image',
+        queueName: h.config.queues.ingress,
+        data: { tenantId: 'acme', mark: 'parent-in-ingress' },
+        children: [{ name: 'kid', queueName: 'compat-kids', data: {} }],
+      });
+      await waitFor(() => ran('parent-in-ingress').length === 1 || undefined, 'the parent to run through the gate');
+    } finally {
+      await flows.close();
+    }
+  });
 });
 
 it("the telemetry option's trace context and omitContext reach the execution job", async () => {
@@ -258,5 +294,48 @@ describe('deduplication ids through the gate', () => {
     await waitFor(async () => (await h.ingress.getDeduplicationJobId(dedup.id)) === null || undefined, 'the TTL to pass', 10_000);
     await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'ttl' }, { deduplication: dedup });
     await waitFor(() => runs('ttl') === 2 || undefined, 'the new job to run');
+  });
+});
+
+describe('job options on the execution job', () => {
+  it("carry the producer's priority, lifo, retry and retention options; the job id derives from the ingress id", async () => {
+    const opts = {
+      priority: 7,
+      attempts: 4,
+      backoff: { type: 'fixed', delay: 25 },
+      removeOnComplete: { count: 10 },
+      removeOnFail: { age: 3600 },
+      keepLogs: 5,
+      stackTraceLimit: 3,
+      sizeLimit: 4096,
+    };
+    const job = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'opts' }, opts);
+    const lifo = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'opts-lifo' }, { lifo: true });
+    await waitFor(() => (ran('opts').length === 1 && ran('opts-lifo').length === 1) || undefined, 'both run');
+    const exec = ran('opts')[0]!;
+    expect(exec.id).toBe(execJobId(job.id!));
+    expect(exec.opts).toMatchObject(opts);
+    expect(ran('opts-lifo')[0]!.opts.lifo).toBe(true);
+    expect(ran('opts-lifo')[0]!.id).toBe(execJobId(lifo.id!));
+  });
+
+  it('attempts and backoff retry the execution job as BullMQ would', async () => {
+    const job = await h.ingress.add('attest.retry', { tenantId: 'acme', mark: 'retry', failAttempts: 2 }, { attempts: 3, backoff: { type: 'fixed', delay: 200 } });
+    const exec = () => h.queue('exec.attestor').getJob(execJobId(job.id!));
+    await waitFor(async () => (await (await exec())?.getState()) === 'completed' || undefined, 'the third attempt to complete');
+    const attempts = ran('retry');
+    // Three runs, each after the backoff.
+    expect(attempts).toHaveLength(3);
+    expect(attempts[1]!.processedOn! - attempts[0]!.processedOn!).toBeGreaterThanOrEqual(190);
+    expect(attempts[2]!.processedOn! - attempts[1]!.processedOn!).toBeGreaterThanOrEqual(190);
+    expect((await exec())!.returnvalue).toEqual({ ok: true });
+  });
+
+  it('debounce (extend, replace) acts while the job is delayed in ingress: the last add is the one that runs', async () => {
+    const dedup = { id: 'compat-debounce', ttl: 600, extend: true, replace: true };
+    for (const v of [1, 2, 3]) await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'debounce', v }, { delay: 600, deduplication: dedup });
+    await waitFor(() => ran('debounce').length === 1 || undefined, 'the debounced job');
+    await new Promise((r) => setTimeout(r, 700));
+    expect(ran('debounce').map((j) => j.data.v)).toEqual([3]);
   });
 });

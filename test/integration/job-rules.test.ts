@@ -107,6 +107,13 @@ it("counts a job type's TTL from when the job is due: a delay longer than the TT
   expect(await deadLetters('patient')).toEqual([]);
 });
 
+it("counts a TTL from the job's own timestamp option, as BullMQ keeps it", async () => {
+  // Created (by the producer's say) 10 s ago: its 400 ms TTL passed long before it reached the gate.
+  await h.ingress.add('attest.quick', { tenantId: 'backdated' }, { timestamp: Date.now() - 10_000 });
+  await waitFor(async () => (await deadLetters('backdated')).length === 1, 'the backdated job to expire');
+  expect((await deadLetters('backdated'))[0]!.reason).toBe('expired');
+});
+
 it('refuses jobs past a tenant\'s backlog limit with tenant-backlog-full, keeping the rest', async () => {
   const throttle = await h.api('POST', '/api/v1/throttles', { body: { tenantId: 'hoarder', action: 'pause' }, token: ADMIN });
   await h.ingress.addBulk(Array.from({ length: 8 }, (_, i) => ({ name: 'attest.sbom', data: { tenantId: 'hoarder', i } })));

@@ -122,8 +122,8 @@ export async function createHarness(
 }
 
 /**
- * A worker on each execution queue that records every job it runs in `executed` (by queue) and sleeps
- * `data.sleepMs` when the job asks for it.
+ * A worker on each execution queue that records every job it runs in `executed` (by queue), sleeps
+ * `data.sleepMs` when the job asks for it, and fails its first `data.failAttempts` attempts.
  */
 export function recordExecutions(h: Harness, executed: Map<string, Job[]>, concurrency: number): void {
   for (const q of ['exec.scanner', 'exec.attestor', 'exec.policy']) {
@@ -132,6 +132,7 @@ export function recordExecutions(h: Harness, executed: Map<string, Job[]>, concu
       async (job) => {
         executed.set(q, [...(executed.get(q) ?? []), job]);
         if (job.data.sleepMs) await new Promise((r) => setTimeout(r, job.data.sleepMs));
+        if (job.data.failAttempts && job.attemptsMade < job.data.failAttempts) throw new Error(`attempt ${job.attemptsMade + 1} fails`);
         return { ok: true };
       },
       { concurrency },
