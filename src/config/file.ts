@@ -137,6 +137,16 @@ const ConfigSchema = z
         maxStalledCount: z.number().int().min(1).max(1_000_000).default(1000),
       })
       .prefault({}),
+    telemetry: z
+      .strictObject({
+        /**
+         * OpenTelemetry spans for the gate's part of each job (off by default): through the global tracer
+         * provider the process registered (OpenTelemetry's SDK), each continuing the producer's trace.
+         */
+        enabled: z.boolean().default(false),
+        tracerName: z.string().min(1).max(200).default('tollgate'),
+      })
+      .prefault({}),
     observer: z
       .strictObject({
         /** How long one XREADGROUP blocks. */

@@ -20,7 +20,9 @@
  * for a reason of its own on every attempt, gives its admission back and is dead-lettered
  * (`exec-refused`); only outages (Redis unreachable or refusing writes) pause intake.
  */
+import type { Attributes } from '@opentelemetry/api';
 import type { Job, JobsOptions, Queue } from 'bullmq';
+import { Tracing, withTraceContext } from '../observability/tracing';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
 import { ERRORS } from '../errors';
@@ -83,6 +85,7 @@ export class Gate {
   /** Downstreams whose last intake batch had jobs that must wait. */
   private readonly waitingOn = new Set<string>();
   private readonly classify: (job: IngressJobView) => Classification;
+  private readonly tracing: Tracing;
   private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
   private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
   private readonly retentionMs: number;
@@ -91,6 +94,7 @@ export class Gate {
   constructor(private readonly deps: GateDeps) {
     const { config, governance, topology } = deps;
     this.retentionMs = config.retention.decisionSeconds * 1000;
+    this.tracing = new Tracing(config.telemetry);
     this.classify = createClassifier({
       tenantIdPath: config.tenant.idPath,
       maxPayloadBytes: config.limits.maxPayloadBytes,
@@ -196,7 +200,15 @@ export class Gate {
     return this.idle;
   }
 
-  private async handle(job: Job, dataBytes?: number): Promise<Outcome> {
+  /** One ingress job, in a span continuing its producer's trace when tracing is on. */
+  private handle(job: Job, dataBytes?: number): Promise<Outcome> {
+    if (!this.tracing.enabled) return this.decideJob(job, dataBytes, undefined, () => undefined);
+    return this.tracing.span('tollgate.gate', job.opts, { 'messaging.message.id': job.id!, 'tollgate.job_name': job.name }, (metadata, annotate) =>
+      this.decideJob(job, dataBytes, metadata, annotate),
+    );
+  }
+
+  private async decideJob(job: Job, dataBytes: number | undefined, traceMetadata: string | undefined, annotate: (a: Attributes) => void): Promise<Outcome> {
     const started = performance.now();
     // The producer's options are meant for the execution job (they pass through); the ingress copy
     // has done its work once handled, so it is always removed on completion.
@@ -229,6 +241,7 @@ export class Gate {
         return DONE;
       }
       const { downstream, tenantId } = verdict;
+      annotate({ 'tollgate.downstream': downstream, 'tollgate.tenant': tenantId });
       if (verdict.deadline !== undefined && verdict.deadline <= this.deps.now()) {
         await this.refuse(job, delivery, original, downstream, tenantId, 'TG_ERR_EXPIRED', `its deadline ${new Date(verdict.deadline).toISOString()} had passed when it reached the gate; not run late`);
         return DONE;
@@ -241,13 +254,14 @@ export class Gate {
           : undefined;
       const decision = await this.intake.submit(downstream, { ...delivery, tenantId, name: job.name, cost: verdict.cost, ...(waiting ? { waiting } : {}) });
       this.deps.metrics.decisionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
+      annotate({ 'tollgate.decision': decision.kind });
       await this.deps.failpoints.hit('gate.after-decision');
       // In flight once this step is done (unless it is dead-lettered below): a simple-mode deduplication
       // id then holds until the job's execution ends, as it would on a plain queue.
       let inFlight = true;
       switch (decision.kind) {
         case 'admitted':
-          inFlight = await this.promote(job, downstream, decision.key, producerOpts, original);
+          inFlight = await this.promote(job, downstream, decision.key, producerOpts, original, traceMetadata);
           this.deps.metrics.promotionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
           this.deps.metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
           break;
@@ -322,9 +336,9 @@ export class Gate {
   }
 
   /** Adds an admitted job to its execution queue: true once added, false if it was dead-lettered instead. */
-  private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job']): Promise<boolean> {
+  private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job'], traceMetadata?: string): Promise<boolean> {
     const queue = this.deps.topology.execQueue(downstream);
-    const opts = execOptions(key, producerOpts, this.retentionMs);
+    const opts = withTraceContext(execOptions(key, producerOpts, this.retentionMs), traceMetadata);
     let failure: string;
     let refused = false;
     try {

@@ -17,6 +17,7 @@ import { parseJobKey } from '../redis/keys';
 import { addDeadLetter } from './dead-letter';
 import { bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
+import { type Tracing, withTraceContext } from '../observability/tracing';
 import type { Topology } from './topology';
 
 export interface PromoteOptions {
@@ -25,6 +26,8 @@ export interface PromoteOptions {
   tenantIdPath: string;
   metrics?: Metrics;
   beforeConfirm?: () => Promise<void> | void;
+  /** Spans for the admissions (`tollgate.admit`), continuing each job's trace, when tracing is on. */
+  tracing?: Tracing;
 }
 
 export async function promoteLeased(
@@ -42,10 +45,18 @@ export async function promoteLeased(
   await Promise.all(
     admitted.map(async ({ id, payload }) => {
       const p = decodePayload(payload);
-      const execOpts = execOptions(id, p.opts, opts.retentionMs);
-      try {
+      let execOpts = execOptions(id, p.opts, opts.retentionMs);
+      const add = async () => {
         if (!execOpts.parent || !(await topology.childEnded(execOpts.parent, queue, execOpts.jobId!))) await queue.add(p.name, p.data, execOpts);
         if (execOpts.parent) await topology.detachIngressChild(execOpts.parent, parseJobKey(id).ingressJobId);
+      };
+      try {
+        if (opts.tracing?.enabled) {
+          await opts.tracing.span('tollgate.admit', p.opts, { 'messaging.message.id': parseJobKey(id).ingressJobId, 'tollgate.downstream': downstream }, (metadata) => {
+            execOpts = withTraceContext(execOpts, metadata);
+            return add();
+          });
+        } else await add();
         added.push(id);
         opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
       } catch (err) {

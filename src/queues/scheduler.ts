@@ -20,6 +20,7 @@ import type { RejectionCode } from '../errors';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
 import type { Governance } from '../redis/governance';
+import { Tracing } from '../observability/tracing';
 import { deadLetterLeased, promoteLeased } from './promote';
 import type { Topology } from './topology';
 
@@ -51,10 +52,12 @@ interface Lane {
 
 export class Scheduler {
   private readonly lanes = new Map<string, Lane>();
+  private readonly tracing: Tracing;
   private closed = false;
   private tick?: NodeJS.Timeout;
 
   constructor(private readonly deps: SchedulerDeps) {
+    this.tracing = new Tracing(deps.config.telemetry);
     for (const d of deps.topology.downstreams.keys()) this.lanes.set(d, { running: new Set(), again: false });
   }
 
@@ -133,6 +136,7 @@ export class Scheduler {
       tenantIdPath: this.deps.config.tenant.idPath,
       metrics: this.deps.metrics,
       beforeConfirm: () => this.deps.failpoints.hit('scheduler.after-exec-add'),
+      tracing: this.tracing,
     });
   }
 

@@ -11,6 +11,7 @@ import { breakerTransitions } from '../../db/schema';
 import { insertAudit } from '../../db/quotas';
 import { TollgateError } from '../../errors';
 import { deadLetterLeased, promoteLeased } from '../../queues/promote';
+import { Tracing } from '../../observability/tracing';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
 import { operatorOf } from '../operator';
@@ -179,6 +180,7 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
           leaseMs: ctx.config.scheduler.leaseMs,
           tenantIdPath: ctx.config.tenant.idPath,
           metrics: ctx.metrics,
+          tracing: new Tracing(ctx.config.telemetry),
         });
         await audited(op, 'breaker.held.replay', params.downstream, { limit: body.limit, tenantId: body.tenantId ?? null }, { replayed: taken.length, skipped });
         return { replayed: taken.length, skipped };
