@@ -13,7 +13,17 @@
  * the window; `consecutiveFailures` in a row; the slow-call rate reaches its threshold.
  * Open lasts `openMs` × `backoffMultiplier`^(trips - 1), capped at `maxOpenMs`, with ± `jitter`; a
  * failure that carries a retry-after sets it instead. Half-open admits `halfOpenProbes` jobs (the
- * scheduler enforces it across gates); all of them succeeding closes, one failing reopens.
+ * scheduler enforces it across gates); one failing reopens; once all have succeeded it closes, unless
+ * the slow-call rule is on and the share of slow probes reaches its threshold (then it reopens, and the
+ * open time grows as for any trip). A probe whose outcome the rules ignore (an ignored error, a job
+ * removed before it ended) gives its permit back, so another job probes. Half-open lasts at most
+ * `halfOpenMaxMs`: probes that never report (their events lost, still running) reopen the breaker for
+ * the current open time, without growing it, and it probes afresh after that.
+ *
+ * One clock: outcomes are placed in the window, and open periods start, at the observer's `now` when it
+ * counts them; an outcome's own time only measures how long its call took (slow calls). An observer
+ * that lags behind the events still counts every outcome, and an open period is never shortened by the
+ * lag.
  *
  * Every transition bumps the generation. Each admitted job records the generation it was admitted in,
  * and outcomes of another generation are ignored: results of jobs admitted before a transition never
@@ -38,6 +48,8 @@ export interface BreakerConfig {
   /** ± fraction of the open duration, so breakers of many gates do not probe in lockstep. */
   jitter: number;
   halfOpenProbes: number;
+  /** Longest time in half-open without a verdict before the breaker reopens (and probes again later). */
+  halfOpenMaxMs: number;
 }
 
 export const DEFAULT_BREAKER: BreakerConfig = {
@@ -51,6 +63,7 @@ export const DEFAULT_BREAKER: BreakerConfig = {
   backoffMultiplier: 2,
   jitter: 0.1,
   halfOpenProbes: 3,
+  halfOpenMaxMs: 60_000,
 };
 
 export type BreakerStateName = 'closed' | 'open' | 'half-open';
@@ -82,6 +95,12 @@ export interface BreakerState {
   /** Half-open probe results. */
   probeSuccesses: number;
   probeFailures: number;
+  /** Half-open: successful probes that were slow (the slow-call rule decides on them too). */
+  probeSlow?: number;
+  /** Half-open: permits given back by probes whose outcome does not count (another job probes instead). */
+  probeReleased?: number;
+  /** When it last moved to half-open (bounds the time it stays there). */
+  halfOpenAt?: number;
   /** When it last closed (replay of held jobs ramps up from here). */
   closedAt?: number;
 }
@@ -104,7 +123,12 @@ export interface BreakerOutcome {
   gen: number;
   failed: boolean;
   slow: boolean;
-  /** A failure that says when to try again (ms from `at`). */
+  /**
+   * Neither a success nor a failure of the downstream (an error the rules ignore, a job removed before
+   * it ended): not counted; a probe's permit comes back.
+   */
+  ignored?: boolean;
+  /** A failure that says when to try again (ms from when it is counted). */
   retryAfterMs?: number;
 }
 
@@ -180,10 +204,11 @@ function bucketOf(cfg: BreakerConfig, at: number): number {
   return at - (at % width);
 }
 
-function add(cfg: BreakerConfig, window: WindowEntry[], o: BreakerOutcome): WindowEntry[] {
+/** Adds an outcome to the window, counted at `now` (the one clock: see the header). */
+function add(cfg: BreakerConfig, window: WindowEntry[], o: BreakerOutcome, now: number): WindowEntry[] {
   const entry = { calls: 1, failures: o.failed ? 1 : 0, slow: o.slow ? 1 : 0 };
-  if (cfg.window.type === 'count') return [...window, { at: o.at, ...entry }];
-  const at = bucketOf(cfg, o.at);
+  if (cfg.window.type === 'count') return [...window, { at: now, ...entry }];
+  const at = bucketOf(cfg, now);
   const last = window[window.length - 1];
   if (last && last.at === at) {
     return [...window.slice(0, -1), { at, calls: last.calls + 1, failures: last.failures + entry.failures, slow: last.slow + entry.slow }];
@@ -223,28 +248,40 @@ export function recordOutcomes(
 ): Step {
   let s = state;
   const transitions: Transition[] = [];
+  const slowRule = cfg.slowCallMs !== undefined && cfg.slowCallRateThreshold !== undefined;
   for (const o of outcomes) {
     if (o.gen !== s.gen) continue; // admitted before the last transition: stale
     if (s.forced === 'closed') continue;
     if (s.state === 'closed') {
-      const window = slide(cfg, add(cfg, s.window, o), now);
+      if (o.ignored) continue;
+      const window = slide(cfg, add(cfg, s.window, o, now), now);
       const consecutive = o.failed ? s.consecutive + 1 : 0;
       s = { ...s, window, consecutive };
       const reason = s.forced === null ? tripReason(cfg, window, consecutive) : undefined;
       if (reason) {
         const trips = s.trips + 1;
-        const openUntil = o.at + openDuration(cfg, trips, rand, o.retryAfterMs);
+        const openUntil = now + openDuration(cfg, trips, rand, o.retryAfterMs);
         s = move(s, 'open', reason, now, actor, { trips, openedAt: now, openUntil, window: [], consecutive: 0 }, transitions);
       }
     } else if (s.state === 'half-open') {
-      if (o.failed) {
+      if (o.ignored) {
+        // Says nothing about the downstream: its permit goes to another job.
+        s = { ...s, probeReleased: (s.probeReleased ?? 0) + 1 };
+      } else if (o.failed) {
         const trips = s.trips + 1;
-        const openUntil = o.at + openDuration(cfg, trips, rand, o.retryAfterMs);
-        s = move(s, 'open', 'a probe failed', now, actor, { trips, openedAt: now, openUntil, probeSuccesses: 0, probeFailures: s.probeFailures + 1 }, transitions);
+        const openUntil = now + openDuration(cfg, trips, rand, o.retryAfterMs);
+        s = move(s, 'open', 'a probe failed', now, actor, { trips, openedAt: now, openUntil, ...HALF_OPEN_CLEAN, probeFailures: s.probeFailures + 1 }, transitions);
       } else {
-        s = { ...s, probeSuccesses: s.probeSuccesses + 1 };
+        s = { ...s, probeSuccesses: s.probeSuccesses + 1, probeSlow: (s.probeSlow ?? 0) + (o.slow && slowRule ? 1 : 0) };
         if (s.probeSuccesses >= cfg.halfOpenProbes) {
-          s = move(s, 'closed', `${s.probeSuccesses} probes succeeded`, now, actor, { trips: 0, closedAt: now, window: [], consecutive: 0, probeSuccesses: 0, probeFailures: 0 }, transitions);
+          const slow = s.probeSlow ?? 0;
+          if (slowRule && slow / s.probeSuccesses >= cfg.slowCallRateThreshold!) {
+            const trips = s.trips + 1;
+            const openUntil = now + openDuration(cfg, trips, rand);
+            s = move(s, 'open', `${slow} of ${s.probeSuccesses} probes were slow`, now, actor, { trips, openedAt: now, openUntil, ...HALF_OPEN_CLEAN }, transitions);
+          } else {
+            s = move(s, 'closed', `${s.probeSuccesses} probes succeeded`, now, actor, { trips: 0, closedAt: now, window: [], consecutive: 0, probeFailures: 0, ...HALF_OPEN_CLEAN }, transitions);
+          }
         }
       }
     }
@@ -262,10 +299,29 @@ export function tick(state: BreakerState, now: number, healthy: boolean | undefi
   const transitions: Transition[] = [];
   if (state.state === 'open' && state.forced === null && state.openUntil !== undefined && now >= state.openUntil && healthy !== false) {
     const reason = healthy === true ? 'open period over and the health check passed' : 'open period over';
-    return { state: move(state, 'half-open', reason, now, actor, { probeSuccesses: 0, probeFailures: 0 }, transitions), transitions };
+    return { state: move(state, 'half-open', reason, now, actor, { probeFailures: 0, ...HALF_OPEN_CLEAN, halfOpenAt: now }, transitions), transitions };
   }
   return { state, transitions };
 }
+
+/**
+ * Time passes in half-open: past `halfOpenMaxMs` without a verdict (probes whose outcome never came:
+ * an event lost, a job that still runs), the breaker reopens for its current open time (the trips do
+ * not grow: nothing failed), then probes afresh in a new generation. A breaker without `halfOpenAt`
+ * (stored before it existed) counts from `now`'s first look.
+ */
+export function boundHalfOpen(state: BreakerState, cfg: BreakerConfig, now: number, rand: () => number = Math.random, actor = 'observer'): Step {
+  const transitions: Transition[] = [];
+  if (state.state !== 'half-open' || state.forced !== null) return { state, transitions };
+  if (state.halfOpenAt === undefined) return { state: { ...state, halfOpenAt: now }, transitions };
+  if (now < state.halfOpenAt + cfg.halfOpenMaxMs) return { state, transitions };
+  const openUntil = now + openDuration(cfg, Math.max(1, state.trips), rand);
+  const reason = `half-open for ${now - state.halfOpenAt} ms without a verdict (probes whose outcome never came)`;
+  return { state: move(state, 'open', reason, now, actor, { openedAt: now, openUntil, ...HALF_OPEN_CLEAN }, transitions), transitions };
+}
+
+/** Half-open's bookkeeping, cleared whenever it is left or entered. */
+const HALF_OPEN_CLEAN = { probeSuccesses: 0, probeSlow: 0, probeReleased: 0 } as const;
 
 export type ForceAction = 'open' | 'close' | 'release' | 'reset';
 
@@ -287,7 +343,7 @@ export function force(state: BreakerState, action: ForceAction, now: number, act
       return { state: move(state, 'closed', why('reset'), now, actor, { forced: null, trips: 0, closedAt: now, openUntil: undefined, ...clean }, transitions), transitions };
     case 'release':
       if (state.forced === 'open') {
-        return { state: move(state, 'half-open', why('released'), now, actor, { forced: null, ...clean }, transitions), transitions };
+        return { state: move(state, 'half-open', why('released'), now, actor, { forced: null, ...clean, halfOpenAt: now }, transitions), transitions };
       }
       if (state.forced === 'closed') {
         return { state: move(state, 'closed', why('released'), now, actor, { forced: null, ...clean }, transitions), transitions };

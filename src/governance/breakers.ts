@@ -10,6 +10,7 @@ import { eq, sql } from 'drizzle-orm';
 import type { BreakerSettings } from '../contracts/breakers';
 import type { Config } from '../config/file';
 import {
+  boundHalfOpen,
   countsAsFailure,
   force,
   INITIAL_BREAKER,
@@ -43,7 +44,8 @@ export interface ExecEvent {
   /** The job key of the ingress job behind it (src/redis/keys.ts). */
   key: string;
   execJobId: string;
-  kind: 'completed' | 'failed' | 'retry';
+  /** `removed`: removed before it ended (neither a success nor a failure of the downstream). */
+  kind: 'completed' | 'failed' | 'retry' | 'removed';
   /** When it happened (the event's time). */
   at: number;
   /** When the attempt started, if the observer saw its 'active' event. */
@@ -141,11 +143,32 @@ function storedFields(s: BreakerState, settings: BreakerSettings) {
     st: s.state,
     gen: s.gen,
     observeOnly: settings.observeOnly,
-    probes: settings.halfOpenProbes,
+    // Permits given back by probes whose outcome did not count go to other jobs (the gates' scripts count
+    // admissions of this generation against this number).
+    probes: settings.halfOpenProbes + (s.state === 'half-open' ? (s.probeReleased ?? 0) : 0),
     ...(s.closedAt !== undefined ? { closedAt: s.closedAt } : {}),
     rampMs: settings.replayRampMs,
     ...(s.openUntil !== undefined && s.state === 'open' ? { openUntil: s.openUntil } : {}),
   };
+}
+
+/**
+ * What an execution event tells the breaker: a success or a failure (slow by how long the attempt
+ * took, failed or not), an outcome that does not count (`ignored`: an ignored error, a job removed
+ * before it ended; a probe's permit comes back), or nothing (no generation known; a job sent back to
+ * wait without an error, which ends later).
+ */
+export function outcomeOfEvent(e: ExecEvent, settings: { slowCallMs?: number | undefined }, rules: { count: readonly RegExp[]; ignore: readonly RegExp[] }): BreakerOutcome | undefined {
+  const gen = e.gen;
+  if (gen === undefined) return undefined;
+  const slow = settings.slowCallMs !== undefined && e.startedAt !== undefined && e.at - e.startedAt > settings.slowCallMs;
+  if (e.kind === 'completed') return { at: e.at, gen, failed: false, slow };
+  if (e.kind === 'removed') return { at: e.at, gen, failed: false, slow: false, ignored: true };
+  if (e.kind === 'retry' && !e.errorText) return undefined;
+  const text = e.errorText ?? '';
+  if (!countsAsFailure(text, rules)) return { at: e.at, gen, failed: false, slow: false, ignored: true };
+  const retryAfterMs = retryAfterOf(text);
+  return { at: e.at, gen, failed: true, slow, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
 }
 
 export function machineConfig(s: BreakerSettings): BreakerConfig {
@@ -162,6 +185,7 @@ export function machineConfig(s: BreakerSettings): BreakerConfig {
     backoffMultiplier: s.backoffMultiplier,
     jitter: s.jitter,
     halfOpenProbes: s.halfOpenProbes,
+    halfOpenMaxMs: s.halfOpenMaxMs,
   };
 }
 
@@ -243,21 +267,9 @@ export class BreakerService {
     if (!cfg || events.length === 0) return [];
     const outcomes: Array<BreakerOutcome & { entryId?: string }> = [];
     for (const e of events) {
-      const gen = e.gen;
-      if (gen === undefined) continue;
       const entry = e.entryId !== undefined ? { entryId: e.entryId } : {};
-      if (e.kind === 'completed') {
-        const slow = cfg.s.slowCallMs !== undefined && e.startedAt !== undefined && e.at - e.startedAt > cfg.s.slowCallMs;
-        outcomes.push({ at: e.at, gen, failed: false, slow, ...entry });
-        continue;
-      }
-      // A job sent back to wait or delayed without an error (a worker's own rate limit or delay, a
-      // stalled job) is not a failed call.
-      if (e.kind === 'retry' && !e.errorText) continue;
-      const text = e.errorText ?? '';
-      if (!countsAsFailure(text, { count: cfg.count, ignore: cfg.ignore })) continue; // the job's own fault
-      const retryAfterMs = retryAfterOf(text);
-      outcomes.push({ at: e.at, gen, failed: true, slow: false, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...entry });
+      const o = outcomeOfEvent(e, cfg.s, { count: cfg.count, ignore: cfg.ignore });
+      if (o) outcomes.push({ ...o, ...entry });
     }
     if (outcomes.length === 0) return [];
     if (!batch || batch.entryIds.length === 0) return this.apply(downstream, (s) => recordOutcomes(s, cfg.m, outcomes, this.now(), this.rand));
@@ -283,11 +295,20 @@ export class BreakerService {
     return this.applyStep(downstream, (s) => force(s, action, this.now(), actor, reason));
   }
 
-  /** Moves breakers whose open period is over to half-open (after a passing health check, if any). */
+  /**
+   * Moves breakers whose open period is over to half-open (after a passing health check, if any), and
+   * reopens those half-open past `halfOpenMaxMs` without a verdict.
+   */
   async tickAll(): Promise<void> {
     const now = this.now();
     for (const [downstream, cfg] of this.settings) {
       const { state } = await this.read(downstream);
+      if (state.state === 'half-open' && state.forced === null) {
+        if (state.halfOpenAt === undefined || now >= state.halfOpenAt + cfg.m.halfOpenMaxMs) {
+          await this.apply(downstream, (s) => boundHalfOpen(s, cfg.m, this.now(), this.rand));
+        }
+        continue;
+      }
       if (state.state !== 'open' || state.forced !== null || state.openUntil === undefined || now < state.openUntil) continue;
       let healthy: boolean | undefined;
       if (cfg.s.healthUrl) {

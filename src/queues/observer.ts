@@ -174,7 +174,14 @@ export class Observer {
         if (event === 'active') this.markActive(ev.jobId, at);
         // Each ended attempt tells the breaker something: a completion, a final failure, or a failed
         // attempt that will be retried (BullMQ moves it to delayed, or straight back to waiting).
-        const kind = event === 'completed' || event === 'failed' ? event : event === 'delayed' || (event === 'waiting' && ev.prev === 'active') ? 'retry' : undefined;
+        const kind =
+          event === 'completed' || event === 'failed'
+            ? event
+            : event === 'delayed' || (event === 'waiting' && ev.prev === 'active')
+              ? 'retry'
+              : outcome === 'vanished'
+                ? 'removed'
+                : undefined;
         if (kind) {
           const startedAt = this.activeAt.get(ev.jobId);
           this.activeAt.delete(ev.jobId);

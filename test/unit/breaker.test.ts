@@ -3,6 +3,7 @@
  */
 import {
   backoff,
+  boundHalfOpen,
   countsAsFailure,
   DEFAULT_BREAKER,
   force,
@@ -14,6 +15,7 @@ import {
   type BreakerOutcome,
   type BreakerState,
 } from '../../src/core/breaker';
+import { outcomeOfEvent } from '../../src/governance/breakers';
 
 const T0 = Date.UTC(2026, 10, 27, 12);
 const noJitter = () => 0.5; // jitter factor exactly 1
@@ -193,5 +195,75 @@ describe('failure classification', () => {
     expect(retryAfterOf('Retry-After: 1500ms')).toBe(1500);
     expect(retryAfterOf('retry-after=20')).toBe(20_000);
     expect(retryAfterOf('boom')).toBeUndefined();
+  });
+});
+
+describe('issue 13: a half-open breaker never wedges', () => {
+  const halfOpen = (c: BreakerConfig) => {
+    const opened = feed(INITIAL_BREAKER, c, [fail(T0), fail(T0 + 1), fail(T0 + 2)]).state;
+    return tick(opened, opened.openUntil!).state;
+  };
+
+  it('a probe whose outcome the rules ignore gives its permit back; the next probe decides', () => {
+    const c = cfg({ consecutiveFailures: 3, halfOpenProbes: 1 });
+    const s = halfOpen(c);
+    expect(s).toMatchObject({ state: 'half-open', halfOpenAt: s.openUntil });
+    const ignored = recordOutcomes(s, c, [{ at: T0 + 20_000, gen: s.gen, failed: false, slow: false, ignored: true }], T0 + 20_000, noJitter).state;
+    expect(ignored).toMatchObject({ state: 'half-open', probeReleased: 1, probeSuccesses: 0 });
+    expect(recordOutcomes(ignored, c, [ok(T0 + 20_001, s.gen)], T0 + 20_001, noJitter).state.state).toBe('closed');
+  });
+
+  it('half-open past halfOpenMaxMs without a verdict reopens for the current open time, then probes again', () => {
+    const c = cfg({ consecutiveFailures: 3, halfOpenProbes: 1, halfOpenMaxMs: 30_000 });
+    const s = halfOpen(c);
+    expect(boundHalfOpen(s, c, s.halfOpenAt! + 29_999).transitions).toEqual([]);
+    const step = boundHalfOpen(s, c, s.halfOpenAt! + 30_000, noJitter);
+    expect(step.state).toMatchObject({ state: 'open', trips: 1, gen: s.gen + 1, openUntil: s.halfOpenAt! + 30_000 + 10_000 });
+    expect(step.transitions[0]!.reason).toMatch(/^half-open for 30000 ms without a verdict/);
+    // The probe that never reported is of an old generation now; the next half-open probes afresh.
+    const again = tick(step.state, step.state.openUntil!).state;
+    expect(again).toMatchObject({ state: 'half-open', probeSuccesses: 0, probeReleased: 0 });
+  });
+});
+
+describe('issue 13: the slow-call rule, fully wired', () => {
+  const slowCfg = cfg({ consecutiveFailures: 3, halfOpenProbes: 2, minimumCalls: 1000, slowCallMs: 1000, slowCallRateThreshold: 0.5 });
+
+  it('half-open decides on slowness too: slow probes reopen it, and the open time grows', () => {
+    const opened = feed(INITIAL_BREAKER, slowCfg, [fail(T0), fail(T0 + 1), fail(T0 + 2)]).state;
+    const s = tick(opened, opened.openUntil!).state;
+    const at = opened.openUntil! + 5000;
+    const step = recordOutcomes(s, slowCfg, [slowOk(at, s.gen), slowOk(at, s.gen)], at, noJitter);
+    expect(step.state).toMatchObject({ state: 'open', trips: 2, openUntil: at + 20_000 });
+    expect(step.transitions[0]!.reason).toBe('2 of 2 probes were slow');
+    // Fast probes close it.
+    const s2 = tick(step.state, step.state.openUntil!).state;
+    expect(recordOutcomes(s2, slowCfg, [ok(at + 30_000, s2.gen), slowOk(at + 30_000, s2.gen)], at + 30_000, noJitter).state.state).toBe('open');
+    const s3 = tick(opened, opened.openUntil!).state;
+    expect(recordOutcomes(s3, slowCfg, [ok(at, s3.gen), ok(at, s3.gen)], at, noJitter).state.state).toBe('closed');
+  });
+
+  it('a slow failure counts as slow as well as failed', () => {
+    const settings = { slowCallMs: 1000 };
+    const events = [
+      { key: 'a', execJobId: 'tg-a', kind: 'failed' as const, at: T0 + 1500, startedAt: T0, gen: 1, errorText: 'Error: timeout' },
+      { key: 'b', execJobId: 'tg-b', kind: 'failed' as const, at: T0 + 200, startedAt: T0, gen: 1, errorText: 'Error: refused' },
+    ];
+    expect(events.map((e) => outcomeOfEvent(e, settings, { count: [], ignore: [] }))).toEqual([
+      expect.objectContaining({ failed: true, slow: true }),
+      expect.objectContaining({ failed: true, slow: false }),
+    ]);
+  });
+});
+
+describe('issue 13: one clock', () => {
+  it("counts outcomes when the observer counts them, so a lagging observer's outcomes still trip the rate rule", () => {
+    const c = cfg({ consecutiveFailures: 1000, minimumCalls: 4, failureRateThreshold: 0.5, window: { type: 'time', size: 10_000 } });
+    // Events of a minute ago, counted now: the window is the observer's, not the events'.
+    const late = T0 + 60_000;
+    const step = recordOutcomes(INITIAL_BREAKER, c, [fail(T0), fail(T0 + 1), ok(T0 + 2), fail(T0 + 3)], late, noJitter);
+    expect(step.state.state).toBe('open');
+    // And the open period starts when the trip is counted: a lag does not shorten it.
+    expect(step.state.openUntil).toBe(late + 10_000);
   });
 });

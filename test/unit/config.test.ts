@@ -131,3 +131,24 @@ describe('API tokens', () => {
     expect(() => parseApiTokens(value)).toThrow(message);
   });
 });
+
+describe('breaker settings that would silently switch a rule off are refused (issue 13)', () => {
+  const withBreaker = (breaker: Record<string, unknown>) => ({ downstreams: [{ name: 'scanner', capacity: 5, breaker }] });
+
+  it.each([
+    [{ window: { type: 'count', size: 5 } }, /downstreams\[0\]\.breaker\.window\.size.*count window of 5 calls never holds minimumCalls \(10\)/],
+    [{ window: { type: 'count', size: 5_000_000 }, minimumCalls: 10 }, /window\.size.*at most 10000 calls.*got 5000000/],
+    [{ slowCallMs: 2000 }, /breaker\.slowCallRateThreshold.*needs both slowCallMs and slowCallRateThreshold/],
+    [{ slowCallRateThreshold: 0.5 }, /breaker\.slowCallMs.*needs both/],
+    [{ openMs: 60_000, maxOpenMs: 30_000 }, /breaker\.maxOpenMs.*maxOpenMs \(30000\) is below openMs \(60000\)/],
+  ])('%j', (breaker, message) => {
+    const err = configError(withBreaker(breaker));
+    expect(err.code).toBe('TG_ERR_CONFIG');
+    expect(`${err.message} ${JSON.stringify(err.details ?? '')}`).toMatch(message);
+  });
+
+  it('accepts a count window as large as minimumCalls, and both slow-call settings together', () => {
+    const cfg = parseConfig(withBreaker({ window: { type: 'count', size: 10 }, slowCallMs: 2000, slowCallRateThreshold: 0.5 }));
+    expect(cfg.downstreams[0]!.breaker).toMatchObject({ window: { type: 'count', size: 10 }, slowCallMs: 2000, halfOpenMaxMs: 60_000 });
+  });
+});
