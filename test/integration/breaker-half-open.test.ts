@@ -1,14 +1,15 @@
 /**
  * A half-open breaker never wedges (issue 13), through real Redis, Postgres, the real observer and a
  * plain execution worker: with one probe allowed, a probe that ends in an error the breaker ignores, a
- * probe removed before it ran, and a probe whose outcome never comes (its worker hangs: no event) each
- * leave half-open within the bound (`halfOpenMaxMs`); the first two give their permit to the next job.
+ * probe removed before it ran, a probe whose outcome never comes (its worker hangs) and a probe whose
+ * completion event was lost each leave half-open within the bound (`halfOpenMaxMs`); the first two give
+ * their permit to the next job.
  */
 import type { Job } from 'bullmq';
 import { parseApiTokens } from '../../src/config/tokens';
 import { execJobId } from '../../src/redis/keys';
 import { createHarness, type Harness } from '../support/harness';
-import { waitFor } from '../support/services';
+import { testRedis, waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
 
@@ -16,6 +17,12 @@ const ADMIN = 'admin-secret-0123456789';
 const HALF_OPEN_MAX_MS = 2000;
 const breaker = { consecutiveFailures: 2, minimumCalls: 1000, openMs: 400, maxOpenMs: 400, jitter: 0, halfOpenProbes: 1, halfOpenMaxMs: HALF_OPEN_MAX_MS, replayRampMs: 0 };
 let h: Harness;
+const connections: Array<ReturnType<typeof testRedis>> = [];
+const connection = () => {
+  const c = testRedis(h.env.redisUrl);
+  connections.push(c);
+  return c;
+};
 
 beforeEach(async () => {
   h = await createHarness('breaker-half-open', {
@@ -26,6 +33,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await h.close();
+  for (const c of connections.splice(0)) c.disconnect();
 });
 
 interface Transition {
@@ -118,4 +126,25 @@ it('a probe whose outcome never comes reopens the breaker at the bound, and it p
   expect(closed.from).toBe('half-open');
   expect(s.ran.map((j) => j.data.mark)).toContain('next');
   s.release();
+});
+
+it('a probe whose completion event was lost (it ended, no event reached the stream) reopens the breaker at the bound', async () => {
+  const first = scanner();
+  const halfOpenAt = await toHalfOpen();
+  await first.worker.close();
+  const probe = await h.ingress.add('scan.image', { tenantId: 'acme', mark: 'lost-event-probe' });
+  const id = execJobId(probe.id!);
+  await waitFor(() => h.queue('exec.scanner').getJob(id).then((j) => j ?? undefined), 'the probe to be admitted');
+  // It ends without its event: moved to completed by hand, as a worker would, but with no XADD (an event
+  // stream trimmed or lost before the observer read it).
+  const q = h.queue('exec.scanner');
+  const redis = connection();
+  const now = Date.now();
+  await redis.multi().lrem(q.toKey('wait'), 0, id).zadd(q.toKey('completed'), now, id).hset(q.toKey(id), 'finishedOn', now, 'returnvalue', '"ok"').exec();
+  const left = await leftHalfOpen(halfOpenAt);
+  expect(left).toMatchObject({ to: 'open' });
+  expect(left.reason).toMatch(/without a verdict/);
+  const waited = Date.parse(left.at) - halfOpenAt;
+  expect(waited).toBeGreaterThanOrEqual(HALF_OPEN_MAX_MS);
+  expect(waited).toBeLessThan(HALF_OPEN_MAX_MS + 1000);
 });
