@@ -14,6 +14,8 @@ export interface AuthContext {
   identity: string;
   /** Set for tenant-scoped tokens: the only tenant this caller may see. */
   tenantId?: string;
+  /** The token has the admin scope (mutations allowed). */
+  admin?: boolean;
 }
 
 export function authorize(header: string | undefined, access: Access, tokens: readonly ApiToken[]): AuthContext {
@@ -27,7 +29,7 @@ export function authorize(header: string | undefined, access: Access, tokens: re
   const token = findToken(tokens, m[1]!);
   if (!token) throw new TollgateError('TG_ERR_UNAUTHORIZED', 'unknown bearer token');
   const kinds = new Set(token.scopes.map((s) => s.kind));
-  if (kinds.has('admin')) return { identity: token.name };
+  if (kinds.has('admin')) return { identity: token.name, admin: true };
   if (access === 'admin') throw new TollgateError('TG_ERR_FORBIDDEN', 'this request needs the admin scope');
   if (kinds.has('read')) return { identity: token.name };
   const tenant = token.scopes.find((s) => s.kind === 'tenant');

@@ -11,6 +11,7 @@ import { jobRoutes } from './routes/jobs';
 import { metaRoutes } from './routes/meta';
 import { queueRoutes } from './routes/queues';
 import { quotaRoutes } from './routes/quotas';
+import { tenantRoutes } from './routes/tenants';
 import { throttleRoutes } from './routes/throttles';
 import { policyRoutes } from './routes/policies';
 import { backpressureRoutes } from './routes/backpressure';
@@ -29,6 +30,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...jobRoutes(ctx),
     ...queueRoutes(ctx),
     ...quotaRoutes(ctx),
+    ...tenantRoutes(ctx),
     ...throttleRoutes(ctx),
     ...policyRoutes(ctx),
     ...backpressureRoutes(ctx),

@@ -101,7 +101,16 @@ describe('without tokens (loopback only, read-only)', () => {
     const { status, text, type } = await get(open, '/');
     expect(status).toBe(200);
     expect(type).toMatch(/text\/html/);
-    expect(text).toContain('/api/v1/queues');
+    expect(text).toContain('/assets/dashboard.js');
+    // Its script (which reads the API) and libraries come from here, never from a CDN; nothing else is served.
+    const script = await get(open, '/assets/dashboard.js');
+    expect(script.status).toBe(200);
+    expect(script.type).toMatch(/text\/javascript/);
+    expect(script.text).toContain('/api/v1/queues');
+    for (const lib of ['preact.mjs', 'hooks.mjs', 'htm.mjs', 'uplot.mjs', 'uplot.css']) expect((await get(open, `/assets/${lib}`)).status).toBe(200);
+    expect(text).not.toMatch(/https?:\/\//);
+    expect((await get(open, '/assets/..%2Fpackage.json')).status).toBe(404);
+    expect((await get(open, '/assets/secret.js')).status).toBe(404);
   });
 });
 

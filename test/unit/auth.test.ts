@@ -32,7 +32,7 @@ describe('authorization', () => {
   });
 
   it('maps scopes to what they allow', () => {
-    expect(authorize(bearer('ops-secret-0123456789'), 'admin', tokens)).toEqual({ identity: 'ops' });
+    expect(authorize(bearer('ops-secret-0123456789'), 'admin', tokens)).toEqual({ identity: 'ops', admin: true });
     expect(authorize(bearer('dash-secret-0123456789'), 'read', tokens)).toEqual({ identity: 'dash' });
     expect(codeOf(() => authorize(bearer('dash-secret-0123456789'), 'admin', tokens))).toBe('TG_ERR_FORBIDDEN');
     expect(authorize(bearer('acme-secret-0123456789'), 'read', tokens)).toEqual({ identity: 'acme', tenantId: 'acme' });
