@@ -12,6 +12,7 @@ import { metaRoutes } from './routes/meta';
 import { queueRoutes } from './routes/queues';
 import { quotaRoutes } from './routes/quotas';
 import { tenantRoutes } from './routes/tenants';
+import { deadLetterRoutes } from './routes/dead-letter';
 import { throttleRoutes } from './routes/throttles';
 import { policyRoutes } from './routes/policies';
 import { backpressureRoutes } from './routes/backpressure';
@@ -31,6 +32,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...queueRoutes(ctx),
     ...quotaRoutes(ctx),
     ...tenantRoutes(ctx),
+    ...deadLetterRoutes(ctx),
     ...throttleRoutes(ctx),
     ...policyRoutes(ctx),
     ...backpressureRoutes(ctx),

@@ -101,6 +101,21 @@ it('shows a breaker tripped by a real failing worker as open within 3 s, then fo
   await page.close();
 });
 
+it('lists dead-lettered jobs with their reason and re-drives one through the page', async () => {
+  const job = await h.ingress.add('scan.image', { mark: 'no tenant here' });
+  const { page, errors } = await open(ADMIN);
+  const row = page.getByTestId(`dl-${job.id}`);
+  await row.waitFor();
+  expect(await row.textContent()).toContain('missing-tenant');
+  expect(await page.getByTestId('dl-reasons').textContent()).toMatch(/missing-tenant \d+/);
+  await page.getByTestId(`redrive-${job.id}`).click();
+  await page.getByTestId(`redrive-${job.id}-reason`).fill('producer fixed');
+  await page.getByTestId(`redrive-${job.id}-submit`).click();
+  await page.getByTestId(`redrive-${job.id}-result`).filter({ hasText: /back in ingress as redrive-/ }).waitFor();
+  expect(errors).toEqual([]);
+  await page.close();
+});
+
 it('shows no actions to a read token', async () => {
   const { page, errors } = await open(READER);
   await page.getByTestId('breaker-scanner').waitFor();

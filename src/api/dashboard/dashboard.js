@@ -260,6 +260,43 @@ function Tenants({ admin }) {
   </section>`;
 }
 
+function DeadLetter({ admin }) {
+  const [reason, setReason] = useState('');
+  const [tenant, setTenant] = useState('');
+  const [cursors, setCursors] = useState([undefined]);
+  const [nonce, setNonce] = useState(0);
+  const cursor = cursors[cursors.length - 1];
+  const [summary, sErr] = usePoll('/api/v1/dead-letter/summary', true, [nonce]);
+  const path = `/api/v1/dead-letter?limit=20${reason ? `&reason=${encodeURIComponent(reason)}` : ''}${tenant ? `&tenantId=${encodeURIComponent(tenant)}` : ''}${cursor ? `&cursor=${cursor}` : ''}`;
+  const [list, lErr] = usePoll(path, true, [nonce]);
+  const reset = () => setCursors([undefined]);
+  if (sErr?.status === 403 && !list) return null;
+  const redrive = (id) => async (why) => {
+    const out = await api('POST', `/api/v1/dead-letter/${encodeURIComponent(id)}/redrive`, { reason: why });
+    setNonce(nonce + 1);
+    return out.redriven ? `back in ingress as ${out.ingressJobId}` : `already re-driven as ${out.ingressJobId}`;
+  };
+  return html`<section>
+    <h2>Dead-letter ${summary && html`<span class="status" data-testid="dl-in-queue">${summary.inQueue} in the queue</span>`} ${lErr && html`<span class="err">${lErr.message}</span>`}</h2>
+    ${summary &&
+    html`<div class="toolbar" data-testid="dl-reasons">${Object.entries(summary.byReason)
+      .sort((a, b) => b[1] - a[1])
+      .map(([r, n]) => html`<button onClick=${() => (setReason(reason === r ? '' : r), reset())} class=${reason === r ? 'danger' : ''}>${r} ${n}</button>`)}</div>`}
+    <div class="toolbar">
+      <input placeholder="tenant" value=${tenant} data-testid="dl-tenant" onInput=${(e) => (setTenant(e.target.value), reset())} />
+      <button disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>previous</button>
+      <button disabled=${!list?.nextCursor} onClick=${() => setCursors([...cursors, list.nextCursor])}>next</button>
+    </div>
+    <table data-testid="dead-letter"><thead><tr><th>job</th><th>reason</th><th>tenant</th><th>downstream</th><th>when</th><th>message</th><th></th></tr></thead>
+    <tbody>${(list?.items || []).map(
+      (j) => html`<tr data-testid=${`dl-${j.ingressJobId}`}>
+        <td title=${JSON.stringify(j.job.data)}>${j.job.name} · ${j.ingressJobId}</td><td>${j.reason}</td><td>${j.tenantId ?? ''}</td><td>${j.downstream ?? ''}</td>
+        <td>${fmtAgo(j.rejectedAt)}</td><td style="text-align:left;white-space:normal">${j.message}</td>
+        <td>${admin && html`<${ReasonAction} label="re-drive" testId=${`redrive-${j.ingressJobId}`} run=${redrive(j.id)} />`}</td></tr>`,
+    )}</tbody></table>
+  </section>`;
+}
+
 function Places() {
   const [q, error] = usePoll('/api/v1/queues');
   if (error?.status === 403) return null;
@@ -334,6 +371,7 @@ function App() {
           <${Breakers} admin=${admin} />
           <${Tenants} admin=${admin} />
           <${Places} />
+          <${DeadLetter} admin=${admin} />
           <${Lookup} />
         </main>`
       : me && html`<main><p data-testid="sign-in">This API needs a token: enter one above (an admin token can change things; a read or tenant token only sees).</p></main>`}

@@ -1,0 +1,173 @@
+/**
+ * The dead-letter queue for operators: counts by reason (governance's counters, every downstream), a
+ * paged list filtered by reason and tenant with each job's original name and data, and re-drive: the
+ * original job goes back through ingress (so every rule applies to it again), once.
+ *
+ * Re-drive is idempotent: the ingress job id derives from the dead-letter job (or is the producer's own
+ * custom id), a marker remembers what a dead-letter job became for `retention.decisionSeconds`, and
+ * the dead-letter job is removed only after the add. A second call answers with the first one's job.
+ */
+import type { JobsOptions } from 'bullmq';
+import { z } from 'zod';
+import { insertAudit } from '../../db/quotas';
+import { TollgateError } from '../../errors';
+import type { DeadLetterData } from '../../queues/dead-letter';
+import { requireGlobalReader } from '../auth';
+import type { ApiContext } from '../context';
+import { operatorOf } from '../operator';
+import { decodeCursor, encodeCursor, PageQuery } from '../pagination';
+import { defineRoute, ErrorBody, type RouteDef } from '../route';
+
+/** Dead-letter jobs looked at per list call, at most: a filter over a huge queue answers in bounded time. */
+const MAX_SCANNED = 20_000;
+const CHUNK = 1000;
+
+/** Options of the original job that do not carry over to its re-drive. */
+const DROPPED_OPTS = ['jobId', 'repeat', 'repeatJobKey', 'delay', 'timestamp', 'prevMillis', 'parent', 'telemetry'] as const;
+
+const DeadLetterItem = z
+  .object({
+    id: z.string().describe('The dead-letter job id'),
+    reason: z.string(),
+    code: z.string(),
+    message: z.string(),
+    ingressJobId: z.string(),
+    tenantId: z.string().optional(),
+    downstream: z.string().optional(),
+    rejectedAt: z.string(),
+    job: z.object({ name: z.string(), data: z.unknown(), opts: z.record(z.string(), z.unknown()) }),
+  })
+  .meta({ id: 'DeadLetterItem' });
+
+const ListQuery = z.strictObject({
+  reason: z.string().max(64).optional(),
+  tenantId: z.string().max(128).optional(),
+  ...PageQuery,
+});
+
+export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
+  const dlq = () => ctx.topology.deadLetter;
+  const markerKey = (id: string) => dlq().toKey(`tg-redriven:${id}`);
+  const retentionMs = ctx.config.retention.decisionSeconds * 1000;
+  return [
+    defineRoute({
+      method: 'GET',
+      url: '/api/v1/dead-letter/summary',
+      summary: 'Dead-lettered jobs so far, by reason and downstream (governance counters), and how many are in the queue now',
+      tag: 'dead-letter',
+      access: 'read',
+      responses: {
+        200: {
+          description: 'Counts',
+          schema: z.object({ inQueue: z.number(), byReason: z.record(z.string(), z.number()), byDownstream: z.record(z.string(), z.record(z.string(), z.number())) }).meta({ id: 'DeadLetterSummary' }),
+        },
+      },
+      handler: async ({ auth }) => {
+        requireGlobalReader(auth);
+        const byReason: Record<string, number> = {};
+        const byDownstream: Record<string, Record<string, number>> = {};
+        for (const d of [...ctx.config.downstreams.map((x) => x.name), undefined]) {
+          const stats = await ctx.governance.readStats(d);
+          for (const [k, n] of Object.entries(stats)) {
+            if (!k.startsWith('dead:') || !n) continue;
+            const reason = k.slice(5);
+            byReason[reason] = (byReason[reason] ?? 0) + n;
+            const label = d ?? 'unrouted';
+            (byDownstream[label] ??= {})[reason] = n;
+          }
+        }
+        return { inQueue: await dlq().getWaitingCount(), byReason, byDownstream };
+      },
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/api/v1/dead-letter',
+      summary: 'Dead-lettered jobs, newest first, filtered by reason and tenant (each with its original name, data and options); paginated',
+      tag: 'dead-letter',
+      access: 'read',
+      query: ListQuery,
+      responses: {
+        200: {
+          description: 'A page of dead-lettered jobs',
+          schema: z.object({ items: z.array(DeadLetterItem), nextCursor: z.string().optional(), scanned: z.number().describe('Jobs looked at for this page') }).meta({ id: 'DeadLetterList' }),
+        },
+      },
+      handler: async ({ query, auth }) => {
+        const tenantId = auth.tenantId ?? query.tenantId;
+        if (auth.tenantId !== undefined && query.tenantId !== undefined && query.tenantId !== auth.tenantId) return { items: [], scanned: 0 };
+        const items: Array<z.infer<typeof DeadLetterItem>> = [];
+        let offset = decodeCursor(query.cursor) ?? 0;
+        let scanned = 0;
+        let exhausted = false;
+        while (items.length < query.limit && scanned < MAX_SCANNED) {
+          const jobs = await dlq().getJobs(['waiting'], offset, offset + CHUNK - 1, false);
+          if (jobs.length === 0) {
+            exhausted = true;
+            break;
+          }
+          let used = 0;
+          for (const j of jobs) {
+            used++;
+            scanned++;
+            const d = j.data as DeadLetterData;
+            if (query.reason !== undefined && d.reason !== query.reason) continue;
+            if (tenantId !== undefined && d.tenantId !== tenantId) continue;
+            items.push({ id: j.id!, ...d });
+            if (items.length === query.limit) break;
+          }
+          offset += used;
+          if (jobs.length < CHUNK && used === jobs.length) {
+            exhausted = true;
+            break;
+          }
+        }
+        return { items, scanned, ...(exhausted ? {} : { nextCursor: encodeCursor(offset) }) };
+      },
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/api/v1/dead-letter/:id/redrive',
+      summary: 'Re-drive a dead-lettered job: its original name, data and options go back through ingress (every rule applies again); idempotent (admin, audited)',
+      tag: 'dead-letter',
+      access: 'admin',
+      postgres: true,
+      params: z.strictObject({ id: z.string().min(1).max(600) }),
+      responses: {
+        200: {
+          description: 'The ingress job it became',
+          schema: z.object({ ingressJobId: z.string(), redriven: z.boolean().describe('False when an earlier call re-drove it already') }).meta({ id: 'Redrive' }),
+        },
+        404: { description: 'No such dead-letter job', schema: ErrorBody },
+      },
+      handler: async ({ params, auth, req }) => {
+        const op = operatorOf(req, auth);
+        const earlier = await ctx.redis.get(markerKey(params.id));
+        if (earlier) return { ingressJobId: earlier, redriven: false };
+        const job = await dlq().getJob(params.id);
+        if (!job) throw new TollgateError('TG_ERR_NOT_FOUND', `no dead-letter job ${params.id}`);
+        const d = job.data as DeadLetterData;
+        const opts: Record<string, unknown> = { ...d.job.opts };
+        for (const k of DROPPED_OPTS) delete opts[k];
+        // The producer's custom id, if it had one, so the job keeps its identity; else one derived from
+        // this dead-letter job, so that a repeated re-drive is the same ingress job.
+        const custom = d.job.opts.jobId;
+        const jobId = typeof custom === 'string' && !/^\d+$/.test(custom) ? custom : `redrive-${params.id}`;
+        const added = await ctx.topology.ingress.add(d.job.name, d.job.data, { ...(opts as JobsOptions), jobId });
+        await ctx.redis.set(markerKey(params.id), added.id!, 'PX', retentionMs);
+        await job.remove();
+        await insertAudit(ctx.database.db, {
+          actor: op.actor,
+          action: 'dead-letter.redrive',
+          resourceType: 'dead-letter',
+          resourceId: params.id,
+          tenantId: d.tenantId ?? null,
+          before: { reason: d.reason, code: d.code, ingressJobId: d.ingressJobId },
+          after: { ingressJobId: added.id },
+          reason: op.reason,
+          ticket: op.ticket ?? null,
+        });
+        return { ingressJobId: added.id!, redriven: true };
+      },
+    }),
+  ];
+}
