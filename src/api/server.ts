@@ -48,5 +48,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   installErrorHandling(app, ctx.log);
   registerClusterMetrics(ctx);
   registerRoutes(app, apiRoutes(ctx), ctx.tokens, ctx.postgresReady, () => ctx.database.pool.query('SELECT 1'));
+  // Loaded only when enabled: bull-board and its Fastify plugins are not needed otherwise.
+  if (ctx.config.dashboard.bullBoard) (require('./bull-board') as typeof import('./bull-board')).mountBullBoard(app, ctx);
   return app;
 }

@@ -137,6 +137,12 @@ const ConfigSchema = z
         maxStalledCount: z.number().int().min(1).max(1_000_000).default(1000),
       })
       .prefault({}),
+    dashboard: z
+      .strictObject({
+        /** bull-board, read-only, at /queues (a read or admin token; Basic authentication with it as the password). */
+        bullBoard: z.boolean().default(false),
+      })
+      .prefault({}),
     telemetry: z
       .strictObject({
         /**
