@@ -1,107 +1,75 @@
 /**
- * `npm run demo`: tollgate (gate + observer + API) with the shipped config, a producer that enqueues
- * a mixed workload for a few tenants (including some malformed jobs), and plain BullMQ execution
- * workers for the three downstreams. Prints what moves where every second, then a summary.
+ * `npm run demo`: tollgate (gate + observer + API) with the shipped config, tuned so the story fits in a
+ * minute (the scanner runs 20 jobs at a time, the attestor's breaker opens for 5 s, then 10), and the
+ * demo workload (examples/demo-workload.ts): a tenant flooding the scanner while the others stay fast,
+ * a quota binding (jobs waiting with an ETA), the attestor failing for 20 s (its breaker opens, jobs are
+ * held, probes go through, it closes, the held jobs replay). Each line says what happens and why.
  *
  * Uses REDIS_URL / DATABASE_URL like tollgate itself, under its own prefix (`tollgate-demo` unless
- * TOLLGATE_PREFIX is set), which it clears first. DEMO_SECONDS sets how long producers run (10).
+ * TOLLGATE_PREFIX is set), which it clears first. DEMO_SECONDS: how long it runs (60). The dashboard's
+ * URL and an admin token for it (made up for the run unless TOLLGATE_API_TOKENS is set) are printed.
  */
-import { Queue, Worker } from 'bullmq';
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { loadEnv } from '../src/config/env';
-import { loadConfigFile } from '../src/config/file';
+import { loadConfigFile, parseConfig, type ConfigInput } from '../src/config/file';
+import { parseApiTokens } from '../src/config/tokens';
 import { createLogger } from '../src/observability/log';
 import { deleteKeysWithPrefix } from '../src/redis/maintenance';
 import { startTollgate } from '../src/runtime';
+import { runDemo } from './demo-workload';
 
-const TENANTS = ['acme', 'globex', 'initech', 'umbrella'];
-const KINDS = [
-  { name: 'scan.image', downstream: 'scanner' },
-  { name: 'attest.sbom', downstream: 'attestor' },
-  { name: 'policy.evaluate', downstream: 'policy' },
-];
-
-async function main(): Promise<void> {
-  const env = loadEnv({ TOLLGATE_PREFIX: 'tollgate-demo', LOG_LEVEL: 'warn', ...process.env });
-  const config = loadConfigFile(env.configPath);
-  const seconds = Number(process.env.DEMO_SECONDS ?? 10);
-  const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
-  await deleteKeysWithPrefix(redis, env.prefix);
-
-  const tollgate = await startTollgate({ roles: ['gate', 'observer', 'api'], env, config, log: createLogger(env.logLevel, 'demo') });
-  await tollgate.started;
-  console.log(`tollgate running: API and dashboard at ${tollgate.url}  (prefix ${env.prefix})`);
-
-  // Plain BullMQ execution workers, as a platform team would write them.
-  const executed: Record<string, number> = {};
-  const workerConns: Redis[] = [];
-  const workers = config.downstreams.map((d) => {
-    const conn = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
-    workerConns.push(conn);
-    return new Worker(
-      d.queue,
-      async (job) => {
-        await new Promise((r) => setTimeout(r, 5 + Math.random() * 30));
-        if (Math.random() < 0.03) throw new Error(`${d.name} returned 503`);
-        executed[`${d.name}/${job.data.tenantId}`] = (executed[`${d.name}/${job.data.tenantId}`] ?? 0) + 1;
-        return { ok: true };
-      },
-      { connection: conn, prefix: env.prefix, concurrency: 20 },
-    );
-  });
-
-  // The producer: plain BullMQ, unchanged job shapes, straight into ingress.
-  const ingress = new Queue(config.queues.ingress, { connection: redis, prefix: env.prefix });
-  let produced = 0;
-  let malformed = 0;
-  const producing = setInterval(() => {
-    const batch = Array.from({ length: 40 }, (_, i) => {
-      const kind = KINDS[(produced + i) % KINDS.length]!;
-      const tenant = TENANTS[Math.floor(Math.random() ** 2 * TENANTS.length)]!; // acme sends the most
-      return { name: kind.name, data: { tenantId: tenant, artifact: `sha256:${(produced + i).toString(16)}` }, opts: { attempts: 2, removeOnComplete: 1000 } };
-    });
-    if (Math.random() < 0.5) {
-      malformed++;
-      batch.push({ name: 'scan.image', data: { artifact: 'no tenant' } as never, opts: { attempts: 1, removeOnComplete: 1000 } });
-    }
-    produced += batch.length;
-    void ingress.addBulk(batch);
-  }, 100);
-
-  const report = async () => {
-    const res = await fetch(`${tollgate.url}/api/v1/queues`);
-    const q = (await res.json()) as {
-      ingress: { counts: Record<string, number> };
-      exec: Array<{ downstream: string; inFlight: number; counts: Record<string, number> }>;
-      deadLetter: { counts: Record<string, number> };
-    };
-    const exec = q.exec
-      .map((e) => `${e.downstream}: ${e.counts.completed ?? 0} done, ${e.counts.failed ?? 0} failed, ${e.inFlight} in flight`)
-      .join(' | ');
-    console.log(
-      `produced ${produced} (${malformed} malformed) · ingress waiting ${q.ingress.counts.waiting ?? 0} · ${exec} · dead-letter ${q.deadLetter.counts.waiting ?? 0}`,
-    );
+/** The shipped config, with the demo's timings. */
+export function demoConfig(shipped: ConfigInput): ConfigInput {
+  return {
+    ...shipped,
+    downstreams: (shipped.downstreams ?? []).map((d) =>
+      d.name === 'scanner'
+        ? { ...d, capacity: 20 }
+        : d.name === 'attestor'
+          ? { ...d, breaker: { ...(d.breaker ?? {}), consecutiveFailures: 5, openMs: 5000, maxOpenMs: 10_000, halfOpenProbes: 2, replayRampMs: 5000 } }
+          : d,
+    ),
   };
-  const ticker = setInterval(() => void report().catch(() => undefined), 1000);
-
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  clearInterval(producing);
-  await new Promise((r) => setTimeout(r, 2000)); // let the tail drain
-  clearInterval(ticker);
-  await report();
-
-  const dl = await new Queue(config.queues.deadLetter, { connection: redis, prefix: env.prefix }).getJobs(['waiting'], 0, 0);
-  if (dl[0]) console.log(`a dead-lettered job: reason=${dl[0].data.reason} message="${dl[0].data.message}"`);
-  console.log('executed per downstream/tenant:', executed);
-
-  await Promise.all(workers.map((w) => w.close()));
-  await ingress.close();
-  await tollgate.close();
-  redis.disconnect();
-  workerConns.forEach((c) => c.disconnect());
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  const adminSecret = `demo-${randomBytes(12).toString('hex')}`;
+  const env = loadEnv({ TOLLGATE_PREFIX: 'tollgate-demo', LOG_LEVEL: 'error', HOST: '127.0.0.1', ...process.env });
+  const tokens = env.apiTokens.length > 0 ? env.apiTokens : parseApiTokens(`demo:${adminSecret}:admin`);
+  const admin = env.apiTokens.length > 0 ? undefined : adminSecret;
+  const shipped = loadConfigFile(env.configPath);
+  const config = parseConfig(demoConfig(shipped as unknown as ConfigInput), 'demo config');
+  const seconds = Number(process.env.DEMO_SECONDS ?? 60);
+  const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+  await deleteKeysWithPrefix(redis, env.prefix);
+  redis.disconnect();
+
+  const tollgate = await startTollgate({ roles: ['gate', 'observer', 'api'], env: { ...env, apiTokens: tokens }, config, log: createLogger(env.logLevel, 'demo') });
+  await tollgate.started;
+  console.log(`tollgate is running. Dashboard: ${tollgate.url}/${admin ? `  (paste this admin token in its token field: ${admin})` : ''}`);
+  if (!admin) {
+    console.log('TOLLGATE_API_TOKENS is set: the demo needs DEMO_ADMIN_TOKEN, one of its admin tokens, to change a quota');
+  }
+  const run = runDemo({
+    redisUrl: env.redisUrl,
+    prefix: env.prefix,
+    ingressQueue: config.queues.ingress,
+    execQueues: Object.fromEntries(config.downstreams.map((d) => [d.name, d.queue])),
+    apiUrl: tollgate.url!,
+    adminToken: admin ?? process.env.DEMO_ADMIN_TOKEN ?? '',
+    log: (line) => console.log(line),
+    durationMs: seconds * 1000,
+  });
+  const summary = await run.done;
+  console.log('done. On the scanner, add → start p95 per tenant over the run (ms):', summary.p95ByTenant);
+  console.log('the attestor breaker moved:', summary.breakerTransitions.length ? summary.breakerTransitions.join(' | ') : 'never');
+  await tollgate.close();
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
