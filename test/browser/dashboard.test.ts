@@ -111,7 +111,7 @@ it('lists dead-lettered jobs with their reason and re-drives one through the pag
   await page.getByTestId(`redrive-${job.id}`).click();
   await page.getByTestId(`redrive-${job.id}-reason`).fill('producer fixed');
   await page.getByTestId(`redrive-${job.id}-submit`).click();
-  await page.getByTestId(`redrive-${job.id}-result`).filter({ hasText: /back in ingress as redrive-/ }).waitFor();
+  await page.getByTestId('dl-result').filter({ hasText: new RegExp(`${job.id}: back in ingress as redrive-`) }).waitFor();
   expect(errors).toEqual([]);
   await page.close();
 });

@@ -105,8 +105,8 @@ function Chart({ series }) {
         width: 320,
         height: 110,
         legend: { show: false },
-        scales: { x: { time: true }, y: { range: [0, 1] }, calls: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
-        axes: [{ size: 24 }, { size: 34, values: (_u, v) => v.map((x) => `${Math.round(x * 100)}%`) }, { scale: 'calls', side: 1, size: 34 }],
+        scales: { x: { time: true }, y: { range: () => [0, 1] }, calls: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+        axes: [{ size: 24 }, { size: 50, splits: () => [0, 0.5, 1], values: (_u, v) => v.map((x) => `${Math.round(x * 100)}%`) }, { scale: 'calls', side: 1, size: 48 }],
         series: [{}, { label: 'failure rate', stroke: '#b00020', width: 1.5 }, { label: 'calls in the window', stroke: '#3a6ad6', width: 1, scale: 'calls' }],
       },
       [[], [], []],
@@ -271,10 +271,14 @@ function DeadLetter({ admin }) {
   const [list, lErr] = usePoll(path, true, [nonce]);
   const reset = () => setCursors([undefined]);
   if (sErr?.status === 403 && !list) return null;
-  const redrive = (id) => async (why) => {
-    const out = await api('POST', `/api/v1/dead-letter/${encodeURIComponent(id)}/redrive`, { reason: why });
+  const [done, setDone] = useState(undefined);
+  // The row goes once its job is back in ingress: the result is shown above the list.
+  const redrive = (j) => async (why) => {
+    const out = await api('POST', `/api/v1/dead-letter/${encodeURIComponent(j.id)}/redrive`, { reason: why });
+    const text = `${j.job.name} · ${j.ingressJobId}: ${out.redriven ? `back in ingress as ${out.ingressJobId}` : `already re-driven as ${out.ingressJobId}`}`;
+    setDone(text);
     setNonce(nonce + 1);
-    return out.redriven ? `back in ingress as ${out.ingressJobId}` : `already re-driven as ${out.ingressJobId}`;
+    return text;
   };
   return html`<section>
     <h2>Dead-letter ${summary && html`<span class="status" data-testid="dl-in-queue">${summary.inQueue} in the queue</span>`} ${lErr && html`<span class="err">${lErr.message}</span>`}</h2>
@@ -282,6 +286,7 @@ function DeadLetter({ admin }) {
     html`<div class="toolbar" data-testid="dl-reasons">${Object.entries(summary.byReason)
       .sort((a, b) => b[1] - a[1])
       .map(([r, n]) => html`<button onClick=${() => (setReason(reason === r ? '' : r), reset())} class=${reason === r ? 'danger' : ''}>${r} ${n}</button>`)}</div>`}
+    ${done && html`<div class="result" data-testid="dl-result">${done}</div>`}
     <div class="toolbar">
       <input placeholder="tenant" value=${tenant} data-testid="dl-tenant" onInput=${(e) => (setTenant(e.target.value), reset())} />
       <button disabled=${cursors.length < 2} onClick=${() => setCursors(cursors.slice(0, -1))}>previous</button>
@@ -292,7 +297,7 @@ function DeadLetter({ admin }) {
       (j) => html`<tr data-testid=${`dl-${j.ingressJobId}`}>
         <td title=${JSON.stringify(j.job.data)}>${j.job.name} · ${j.ingressJobId}</td><td>${j.reason}</td><td>${j.tenantId ?? ''}</td><td>${j.downstream ?? ''}</td>
         <td>${fmtAgo(j.rejectedAt)}</td><td style="text-align:left;white-space:normal">${j.message}</td>
-        <td>${admin && html`<${ReasonAction} label="re-drive" testId=${`redrive-${j.ingressJobId}`} run=${redrive(j.id)} />`}</td></tr>`,
+        <td>${admin && html`<${ReasonAction} label="re-drive" testId=${`redrive-${j.ingressJobId}`} run=${redrive(j)} />`}</td></tr>`,
     )}</tbody></table>
   </section>`;
 }
@@ -310,6 +315,21 @@ function Places() {
   </section>`;
 }
 
+/** What holds a waiting job, in words (the reasons of GET /api/v1/jobs/:id). */
+const HOLDS = {
+  rate: "its quota's rate (no token left yet)",
+  concurrency: "its quota's max concurrent jobs (all in use)",
+  period: "its quota's period total (used up until the period resets)",
+  paused: 'its paused quota',
+  throttled: 'a throttle on its tenant or job type',
+  capacity: "the downstream's capacity (every slot busy; its fair turn comes)",
+  share: 'its max share of the downstream',
+  borrow: 'its reserve plus borrow limit on the downstream',
+  'breaker-open': "the downstream's open circuit breaker",
+  'breaker-half-open': "the downstream's half-open circuit breaker (only probes go through)",
+};
+const holdOf = (reason) => HOLDS[reason] ?? reason;
+
 /** Where a job is, in words. */
 function describe(j) {
   const where = {
@@ -320,7 +340,7 @@ function describe(j) {
   }[j.place];
   const parts = [`Job ${j.id}${j.tenantId ? ` of ${j.tenantId}` : ''} is ${where}.`];
   if (j.waiting) {
-    parts.push(`Held by ${j.waiting.reason}${j.waiting.until ? ` until ${new Date(j.waiting.until).toLocaleTimeString()}` : ''} since ${fmtAgo(j.waiting.since)}.`);
+    parts.push(`Held by ${holdOf(j.waiting.reason)}${j.waiting.until ? ` until ${new Date(j.waiting.until).toLocaleTimeString()}` : ''} since ${fmtAgo(j.waiting.since)}.`);
     if (j.waiting.position) parts.push(`Position ${j.waiting.position} in its tenant's line${j.waiting.estimatedAdmissionAt ? `, expected to start ${fmtIn(j.waiting.estimatedAdmissionAt)}` : ''}.`);
   }
   if (j.decision?.message) parts.push(j.decision.message);
@@ -378,4 +398,6 @@ function App() {
   </div>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the "loading…" placeholder
+render(html`<${App} />`, root);
