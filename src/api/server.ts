@@ -13,6 +13,7 @@ import { queueRoutes } from './routes/queues';
 import { quotaRoutes } from './routes/quotas';
 import { tenantRoutes } from './routes/tenants';
 import { deadLetterRoutes } from './routes/dead-letter';
+import { flowRoutes } from './routes/flow';
 import { throttleRoutes } from './routes/throttles';
 import { policyRoutes } from './routes/policies';
 import { backpressureRoutes } from './routes/backpressure';
@@ -33,6 +34,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...quotaRoutes(ctx),
     ...tenantRoutes(ctx),
     ...deadLetterRoutes(ctx),
+    ...flowRoutes(ctx),
     ...throttleRoutes(ctx),
     ...policyRoutes(ctx),
     ...backpressureRoutes(ctx),

@@ -169,6 +169,8 @@ const ConfigSchema = z
         starvationMs: ms(100).default(60_000),
         /** How often counters, definitions and period usage are synced between Redis and Postgres. */
         syncIntervalMs: ms(100).default(5_000),
+        /** How often each downstream's flow (admitted, dead-lettered, waiting, in flight, capacity) is sampled for the dashboard. */
+        flowSampleMs: ms(100).default(10_000),
         /** Length kept of each execution queue's event stream (BullMQ's default is 10,000). */
         eventsMaxLen: z.number().int().min(100).max(100_000_000).default(100_000),
       })

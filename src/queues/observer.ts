@@ -70,6 +70,7 @@ export class Observer {
   private tailsPending = 0;
   private loop?: Promise<void>;
   private timer?: NodeJS.Timeout;
+  private flowTimer?: NodeJS.Timeout;
   private sweeping?: Promise<unknown>;
   private readonly now: () => number;
   /** downstream/tenant pairs currently reported as starving. */
@@ -90,12 +91,16 @@ export class Observer {
     const every = this.deps.config.observer.reconcileIntervalMs;
     this.timer = setInterval(() => void this.maintain(), every);
     this.timer.unref();
+    this.flowTimer = setInterval(() => void this.sampleFlow().catch((err: Error) => this.deps.log.debug({ err: err.message }, 'flow sample skipped')), this.deps.config.observer.flowSampleMs);
+    this.flowTimer.unref();
+    void this.sampleFlow().catch(() => undefined);
     this.deps.log.info({ streams: this.streams.map((s) => s.key), consumer: this.consumer }, 'observer reading execution events');
   }
 
   async close(): Promise<void> {
     this.running = false;
     if (this.timer) clearInterval(this.timer);
+    if (this.flowTimer) clearInterval(this.flowTimer);
     await this.loop;
     await this.sweeping;
     await this.tail;
@@ -291,6 +296,26 @@ export class Observer {
   }
 
   /** Periodic upkeep: claim events a dead observer left pending, detect gaps, sweep. */
+  /**
+   * Samples each downstream's flow for the dashboard's charts (GET /api/v1/flow): the cumulative admitted
+   * and dead-lettered counters and the levels now. Every observer samples; the charts take the deltas
+   * between samples, so more samples only mean a finer line.
+   */
+  async sampleFlow(): Promise<void> {
+    const { governance, config } = this.deps;
+    const keep = Math.ceil((15 * 60_000) / config.observer.flowSampleMs) + 1;
+    for (const d of config.downstreams) {
+      const [stats, waiting, inFlight, capacity] = await Promise.all([
+        governance.readStats(d.name),
+        governance.waitingTotal(d.name),
+        governance.inFlightCount(d.name),
+        governance.effectiveCapacity(d.name),
+      ]);
+      const deadLettered = Object.entries(stats).reduce((n, [k, v]) => (k.startsWith('dead:') ? n + v : n), 0);
+      await governance.pushFlowSample(d.name, { at: this.now(), admitted: stats.admitted ?? 0, deadLettered, waiting, inFlight, capacity: capacity ?? d.capacity }, keep);
+    }
+  }
+
   async maintain(): Promise<SweepReport> {
     if (this.sweeping) return { checked: 0, released: 0 };
     const work = (async () => {

@@ -107,6 +107,16 @@ function intakeVerdict(code: string, key: string, detail: string): IntakeVerdict
   return kind === 'admitted' ? { kind, key, again: code === 'R' } : { kind, key };
 }
 
+/** One flow sample of a downstream (see Governance.pushFlowSample). */
+export interface FlowSample {
+  at: number;
+  admitted: number;
+  deadLettered: number;
+  waiting: number;
+  inFlight: number;
+  capacity: number;
+}
+
 export class Governance {
   private readonly scripts: Scripts;
 
@@ -678,6 +688,20 @@ export class Governance {
     const keys = [...new Set(later.filter((k) => k !== base))];
     const records = keys.length > 0 ? await Promise.all(keys.map((k) => this.redis.hgetall(this.keys.record(k)))) : [];
     return [{ key: base, record: first }, ...keys.map((key, i) => ({ key, record: records[i]! }))].filter((r) => Object.keys(r.record).length > 0);
+  }
+
+  /**
+   * Flow samples of a downstream, newest first, kept for 15 minutes' worth (FLOW_SAMPLES at the
+   * observer's interval): counters as they were then (cumulative admitted and dead-lettered) and levels
+   * (waiting, in flight, effective capacity).
+   */
+  async pushFlowSample(downstream: string, sample: FlowSample, keep: number): Promise<void> {
+    const key = this.keys.ds(downstream, 'flow');
+    await this.redis.multi().lpush(key, JSON.stringify(sample)).ltrim(key, 0, keep - 1).exec();
+  }
+
+  async flowSamples(downstream: string): Promise<FlowSample[]> {
+    return (await this.redis.lrange(this.keys.ds(downstream, 'flow'), 0, -1)).map((s) => JSON.parse(s) as FlowSample);
   }
 
   /** Each job's record state (`st`), or null where it has no record (one round trip). */

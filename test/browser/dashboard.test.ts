@@ -58,6 +58,9 @@ it('loads with no console errors, and shows every downstream, the places and the
   await page.getByTestId('tenants').waitFor();
   expect(await page.getByTestId('whoami').textContent()).toContain('admin');
   for (const d of ['scanner', 'attestor', 'policy']) expect(await page.getByTestId(`breaker-${d}`).count()).toBe(1);
+  // The flow charts, one per downstream, with its capacity in use.
+  await page.getByTestId('flow-scanner').getByTestId('capacity').filter({ hasText: /in use/ }).waitFor();
+  expect(await page.getByTestId('flow-policy').locator('canvas').count()).toBe(1);
   await page.waitForTimeout(1500); // two refreshes: errors from polling would show by now
   expect(errors).toEqual([]);
   await page.close();

@@ -302,6 +302,54 @@ function DeadLetter({ admin }) {
   </section>`;
 }
 
+function FlowChart({ points }) {
+  const el = useRef(null);
+  const plot = useRef(null);
+  useEffect(() => {
+    plot.current = new uPlot(
+      {
+        width: 420,
+        height: 150,
+        legend: { show: true },
+        scales: { x: { time: true }, n: { range: (_u, _min, max) => [0, Math.max(1, max)] }, w: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+        axes: [{ size: 24 }, { scale: 'n', size: 48 }, { scale: 'w', side: 1, size: 52 }],
+        series: [
+          {},
+          { label: 'admitted', stroke: '#3a6ad6', width: 1.5, scale: 'n' },
+          { label: 'dead-lettered', stroke: '#b00020', width: 1.5, scale: 'n' },
+          { label: 'waiting', stroke: '#b26a00', width: 1.5, scale: 'w' },
+        ],
+      },
+      [[], [], [], []],
+      el.current,
+    );
+    return () => plot.current?.destroy();
+  }, []);
+  useEffect(() => {
+    plot.current?.setData([points.map((p) => Date.parse(p.at) / 1000), points.map((p) => p.admitted), points.map((p) => p.deadLettered), points.map((p) => p.waiting)]);
+  }, [points]);
+  return html`<div ref=${el}></div>`;
+}
+
+function Flow() {
+  const [data, error] = usePoll('/api/v1/flow');
+  if (error?.status === 403) return null;
+  return html`<section>
+    <h2>Flow, last 15 minutes ${error && html`<span class="err">${error.message}</span>`}</h2>
+    <div class="cards">${(data?.items || []).map((d) => {
+      const last = d.points[d.points.length - 1];
+      return html`<div class="card" data-testid=${`flow-${d.downstream}`}>
+        <h3>${d.downstream}</h3>
+        <dl>
+          <dt>capacity</dt><dd data-testid="capacity">${last ? `${last.inFlight} of ${last.capacity} in use` : '…'}</dd>
+          <dt>fairness</dt><dd data-testid="fairness">${d.fairness.jain !== undefined ? `Jain ${d.fairness.jain.toFixed(2)} over ${d.fairness.tenants} tenants` : 'no admissions yet'}</dd>
+        </dl>
+        <${FlowChart} points=${d.points} />
+      </div>`;
+    })}</div>
+  </section>`;
+}
+
 function Places() {
   const [q, error] = usePoll('/api/v1/queues');
   if (error?.status === 403) return null;
@@ -390,6 +438,7 @@ function App() {
       ? html`<main>
           <${Breakers} admin=${admin} />
           <${Tenants} admin=${admin} />
+          <${Flow} />
           <${Places} />
           <${DeadLetter} admin=${admin} />
           <${Lookup} />
