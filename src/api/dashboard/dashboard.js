@@ -243,18 +243,19 @@ function Tenants({ admin }) {
       <button disabled=${!data?.nextCursor} data-testid="tenants-next" onClick=${() => setCursors([...cursors, data.nextCursor])}>next</button>
     </div>
     <table data-testid="tenants">
-      <thead><tr><th>tenant</th><th>waiting</th><th>in flight</th><th>admitted (15 min)</th><th>waiting for a turn</th><th>quotas</th><th>throttles</th></tr></thead>
+      <thead><tr><th>tenant</th><th>waiting</th><th>in flight</th><th>share / entitled</th><th>admitted (15 min)</th><th>waiting for a turn</th><th>quotas</th><th>throttles</th></tr></thead>
       <tbody>${(data?.items || []).map(
         (t) => html`<tr class="tenant" data-testid=${`tenant-${t.tenantId}`} onClick=${() => setOpen(open === t.tenantId ? undefined : t.tenantId)}>
             <td>${t.tenantId}${t.paused ? ' (paused)' : ''}</td>
             <td title=${JSON.stringify(t.waiting.byDownstream)}>${t.waiting.total}</td>
             <td title=${JSON.stringify(t.inFlight.byDownstream)}>${t.inFlight.total}</td>
+            <td>${Object.entries(t.share || {}).map(([d, v]) => `${d} ${pct(v.share)} / ${pct(v.entitlement)}`).join(', ')}</td>
             <td>${t.admittedLast15m}</td>
             <td>${t.waitingForTurnMs !== undefined ? `${(t.waitingForTurnMs / 1000).toFixed(1)} s` : ''}</td>
             <td>${t.quotas}</td>
             <td>${t.throttles}</td>
           </tr>
-          ${open === t.tenantId && html`<tr><td colspan="7"><${Usage} tenantId=${t.tenantId} admin=${admin} /></td></tr>`}`,
+          ${open === t.tenantId && html`<tr><td colspan="8"><${Usage} tenantId=${t.tenantId} admin=${admin} /></td></tr>`}`,
       )}</tbody>
     </table>
   </section>`;

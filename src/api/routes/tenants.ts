@@ -6,6 +6,7 @@
  */
 import { and, count, gt, isNull, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { reserveOf, weightOf } from '../../core/policy';
 import { quotas, throttles } from '../../db/schema';
 import type { ApiContext } from '../context';
 import { decodeCursor, encodeCursor, PageQuery } from '../pagination';
@@ -30,6 +31,9 @@ const TenantRow = z
     quotas: z.number().describe('Quotas of its own (the default quota covers the rest)'),
     paused: z.boolean().describe('Every quota of its own is paused'),
     throttles: z.number().describe('Throttles in force naming it'),
+    share: z
+      .record(z.string(), z.object({ share: z.number(), entitlement: z.number() }))
+      .describe("Per downstream where it has work: its share of the capacity in use now, and its entitlement (its policy weight over the weights of the tenants with work there; a reserve counts at least its reserve)"),
   })
   .meta({ id: 'TenantRow' });
 const TenantList = z.object({ total: z.number(), items: z.array(TenantRow), nextCursor: z.string().optional() }).meta({ id: 'TenantList' });
@@ -77,7 +81,7 @@ export function tenantRoutes(ctx: ApiContext): RouteDef[] {
         const rowOf = (tenantId: string): Row => {
           let r = rows.get(tenantId);
           if (!r) {
-            r = { tenantId, waiting: { total: 0, byDownstream: {} }, inFlight: { total: 0, byDownstream: {} }, admittedLast15m: 0, quotas: 0, paused: false, throttles: 0 };
+            r = { tenantId, waiting: { total: 0, byDownstream: {} }, inFlight: { total: 0, byDownstream: {} }, admittedLast15m: 0, quotas: 0, paused: false, throttles: 0, share: {} };
             rows.set(tenantId, r);
           }
           return r;
@@ -104,6 +108,25 @@ export function tenantRoutes(ctx: ApiContext): RouteDef[] {
             r.waitingForTurnMs = Math.max(r.waitingForTurnMs ?? 0, Math.max(0, now - since));
           }
         }
+        // Share against entitlement, per downstream, among the tenants with work there.
+        const policies = await Promise.all(downstreams.map((d) => ctx.governance.readPolicy(d)));
+        downstreams.forEach((d, i) => {
+          const policy = policies[i];
+          const capacity = ctx.config.downstreams.find((x) => x.name === d)!.capacity;
+          const active = [...rows.values()].filter((r) => (r.waiting.byDownstream[d] ?? 0) + (r.inFlight.byDownstream[d] ?? 0) > 0);
+          if (active.length === 0) return;
+          const weight = (t: string) => (policy ? weightOf(policy, t) : 1);
+          const total = active.reduce((n, r) => n + weight(r.tenantId), 0);
+          const cap = policy?.capacity ?? capacity;
+          for (const r of active) {
+            const byWeight = weight(r.tenantId) / total;
+            const reserve = policy ? reserveOf(policy, r.tenantId) / Math.max(1, cap) : 0;
+            r.share[d] = {
+              share: Math.round(((r.inFlight.byDownstream[d] ?? 0) / Math.max(1, cap)) * 1000) / 1000,
+              entitlement: Math.round(Math.max(byWeight, reserve) * 1000) / 1000,
+            };
+          }
+        });
         let list = [...rows.values()];
         if (auth.tenantId !== undefined) list = list.filter((r) => r.tenantId === auth.tenantId);
         if (query.q) list = list.filter((r) => r.tenantId.includes(query.q!));
