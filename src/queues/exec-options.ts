@@ -3,8 +3,9 @@
  * options pass through; the id and deduplication key derive from the job key so that adding the
  * same job twice (after a gate died mid-promotion) is a no-op, even after the first copy finished
  * and was removed (BullMQ keeps a deduplication key with a TTL past the job's removal). The observer
- * deletes that key once it released the job: from then on the record's outcome makes a repeated
- * delivery a no-op, and the key would only take memory until its TTL.
+ * shortens that key's TTL once it released the job, to the window in which a late repeated add may
+ * still come (Observer.forgetDeduplication): after it, the record's outcome makes a repeated delivery a
+ * no-op, and the key would only take memory.
  */
 import type { JobsOptions } from 'bullmq';
 import { execJobId } from '../redis/keys';

@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics';
 import type { Governance, Outcome } from '../redis/governance';
 import { execJobId, jobKeyOf, parseJobKey, type Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
+import { windowStats } from '../core/breaker';
 import type { BreakerService, ExecEvent } from '../governance/breakers';
 import type { Topology } from './topology';
 
@@ -253,14 +254,18 @@ export class Observer {
   }
 
   /**
-   * Drops the deduplication keys of execution jobs just released. A key only guards against adding a
-   * job twice while its record still says `admitted` (a redelivered ingress job whose execution job
-   * already ended and was removed); once released, the record's outcome says so for good, and the key
-   * would only take Redis memory until its TTL (`retention.decisionSeconds`).
+   * Shortens the deduplication keys of execution jobs just released to the window in which a repeated
+   * add can still be in flight: a gate that met the record as `admitted` just before the release (its
+   * claim taken back after another gate died) adds again a moment later, and only the key makes that add
+   * a no-op once the execution job is removed. After the window the record's outcome says so for good,
+   * and the key would only take memory for its full TTL (`retention.decisionSeconds`). Deleting it at
+   * once let such a late add run the job twice (seen in the kill -9 suite).
    */
   private forgetDeduplication(pipe: ReturnType<Redis['pipeline']>, downstream: string, keys: readonly string[]): void {
     const queue = this.deps.topology.execQueue(downstream);
-    for (const key of keys) pipe.del(queue.toKey(`de:${execJobId(key)}`));
+    const { gate, scheduler } = this.deps.config;
+    const window = 2 * Math.max(gate.lockDurationMs, scheduler.leaseMs) + 1000;
+    for (const key of keys) pipe.pexpire(queue.toKey(`de:${execJobId(key)}`), window, 'LT');
   }
 
   private markActive(execJobId: string, at: number): void {
@@ -312,7 +317,22 @@ export class Observer {
         governance.effectiveCapacity(d.name),
       ]);
       const deadLettered = Object.entries(stats).reduce((n, [k, v]) => (k.startsWith('dead:') ? n + v : n), 0);
-      await governance.pushFlowSample(d.name, { at: this.now(), admitted: stats.admitted ?? 0, deadLettered, waiting, inFlight, capacity: capacity ?? d.capacity }, keep);
+      const breakers = this.deps.breakers;
+      const b = breakers?.enabled(d.name) ? (await breakers.read(d.name)).state : undefined;
+      const w = b ? windowStats(b.window) : undefined;
+      await governance.pushFlowSample(
+        d.name,
+        {
+          at: this.now(),
+          admitted: stats.admitted ?? 0,
+          deadLettered,
+          waiting,
+          inFlight,
+          capacity: capacity ?? d.capacity,
+          ...(b && w ? { breaker: { state: b.state, calls: w.calls, failureRate: Math.round(w.failureRate * 1000) / 1000 } } : {}),
+        },
+        keep,
+      );
     }
   }
 

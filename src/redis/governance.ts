@@ -115,6 +115,8 @@ export interface FlowSample {
   waiting: number;
   inFlight: number;
   capacity: number;
+  /** The breaker's window then (calls and failure rate), when the downstream has a breaker. */
+  breaker?: { state: string; calls: number; failureRate: number };
 }
 
 export class Governance {

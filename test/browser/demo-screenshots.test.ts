@@ -78,7 +78,7 @@ it('shows the demo story on the dashboard: a flood kept fair, a quota binding, a
     await run.moment('breaker-open');
     await page.locator('[data-testid="breaker-attestor"][data-state="open"]').waitFor();
     await page.waitForTimeout(1500);
-    await page.locator('.cards').screenshot({ path: join(SHOTS, 'breaker-open.png') });
+    await page.getByTestId('breakers').screenshot({ path: join(SHOTS, 'breaker-open.png') });
 
     await run.moment('breaker-closed');
     await page.locator('[data-testid="breaker-attestor"][data-state="closed"]').waitFor();

@@ -8,7 +8,6 @@ import uPlot from 'uplot';
 
 const html = htm.bind(h);
 const REFRESH_MS = 1000;
-const HISTORY = 300; // samples kept per breaker chart (5 minutes at 1 s)
 
 const tokenOf = () => sessionStorage.getItem('tollgate.token') || '';
 
@@ -168,7 +167,12 @@ function BreakerCard({ b, admin, history, onChanged }) {
 function Breakers({ admin }) {
   const [nonce, setNonce] = useState(0);
   const [data, error] = usePoll('/api/v1/breakers', true, [nonce]);
-  const history = useRef(new Map());
+  // The window's history over the last 15 minutes, from the observers' flow samples.
+  const [flow] = usePoll('/api/v1/flow');
+  const historyOf = (d) => {
+    const points = (flow?.items || []).find((x) => x.downstream === d)?.points.filter((p) => p.breaker) || [];
+    return [points.map((p) => Date.parse(p.at) / 1000), points.map((p) => p.breaker.failureRate), points.map((p) => p.breaker.calls)];
+  };
   const [details, setDetails] = useState({});
   // The latest transitions come with the per-breaker view: read them for each card alongside the list.
   useEffect(() => {
@@ -176,21 +180,12 @@ function Breakers({ admin }) {
     Promise.all(data.items.map((b) => api('GET', `/api/v1/breakers/${b.downstream}`).catch(() => b))).then((items) =>
       setDetails(Object.fromEntries(items.map((b) => [b.downstream, b]))),
     );
-    const now = Date.now() / 1000;
-    for (const b of data.items) {
-      const s = history.current.get(b.downstream) || [[], [], []];
-      s[0].push(now);
-      s[1].push(b.window.failureRate);
-      s[2].push(b.window.calls);
-      if (s[0].length > HISTORY) s.forEach((a) => a.shift());
-      history.current.set(b.downstream, s.map((a) => [...a]));
-    }
   }, [data]);
   if (error?.status === 403) return null;
   return html`<section>
     <h2>Circuit breakers ${error && html`<span class="err">${error.message}</span>`}</h2>
-    <div class="cards">${(data?.items || []).map(
-      (b) => html`<${BreakerCard} key=${b.downstream} b=${{ ...b, transitions: details[b.downstream]?.transitions }} admin=${admin} history=${history.current.get(b.downstream) || [[], [], []]} onChanged=${() => setNonce(nonce + 1)} />`,
+    <div class="cards" data-testid="breakers">${(data?.items || []).map(
+      (b) => html`<${BreakerCard} key=${b.downstream} b=${{ ...b, transitions: details[b.downstream]?.transitions }} admin=${admin} history=${historyOf(b.downstream)} onChanged=${() => setNonce(nonce + 1)} />`,
     )}</div>
   </section>`;
 }

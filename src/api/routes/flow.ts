@@ -15,6 +15,7 @@ const Point = z.object({
   waiting: z.number(),
   inFlight: z.number(),
   capacity: z.number().describe('Effective capacity (the adaptive one when it is on)'),
+  breaker: z.object({ state: z.string(), calls: z.number(), failureRate: z.number() }).optional().describe("The breaker's window then"),
 });
 const FlowView = z
   .object({
@@ -69,6 +70,7 @@ export function flowRoutes(ctx: ApiContext): RouteDef[] {
                 waiting: s.waiting,
                 inFlight: s.inFlight,
                 capacity: s.capacity,
+                ...(s.breaker ? { breaker: s.breaker } : {}),
               };
             });
             const byTenant = new Map<string, number>();
