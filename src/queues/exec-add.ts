@@ -5,6 +5,7 @@
  * read-only, loading: retried for as long as it lasts, never counted against the job).
  */
 import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { Topology } from './topology';
 
 /** How many failed adds of a job's own a job gets before it is dead-lettered (`exec-refused`). */
 export const EXEC_ADD_ATTEMPTS = 3;
@@ -40,4 +41,23 @@ export function isJobFailure(err: unknown): boolean {
   if (/^Missing key for parent job /.test(err.message)) return true;
   if (err.name === 'ReplyError') return !OUTAGE_REPLY.test(err.message);
   return err instanceof TypeError || err instanceof RangeError;
+}
+
+/**
+ * Adds an execution job (idempotent: derived id, and a deduplication key or, for a flow's child, its
+ * parent's record of it), then, for a flow's child, hands the parent's dependency over from the ingress
+ * job to it (detachChild-1.lua). `afterAdd` runs between the two (a failpoint).
+ */
+export async function addExecJob(
+  topology: Topology,
+  queue: Queue,
+  name: string,
+  data: unknown,
+  opts: JobsOptions,
+  ingressJobId: string,
+  afterAdd?: () => Promise<void> | void,
+): Promise<void> {
+  if (!opts.parent || !(await topology.childEnded(opts.parent, queue, opts.jobId!))) await queue.add(name, data, opts);
+  await afterAdd?.();
+  if (opts.parent) await topology.detachIngressChild(opts.parent, ingressJobId);
 }

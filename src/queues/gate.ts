@@ -23,6 +23,7 @@
 import type { Attributes } from '@opentelemetry/api';
 import type { Job, JobsOptions, Queue } from 'bullmq';
 import { Tracing, withTraceContext } from '../observability/tracing';
+import { endHoldsOfEnded } from './dedup-holds';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
 import { ERRORS } from '../errors';
@@ -35,7 +36,7 @@ import { encodePayload } from '../redis/codec';
 import type { Delivery, Governance, IntakeItem, IntakeVerdict, WaitItem } from '../redis/governance';
 import { execJobId, jobKey } from '../redis/keys';
 import { addDeadLetter, type DeadLetterData } from './dead-letter';
-import { bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
+import { addExecJob, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
 import type { Ingress } from './ingress';
 import type { Scheduler } from './scheduler';
@@ -68,8 +69,6 @@ const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
  */
 type Outcome = { kind: 'done'; holdKey?: string } | { kind: 'again'; inMs: number };
 const DONE: Outcome = { kind: 'done' };
-/** Record states of a job still in flight. */
-const IN_FLIGHT_STATES = new Set(['admitted', 'waiting', 'shed']);
 
 /** Raised to send one claimed job back for a later attempt (the claim is given back, not ended). */
 class TryAgain extends Error {
@@ -170,7 +169,10 @@ export class Gate {
           if (o.kind === 'done' && o.holdKey !== undefined) holds.set(j, o.holdKey);
         });
         await ingress.finish(done, holds);
-        if (holds.size > 0) await this.endHoldsOfEnded([...holds.values()]);
+        // A job can end before its ingress job does (a quick worker): its hold, made by the finish, ends
+        // here. Read after the hold exists, so this or the observer's release (which ends holds after it
+        // released) always sees it.
+        if (holds.size > 0) await endHoldsOfEnded(this.deps.topology, this.deps.governance, [...holds.values()]);
         // Jobs to try again go back to the claims with a new due time; the longest wait sets the pause.
         const again = claim.jobs.flatMap((j, i) => (outcomes[i]!.kind === 'again' ? [{ id: j.id!, inMs: (outcomes[i] as { inMs: number }).inMs }] : []));
         for (const inMs of new Set(again.map((a) => a.inMs))) {
@@ -320,31 +322,18 @@ export class Gate {
   }
 
   /**
-   * Adds an admitted job to its execution queue. An add that cannot succeed for this job's own sake
-   * (BullMQ refuses its options; a failure of its own, EXEC_ADD_ATTEMPTS times) gives the admission
-   * back and dead-letters the job (`exec-refused`); an outage throws, and the job returns to ingress.
+   * Adds an admitted job to its execution queue: true once added. An add that cannot succeed for this
+   * job's own sake (BullMQ refuses its options; a failure of its own, EXEC_ADD_ATTEMPTS times) gives the
+   * admission back and dead-letters the job (`exec-refused`: false); an outage throws, and the job
+   * returns to ingress.
    */
-  /**
-   * A job can end before its ingress job does (a quick worker, a release before the finish): its
-   * deduplication hold, made by the finish, is ended here. Read after the hold exists, so one of this
-   * and the observer's release (which ends holds after it released) always sees it.
-   */
-  private async endHoldsOfEnded(keys: string[]): Promise<void> {
-    const states = await this.deps.governance.recordStates(keys);
-    const ended = keys.filter((_, i) => !IN_FLIGHT_STATES.has(states[i] ?? ''));
-    await this.deps.topology.releaseHeldDedup(ended);
-  }
-
-  /** Adds an admitted job to its execution queue: true once added, false if it was dead-lettered instead. */
   private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job'], traceMetadata?: string): Promise<boolean> {
     const queue = this.deps.topology.execQueue(downstream);
     const opts = withTraceContext(execOptions(key, producerOpts, this.retentionMs), traceMetadata);
     let failure: string;
     let refused = false;
     try {
-      if (!opts.parent || !(await this.deps.topology.childEnded(opts.parent, queue, opts.jobId!))) await queue.add(job.name, job.data, opts);
-      await this.deps.failpoints.hit('gate.after-exec-add');
-      if (opts.parent) await this.deps.topology.detachIngressChild(opts.parent, job.id!);
+      await addExecJob(this.deps.topology, queue, job.name, job.data, opts, job.id!, () => this.deps.failpoints.hit('gate.after-exec-add'));
       return true;
     } catch (err) {
       // BullMQ's own option check says whether it refuses this job (and would on every attempt).

@@ -18,6 +18,7 @@ import { execJobId, jobKeyOf, parseJobKey, type Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 import { windowStats } from '../core/breaker';
 import type { BreakerService, ExecEvent } from '../governance/breakers';
+import { endHoldsOfEnded } from './dedup-holds';
 import type { Topology } from './topology';
 
 export const OBSERVER_GROUP = 'tollgate-observer';
@@ -81,6 +82,8 @@ export class Observer {
 
   constructor(private readonly deps: ObserverDeps) {
     this.now = deps.now ?? Date.now;
+    // Its connection runs releaseDedup-1.lua inside its pipelines (forgetDeduplication).
+    scriptsFor(deps.redis);
     this.streams = deps.config.downstreams.map((d) => ({ downstream: d.name, queue: d.queue, key: deps.keys.events(d.queue) }));
     for (const s of this.streams) this.byKey.set(s.key, s);
   }
@@ -242,8 +245,6 @@ export class Observer {
         this.forgetDeduplication(pipe, stream.downstream, forget);
         pipe.xack(stream.key, OBSERVER_GROUP, ...ids);
         for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
-        // A hold missed here (this call failed after the acknowledgement) is ended by the sweep.
-        await this.deps.topology.releaseHeldDedup(forget);
       } catch (err) {
         this.tailError ??= err as Error;
       } finally {
@@ -266,6 +267,12 @@ export class Observer {
     const { gate, scheduler } = this.deps.config;
     const window = 2 * Math.max(gate.lockDurationMs, scheduler.leaseMs) + 1000;
     for (const key of keys) pipe.pexpire(queue.toKey(`de:${execJobId(key)}`), window, 'LT');
+    // Their simple-mode ingress deduplication ids stop holding, in the same round trip (releaseDedup-1.lua;
+    // a hold missed here is ended by the sweep).
+    if (keys.length > 0) {
+      const withScripts = pipe as unknown as Record<string, (...args: Array<string | number>) => unknown>;
+      withScripts.tg_releaseDedup!(this.deps.topology.heldDedupKey, this.deps.topology.ingress.toKey(''), ...keys);
+    }
   }
 
   private markActive(execJobId: string, at: number): void {
@@ -509,7 +516,6 @@ export class Observer {
           const pipe = redis.pipeline();
           this.forgetDeduplication(pipe, s.downstream, forget);
           await pipe.exec();
-          await this.deps.topology.releaseHeldDedup(forget);
         }
         offset -= n; // released entries left the zset; keep the window aligned
         report.released += n;
@@ -528,7 +534,7 @@ export class Observer {
    * that died in between): without this, such an id would refuse every later job for good.
    */
   private async sweepHeldDedup(): Promise<number> {
-    const { redis, keys } = this.deps;
+    const { redis } = this.deps;
     const held = this.deps.topology.heldDedupKey;
     let cursor = '0';
     let ended = 0;
@@ -537,18 +543,11 @@ export class Observer {
       cursor = next;
       const jobKeys = flat.filter((_, i) => i % 2 === 0);
       if (jobKeys.length === 0) continue;
-      const pipe = redis.pipeline();
-      for (const k of jobKeys) pipe.hget(keys.record(k), 'st');
-      const states = ((await pipe.exec()) ?? []).map(([, v]) => v as string | null);
-      const done = jobKeys.filter((_, i) => !IN_FLIGHT.has(states[i] ?? ''));
-      ended += await this.deps.topology.releaseHeldDedup(done);
+      ended += await endHoldsOfEnded(this.deps.topology, this.deps.governance, jobKeys);
     } while (cursor !== '0');
     return ended;
   }
 }
-
-/** Record states of a job still in flight (its deduplication id holds). */
-const IN_FLIGHT = new Set(['admitted', 'waiting', 'shed']);
 
 function fieldsOf(fields: string[]): Record<string, string> {
   const out: Record<string, string> = {};

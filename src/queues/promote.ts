@@ -15,7 +15,7 @@ import { decodePayload } from '../redis/codec';
 import type { Governance } from '../redis/governance';
 import { parseJobKey } from '../redis/keys';
 import { addDeadLetter } from './dead-letter';
-import { bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
+import { addExecJob, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
 import { type Tracing, withTraceContext } from '../observability/tracing';
 import type { Topology } from './topology';
@@ -46,10 +46,7 @@ export async function promoteLeased(
     admitted.map(async ({ id, payload }) => {
       const p = decodePayload(payload);
       let execOpts = execOptions(id, p.opts, opts.retentionMs);
-      const add = async () => {
-        if (!execOpts.parent || !(await topology.childEnded(execOpts.parent, queue, execOpts.jobId!))) await queue.add(p.name, p.data, execOpts);
-        if (execOpts.parent) await topology.detachIngressChild(execOpts.parent, parseJobKey(id).ingressJobId);
-      };
+      const add = () => addExecJob(topology, queue, p.name, p.data, execOpts, parseJobKey(id).ingressJobId);
       try {
         if (opts.tracing?.enabled) {
           await opts.tracing.span('tollgate.admit', p.opts, { 'messaging.message.id': parseJobKey(id).ingressJobId, 'tollgate.downstream': downstream }, (metadata) => {
