@@ -34,6 +34,11 @@ import { BreakerService } from './governance/breakers';
 import { Definitions } from './governance/definitions';
 import { pendingRestore } from './governance/restoring';
 import { MirrorGuard } from './governance/mirror-guard';
+import { AlertDetector } from './notify/detector';
+import { AlertRelay } from './notify/relay';
+import { Deliverer } from './notify/deliverer';
+import { notificationTargets } from './notify/targets';
+import { recordBreakerAlerts } from './notify/breaker-alerts';
 
 export type Role = 'gate' | 'observer' | 'api';
 
@@ -178,7 +183,27 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     const topology = new Topology(config, env.prefix, queueRedis);
     phases.queues.push(() => topology.close());
     phases.connections.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
-    const breakers = new BreakerService({ governance, config, database, log: log.child({ component: 'breakers' }), metrics, now });
+    const targets = notificationTargets(config);
+    let deliverer: Deliverer | undefined;
+    const breakerAlerts = config.alerts.enabled && config.alerts.breakers;
+    const breakers = new BreakerService({
+      governance,
+      config,
+      database,
+      log: log.child({ component: 'breakers' }),
+      metrics,
+      now,
+      ...(breakerAlerts
+        ? {
+            onTransitions: async (tx, transitions) => {
+              const recorded = await recordBreakerAlerts(tx, transitions, targets);
+              for (const r of recorded) metrics.alertEvents.inc({ kind: r.kind, event: r.type });
+              // After the commit: the deliverer finds the rows then.
+              if (recorded.some((r) => r.notifications > 0)) setTimeout(() => deliverer?.wake(), 20).unref();
+            },
+          }
+        : {}),
+    });
     if (roles.includes('gate')) {
       // A breaker Redis lost is restored before anything is admitted (an open one stays open), if
       // Postgres answers soon; otherwise the observer restores it when Postgres is back.
@@ -247,11 +272,28 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       const adaptive = new AdaptiveCapacity(redis, governance, config.downstreams, obsLog, metrics, now);
       await adaptive.start();
       breakers.start();
+      // Alerts: detection here (every observer; Redis decides each crossing once), the relay of alert
+      // events into Postgres, and delivery of the notification outbox (src/notify/).
+      const notifyLog = log.child({ component: 'notifier' });
+      const notifierRedis = createRedis(env.redisUrl, 'worker', log, 'notifier');
+      deliverer = new Deliverer({ database, config, redis: notifierRedis, prefix: env.prefix, log: notifyLog, metrics });
+      const relay = new AlertRelay({ redis, keys, database, targets, log: notifyLog, metrics, onQueued: () => deliverer?.wake() });
+      const detector = config.alerts.enabled
+        ? new AlertDetector({ redis, keys, config, database, log: notifyLog, now, onEvents: () => void relay.tick() })
+        : undefined;
+      detector?.start();
       // Counters sync with Postgres once migrations are in; until then there is no table to use.
       void migrating.then(() => {
-        if (!closing) sync.start();
+        if (closing) return;
+        sync.start();
+        relay.start();
+        deliverer!.start();
       });
       phases.observer.push(async () => {
+        await detector?.close();
+        await relay.close();
+        await deliverer!.close();
+        notifierRedis.disconnect();
         adaptive.close();
         breakers.close();
         await observer!.close();

@@ -18,6 +18,7 @@ import { throttleRoutes } from './routes/throttles';
 import { policyRoutes } from './routes/policies';
 import { backpressureRoutes } from './routes/backpressure';
 import { breakerRoutes } from './routes/breakers';
+import { alertRoutes } from './routes/alerts';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -39,6 +40,7 @@ export function apiRoutes(ctx: ApiContext): RouteDef[] {
     ...policyRoutes(ctx),
     ...backpressureRoutes(ctx),
     ...breakerRoutes(ctx),
+    ...alertRoutes(ctx),
     ...metaRoutes(ctx, openapi),
     ...dashboardRoutes(),
   );

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { AlertsConfigSchema, NotifierConfigSchema } from '../contracts/alerts';
 import { BreakerConfigSchema } from '../contracts/breakers';
 import { PolicyInputSchema } from '../contracts/policies';
 import { QuotaLimitsSchema } from '../contracts/quotas';
@@ -175,6 +176,10 @@ const ConfigSchema = z
         eventsMaxLen: z.number().int().min(100).max(100_000_000).default(100_000),
       })
       .prefault({}),
+    /** Alert detection (docs/alerts.md). */
+    alerts: AlertsConfigSchema,
+    /** Where alert events go: signed webhooks and a BullMQ notifications queue, from a durable outbox. */
+    notifier: NotifierConfigSchema,
     retention: z
       .strictObject({
         /** How long a job's decision record (and its promotion marker) is kept. */
@@ -213,6 +218,10 @@ const ConfigSchema = z
         }
       }
     });
+    const nq = cfg.notifier.queue.name;
+    if (cfg.notifier.queue.enabled && queues.has(nq)) {
+      ctx.addIssue({ code: 'custom', path: ['notifier', 'queue', 'name'], message: `queue "${nq}" is already used by ${queues.get(nq)}` });
+    }
     cfg.routing.rules.forEach((r, i) => {
       if (!names.has(r.downstream)) {
         ctx.addIssue({

@@ -16,7 +16,9 @@ import {
   text,
   timestamp,
   unique,
+  uniqueIndex,
 } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
 
 /** Snapshot of each downstream's decision and outcome counters, written by the observer. */
 export const downstreamCounters = pgTable('downstream_counters', {
@@ -142,3 +144,83 @@ export const breakerTransitions = pgTable(
   },
   (t) => [unique('breaker_transitions_gen').on(t.downstream, t.gen), index('breaker_transitions_at').on(t.downstream, t.at)],
 );
+
+/**
+ * Alerts, opened and later resolved (src/notify/). `sourceEvent` (the Redis alert event, or the
+ * breaker transition, that opened it) is unique, and so is `alertKey` among open alerts: an event
+ * written twice, or a crossing seen again after Redis lost its alert state, opens nothing new.
+ */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    sourceEvent: text('source_event').notNull(),
+    alertKey: text('alert_key').notNull(),
+    kind: text('kind').notNull(),
+    tenantId: text('tenant_id'),
+    downstream: text('downstream'),
+    threshold: doublePrecision('threshold'),
+    value: doublePrecision('value').notNull(),
+    resolvedValue: doublePrecision('resolved_value'),
+    period: text('period').$type<'hour' | 'day' | 'month'>(),
+    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }),
+    windowEnd: timestamp('window_end', { withTimezone: true, mode: 'date' }),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull(),
+    openedAt: timestamp('opened_at', { withTimezone: true, mode: 'date' }).notNull(),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true, mode: 'date' }),
+    ackedAt: timestamp('acked_at', { withTimezone: true, mode: 'date' }),
+    ackedBy: text('acked_by'),
+  },
+  (t) => [
+    unique('alerts_source_event').on(t.sourceEvent),
+    uniqueIndex('alerts_open_key').on(t.alertKey).where(sql`${t.resolvedAt} IS NULL`),
+    index('alerts_tenant').on(t.tenantId, t.id),
+    index('alerts_kind').on(t.kind, t.id),
+  ],
+);
+
+/**
+ * The notification outbox: one row per (event, target). Deliverers claim due rows under a lease
+ * (`lockedUntil`), so a process killed mid-delivery leaves the row to be tried again, with the same
+ * event id, once the lease ends.
+ */
+export const notifications = pgTable(
+  'notifications',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    eventId: text('event_id').notNull(),
+    alertId: bigint('alert_id', { mode: 'number' }).notNull(),
+    type: text('type').notNull(),
+    target: text('target').notNull(),
+    body: jsonb('body').notNull(),
+    state: text('state').$type<'pending' | 'delivered' | 'dead'>().notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    lockedUntil: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
+    lockedBy: text('locked_by'),
+    lastError: text('last_error'),
+    lastStatus: integer('last_status'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    unique('notifications_event_target').on(t.eventId, t.target),
+    index('notifications_due').on(t.state, t.nextAttemptAt),
+    index('notifications_alert').on(t.alertId),
+  ],
+);
+
+/** Per-tenant alert rules set over the API; a tenant without a row follows the config's `alerts`. */
+export const alertRules = pgTable('alert_rules', {
+  tenantId: text('tenant_id').primaryKey(),
+  rule: jsonb('rule').$type<Record<string, unknown>>().notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  updatedBy: text('updated_by').notNull(),
+});
+
+/** How far the relay has written the Redis alert event stream into Postgres (one row). */
+export const alertRelay = pgTable('alert_relay', {
+  id: integer('id').primaryKey().default(1),
+  lastEvent: text('last_event').notNull().default('0-0'),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});

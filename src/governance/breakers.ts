@@ -26,6 +26,7 @@ import {
 } from '../core/breaker';
 import type { Database } from '../db/client';
 import { breakerSnapshots, breakerTransitions } from '../db/schema';
+import type { Tx } from '../db/quotas';
 import type { Metrics } from '../observability/metrics';
 import type { Governance } from '../redis/governance';
 
@@ -37,6 +38,11 @@ export interface BreakerDeps {
   metrics?: Metrics;
   now?: () => number;
   rand?: () => number;
+  /**
+   * Called in the transaction that writes newly recorded transitions to Postgres (oldest first):
+   * the breaker alerts are recorded there, so each transition alerts once (src/notify/breaker-alerts.ts).
+   */
+  onTransitions?: (tx: Tx, transitions: Array<Transition & { downstream: string }>) => Promise<void>;
 }
 
 /** An execution event the observer passes on: a job ended, or one of its attempts failed. */
@@ -347,44 +353,57 @@ export class BreakerService {
     return restored;
   }
 
-  /** Writes pending transitions and the current snapshots to Postgres; returns how many were written. */
+  private snapshotsAt = 0;
+
+  /**
+   * Writes pending transitions to Postgres (with their alerts, in one transaction) and, when there
+   * were some or a second has passed, the current snapshots; returns how many transitions were read.
+   */
   async flushOutbox(): Promise<number> {
     const { governance, database } = this.deps;
     const entries = await governance.breakerOutbox(200);
-    const touched = new Set<string>();
     if (entries.length > 0) {
-      const rows = entries.map((e) => {
-        const t = JSON.parse(e) as Transition & { downstream: string };
-        touched.add(t.downstream);
-        return {
-          downstream: t.downstream,
-          fromState: t.from,
-          toState: t.to,
-          reason: t.reason,
-          counters: t.counters,
-          gen: t.gen,
-          actor: t.actor,
-          at: new Date(t.at),
-          openUntil: t.openUntil !== undefined ? new Date(t.openUntil) : null,
-        };
+      const parsed = entries.map((e) => JSON.parse(e) as Transition & { downstream: string });
+      const rows = parsed.map((t) => ({
+        downstream: t.downstream,
+        fromState: t.from,
+        toState: t.to,
+        reason: t.reason,
+        counters: t.counters,
+        gen: t.gen,
+        actor: t.actor,
+        at: new Date(t.at),
+        openUntil: t.openUntil !== undefined ? new Date(t.openUntil) : null,
+      }));
+      await database.db.transaction(async (tx) => {
+        const written = await tx
+          .insert(breakerTransitions)
+          .values(rows)
+          .onConflictDoNothing()
+          .returning({ downstream: breakerTransitions.downstream, gen: breakerTransitions.gen });
+        const isNew = new Set(written.map((w) => `${w.downstream}|${w.gen}`));
+        const fresh = parsed.filter((t) => isNew.has(`${t.downstream}|${t.gen}`));
+        if (fresh.length > 0 && this.deps.onTransitions) await this.deps.onTransitions(tx, fresh);
       });
-      await database.db.insert(breakerTransitions).values(rows).onConflictDoNothing();
     }
-    for (const downstream of this.settings.keys()) {
-      // Snapshots copy Redis: Postgres is never ahead of it.
-      const { json } = await governance.readBreaker(downstream);
-      if (!json) continue;
-      const s = JSON.parse(json) as BreakerState;
-      await database.db
-        .insert(breakerSnapshots)
-        .values({ downstream, state: s, gen: s.gen })
-        .onConflictDoUpdate({
-          target: breakerSnapshots.downstream,
-          set: { state: s, gen: s.gen, updatedAt: sql`now()` },
-          setWhere: sql`${breakerSnapshots.gen} <= ${s.gen}`,
-        });
+    if (entries.length > 0 || this.now() - this.snapshotsAt >= 1000) {
+      this.snapshotsAt = this.now();
+      for (const downstream of this.settings.keys()) {
+        // Snapshots copy Redis: Postgres is never ahead of it.
+        const { json } = await governance.readBreaker(downstream);
+        if (!json) continue;
+        const s = JSON.parse(json) as BreakerState;
+        await database.db
+          .insert(breakerSnapshots)
+          .values({ downstream, state: s, gen: s.gen })
+          .onConflictDoUpdate({
+            target: breakerSnapshots.downstream,
+            set: { state: s, gen: s.gen, updatedAt: sql`now()` },
+            setWhere: sql`${breakerSnapshots.gen} <= ${s.gen}`,
+          });
+      }
     }
-    await governance.trimBreakerOutbox(entries.length);
+    await governance.removeFromBreakerOutbox(entries);
     return entries.length;
   }
 
@@ -393,7 +412,19 @@ export class BreakerService {
     const guard = (what: string, f: () => Promise<unknown>) => () =>
       void f().catch((err: Error) => this.deps.log.warn({ err: err.message, what }, 'breaker upkeep failed; retrying'));
     const t1 = setInterval(guard('tick', () => this.tickAll()), opts.tickMs ?? 200);
-    const t2 = setInterval(guard('outbox', () => this.restoreMissing().then(() => this.flushOutbox())), opts.flushMs ?? 1000);
+    // The outbox is looked at often (a breaker alert should reach its receivers within a second or
+    // two); restores, which read Postgres, once a second.
+    let restoredAt = 0;
+    const t2 = setInterval(
+      guard('outbox', async () => {
+        if (this.now() - restoredAt >= 1000) {
+          restoredAt = this.now();
+          await this.restoreMissing();
+        }
+        await this.flushOutbox();
+      }),
+      opts.flushMs ?? 200,
+    );
     t1.unref();
     t2.unref();
     this.timers.push(t1, t2);

@@ -52,6 +52,28 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly alertEvents = new Counter({
+    name: 'tollgate_alert_events_total',
+    help: 'Alert events this process recorded in Postgres, by alert kind and event (alert.opened, alert.changed, alert.resolved)',
+    labelNames: ['kind', 'event'] as const,
+    registers: [this.registry],
+  });
+
+  readonly notifications = new Counter({
+    name: 'tollgate_notifications_total',
+    help: 'Notification attempts by this process, by target kind (webhook, queue) and outcome (delivered, retried, dead)',
+    labelNames: ['target', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly notificationLatency = new Histogram({
+    name: 'tollgate_notification_delivery_seconds',
+    help: 'Time from a notification being queued in the outbox to its delivery',
+    labelNames: ['target'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600],
+    registers: [this.registry],
+  });
+
   readonly observerReleases = new Counter({
     name: 'tollgate_observer_releases_total',
     help: 'Admitted jobs released by this observer, by outcome and by what found them (event or sweep)',

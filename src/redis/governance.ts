@@ -560,9 +560,15 @@ export class Governance {
     return (await this.redis.lrange(this.keys.breakerOutbox(), -n, -1)).reverse();
   }
 
-  /** Drops the `n` oldest outbox entries (written to Postgres). */
-  async trimBreakerOutbox(n: number): Promise<void> {
-    if (n > 0) await this.redis.ltrim(this.keys.breakerOutbox(), 0, -n - 1);
+  /**
+   * Drops these outbox entries (written to Postgres). By value, not by count: two observers that
+   * flushed the same entries at once each remove them once, and nothing pushed meanwhile is lost.
+   */
+  async removeFromBreakerOutbox(entries: readonly string[]): Promise<void> {
+    if (entries.length === 0) return;
+    const pipe = this.redis.pipeline();
+    for (const e of entries) pipe.lrem(this.keys.breakerOutbox(), -1, e);
+    await pipe.exec();
   }
 
   /** Transition counts per downstream, from and to state (for metrics). */

@@ -79,6 +79,21 @@ export class Keys {
     return `${this.gov}brk-transitions`;
   }
 
+  /** Open alerts: alert key -> id of the event that opened it (hash; evaluateAlerts-3.lua). */
+  alertsOpen(): string {
+    return `${this.gov}alerts:open`;
+  }
+
+  /** Since when a sustained alert condition has been hot: alert key -> ms (hash). */
+  alertsSince(): string {
+    return `${this.gov}alerts:since`;
+  }
+
+  /** Alert events not yet known to be in Postgres are read from here by the relay (stream). */
+  alertEvents(): string {
+    return `${this.gov}alerts:ev`;
+  }
+
   quotaDefault(): string {
     return `${this.gov}qd-default`;
   }

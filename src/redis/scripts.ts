@@ -34,6 +34,7 @@ export interface Scripts {
   finishIngress(keys: string[], args: Arg[]): Promise<number>;
   detachChild(keys: [dependencies: string], args: Arg[]): Promise<number>;
   releaseDedup(keys: [held: string], args: Arg[]): Promise<number>;
+  evaluateAlerts(keys: [open: string, since: string, events: string], args: Arg[]): Promise<string[]>;
 }
 
 let sources: Array<{ name: string; numberOfKeys: number; lua: string }> | undefined;
@@ -77,6 +78,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld', 'claimIngress', 'finishIngress', 'detachChild', 'releaseDedup'] as const;
+  const names = ['intake', 'enqueue', 'drain', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'drainHeld', 'claimIngress', 'finishIngress', 'detachChild', 'releaseDedup', 'evaluateAlerts'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }

@@ -1,0 +1,311 @@
+/**
+ * Alert detection, in every observer: each round reads the live governance state (period usage,
+ * in flight and rate tokens per quota, waiting jobs, starvation, adaptive capacity), turns it into
+ * observations, and hands them to evaluateAlerts-3.lua, which opens and resolves alerts atomically
+ * (so two observers seeing the same crossing open one alert) and appends each change to the alert
+ * event stream that the relay writes to Postgres.
+ *
+ * A round looks only at tenants that were admitted in the last two minutes, have jobs waiting, or
+ * have an alert open or pending: usage changes only through admissions, and everything else that
+ * could resolve an alert is in the open set.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/file';
+import { above, alertKey, below, effectiveRule, kindOfKey, type AlertKind, type Observation, type TenantAlertRule } from '../core/alerts';
+import { gcraTokens } from '../core/gcra';
+import { PERIODS, windowsAt, type Period } from '../core/periods';
+import { rateOf } from '../core/quota';
+import type { Database } from '../db/client';
+import { allAlertRules } from '../db/alerts';
+import type { Keys } from '../redis/keys';
+import { scriptsFor } from '../redis/scripts';
+
+/** Kinds this detector opens and resolves (breaker alerts come from the breaker history). */
+const DETECTED: ReadonlySet<AlertKind> = new Set(['period_usage', 'saturation', 'backlog', 'starvation', 'capacity_cut']);
+/** Where each period's total and usage are: the stored quota's field, and the state's window and used fields (their index in STATE_FIELDS). */
+const PERIOD_AT: Record<Period, { limit: 'h' | 'd' | 'm'; window: number; used: number }> = {
+  hour: { limit: 'h', window: 2, used: 3 },
+  day: { limit: 'd', window: 4, used: 5 },
+  month: { limit: 'm', window: 6, used: 7 },
+};
+const STATE_FIELDS = ['tat', 'inf', 'hw', 'hn', 'dw', 'dn', 'mw', 'mn'] as const;
+/** Observations per script call: bounds one call's run time. */
+const CHUNK = 200;
+/** Alert events kept in the Redis stream (the relay normally keeps it near empty). */
+export const ALERT_STREAM_MAXLEN = 100_000;
+
+interface StoredQuota {
+  id: string;
+  r?: number;
+  b?: number;
+  c?: number;
+  h?: number;
+  d?: number;
+  m?: number;
+}
+
+export interface AlertPayload {
+  kind: AlertKind;
+  tenantId?: string;
+  downstream?: string;
+  threshold?: number;
+  value: number;
+  window?: { period: Period; start: number; end: number };
+  detail: Record<string, unknown>;
+}
+
+export interface DetectorDeps {
+  redis: Redis;
+  keys: Keys;
+  config: Config;
+  database: Database;
+  log: Logger;
+  now: () => number;
+  /** Called after a round that opened or resolved something (the relay writes it at once). */
+  onEvents?: () => void;
+}
+
+export class AlertDetector {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<number>;
+  private rules = new Map<string, Partial<TenantAlertRule>>();
+  private rulesAt = 0;
+
+  constructor(private readonly deps: DetectorDeps) {}
+
+  start(): void {
+    const every = this.deps.config.alerts.evaluateIntervalMs;
+    this.timer = setInterval(() => void this.tick(), every);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** One round; never throws (a failed round is logged and the next one tries again). */
+  tick(): Promise<number> {
+    if (this.running) return this.running;
+    this.running = this.evaluate()
+      .catch((err: Error) => {
+        this.deps.log.warn({ err: err.message }, 'alert evaluation failed; retrying next interval');
+        return 0;
+      })
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  /** Per-tenant rules from Postgres, re-read at most every 5 s; the last ones read stay in force while Postgres is away. */
+  private async loadRules(now: number): Promise<void> {
+    if (now - this.rulesAt < 5000 && this.rulesAt > 0) return;
+    try {
+      const rows = await allAlertRules(this.deps.database.db);
+      this.rules = new Map(rows.map((r) => [r.tenantId, r.rule as Partial<TenantAlertRule>]));
+      this.rulesAt = now;
+    } catch (err) {
+      this.deps.log.debug({ err: (err as Error).message }, 'alert rules not re-read (Postgres); the last ones read apply');
+    }
+  }
+
+  private ruleOf(tenantId: string): TenantAlertRule {
+    const a = this.deps.config.alerts;
+    return effectiveRule({ periodThresholds: a.periodThresholds, saturationForMs: a.saturationForMs, backlogPercent: a.backlogPercent }, this.rules.get(tenantId));
+  }
+
+  /** Evaluates once; returns how many alerts opened or resolved. */
+  async evaluate(): Promise<number> {
+    const { redis, keys, config } = this.deps;
+    const now = this.deps.now();
+    await this.loadRules(now);
+    const a = config.alerts;
+    const margin = a.rearmMarginPercent;
+    const downstreams = config.downstreams;
+    const minute = now - (now % 60_000);
+
+    const pipe = redis.pipeline();
+    for (const d of downstreams) {
+      pipe.hgetall(keys.ds(d.name, `adm:${minute}`));
+      pipe.hgetall(keys.ds(d.name, `adm:${minute - 60_000}`));
+      pipe.hgetall(keys.ds(d.name, 'wc'));
+      pipe.zrange(keys.ds(d.name, 'since'), '0', '-1', 'WITHSCORES');
+      pipe.get(keys.ds(d.name, 'cap'));
+    }
+    pipe.hgetall(keys.alertsOpen());
+    pipe.hgetall(keys.alertsSince());
+    pipe.get(keys.quotaDefault());
+    const res = await execAll(pipe);
+    const tenants = new Set<string>();
+    const waiting = new Map<string, Record<string, string>>();
+    const queued = new Map<string, Array<[string, number]>>();
+    const caps = new Map<string, string | null>();
+    downstreams.forEach((d, i) => {
+      const [cur, prev, wc, since, cap] = res.slice(i * 5, i * 5 + 5) as [Record<string, string>, Record<string, string>, Record<string, string>, string[], string | null];
+      for (const t of [...Object.keys(cur), ...Object.keys(prev), ...Object.keys(wc)]) tenants.add(t);
+      waiting.set(d.name, wc);
+      const q: Array<[string, number]> = [];
+      for (let j = 0; j < since.length; j += 2) q.push([since[j]!, Number(since[j + 1])]);
+      queued.set(d.name, q);
+      caps.set(d.name, cap);
+    });
+    const base = downstreams.length * 5;
+    const open = res[base] as Record<string, string>;
+    const sinceMap = res[base + 1] as Record<string, string>;
+    const defaultQuota = res[base + 2] as string | null;
+    const known = new Set([...Object.keys(open), ...Object.keys(sinceMap)]);
+    for (const k of known) {
+      const parts = JSON.parse(k) as unknown[];
+      const kind = parts[0] as AlertKind;
+      // Tenant keys: [kind, tenant, ...] for period_usage and saturation; [kind, downstream, tenant] otherwise.
+      if (kind === 'period_usage' || kind === 'saturation') tenants.add(String(parts[1]));
+      if (kind === 'backlog' || kind === 'starvation') tenants.add(String(parts[2]));
+    }
+
+    // Quota definitions and states of the tenants in view.
+    const list = [...tenants];
+    const defsPipe = redis.pipeline();
+    for (const t of list) defsPipe.hgetall(keys.quotaDefs(t));
+    const defsRes = (await execAll(defsPipe)) as Array<Record<string, string>>;
+    const fallback = defaultQuota ? (JSON.parse(defaultQuota) as StoredQuota) : undefined;
+    const pairs: Array<{ tenant: string; q: StoredQuota }> = [];
+    list.forEach((t, i) => {
+      for (const raw of Object.values(defsRes[i] ?? {})) pairs.push({ tenant: t, q: JSON.parse(raw) as StoredQuota });
+      if (fallback) pairs.push({ tenant: t, q: fallback });
+    });
+    const statePipe = redis.pipeline();
+    for (const p of pairs) statePipe.hmget(keys.quotaState(p.q.id, p.tenant), ...STATE_FIELDS);
+    const states = (await execAll(statePipe)) as Array<Array<string | null>>;
+
+    const obs: Array<Observation & { payload: AlertPayload }> = [];
+    const add = (kind: AlertKind, parts: Array<string | number>, c: { hot: boolean; cool: boolean }, sustainMs: number, payload: Omit<AlertPayload, 'kind'>) =>
+      obs.push({ key: alertKey(kind, ...parts), ...c, sustainMs, payload: { kind, ...payload } });
+    const muted = { hot: false, cool: true };
+    const windows = windowsAt(now);
+
+    pairs.forEach(({ tenant, q }, i) => {
+      const v = states[i]!;
+      if (v.every((x) => x === null)) return; // this quota never governed a job of the tenant
+      const rule = this.ruleOf(tenant);
+      for (const p of PERIODS) {
+        const at = PERIOD_AT[p];
+        const limit = q[at.limit];
+        if (!limit || limit <= 0) continue;
+        const w = windows[p];
+        if (Number(v[at.window]) !== w.start) continue; // nothing used in this window yet
+        const used = Number(v[at.used] ?? 0);
+        const value = (used / limit) * 100;
+        for (const T of rule.periodThresholds) {
+          add('period_usage', [tenant, q.id, p, T, w.start], rule.muted ? muted : above(value, T, margin), 0, {
+            tenantId: tenant,
+            threshold: T,
+            value,
+            window: { period: p, start: w.start, end: w.end },
+            detail: { quotaId: q.id, used, limit },
+          });
+        }
+      }
+      {
+        const forMs = rule.saturationForMs;
+        const inf = Number(v[1] ?? 0);
+        const rate = rateOf({ ...(q.r !== undefined ? { rate: q.r } : {}), ...(q.b !== undefined ? { burst: q.b } : {}) });
+        const tokens = rate ? gcraTokens(Number(v[0] ?? 0), now, rate) : undefined;
+        const concurrency = q.c !== undefined && inf >= q.c;
+        const rateEmpty = tokens !== undefined && tokens < 1;
+        if (q.c !== undefined || rate) {
+          const hot = forMs !== null && !rule.muted && (concurrency || rateEmpty);
+          add('saturation', [tenant, q.id], { hot, cool: !hot }, forMs ?? 0, {
+            tenantId: tenant,
+            ...(forMs !== null ? { threshold: forMs } : {}),
+            value: inf,
+            detail: { quotaId: q.id, cause: concurrency ? 'concurrency' : rateEmpty ? 'rate' : 'none', inFlight: inf, ...(q.c !== undefined ? { maxConcurrent: q.c } : {}), ...(tokens !== undefined ? { rateTokens: tokens } : {}) },
+          });
+        }
+      }
+    });
+
+    const maxWaiting = config.tenantLimits.maxWaiting;
+    for (const d of downstreams) {
+      if (maxWaiting !== undefined) {
+        for (const [tenant, n] of Object.entries(waiting.get(d.name) ?? {})) {
+          const rule = this.ruleOf(tenant);
+          const share = rule.backlogPercent;
+          if (share === null) continue;
+          const value = (Number(n) / maxWaiting) * 100;
+          add('backlog', [d.name, tenant], rule.muted ? muted : above(value, share, margin), 0, {
+            tenantId: tenant,
+            downstream: d.name,
+            threshold: share,
+            value,
+            detail: { waiting: Number(n), maxWaiting },
+          });
+        }
+      }
+      if (a.starvation) {
+        const bound = config.observer.starvationMs;
+        for (const [tenant, since] of queued.get(d.name) ?? []) {
+          const waited = now - since;
+          const hot = waited >= bound && !this.ruleOf(tenant).muted;
+          add('starvation', [d.name, tenant], { hot, cool: !hot }, 0, {
+            tenantId: tenant,
+            downstream: d.name,
+            threshold: bound,
+            value: waited,
+            detail: { servedOrEligibleAt: new Date(since).toISOString() },
+          });
+        }
+      }
+      const cut = a.capacityCutPercent;
+      const cap = caps.get(d.name);
+      if (cut !== null && d.adaptive && cap !== null && cap !== undefined) {
+        const value = (Number(cap) / d.adaptive.ceiling) * 100;
+        add('capacity_cut', [d.name], below(value, cut, margin), 0, {
+          downstream: d.name,
+          threshold: cut,
+          value,
+          detail: { capacity: Number(cap), ceiling: d.adaptive.ceiling, floor: d.adaptive.floor },
+        });
+      }
+    }
+
+    // An open or pending alert nothing observed any more (window reset, quota or rule removed,
+    // tenant no longer queued) resolves.
+    const seen = new Set(obs.map((o) => o.key));
+    for (const k of known) {
+      if (seen.has(k) || !DETECTED.has(kindOfKey(k))) continue;
+      const parts = JSON.parse(k) as unknown[];
+      const kind = parts[0] as AlertKind;
+      const tenantId = kind === 'period_usage' || kind === 'saturation' ? String(parts[1]) : kind === 'capacity_cut' ? undefined : String(parts[2]);
+      const downstream = kind === 'period_usage' || kind === 'saturation' ? undefined : String(parts[1]);
+      obs.push({
+        key: k,
+        hot: false,
+        cool: true,
+        sustainMs: 0,
+        payload: { kind, ...(tenantId !== undefined ? { tenantId } : {}), ...(downstream !== undefined ? { downstream } : {}), value: 0, detail: { resolvedBecause: 'no longer observed (window reset, rule or quota changed, or the condition ended)' } },
+      });
+    }
+
+    // Only observations that can change something go to Redis (the script decides atomically).
+    const due = obs.filter((o) => (open[o.key] !== undefined ? o.cool : o.hot || sinceMap[o.key] !== undefined));
+    let changed = 0;
+    for (let i = 0; i < due.length; i += CHUNK) {
+      const args: Array<string | number> = [now, ALERT_STREAM_MAXLEN];
+      for (const o of due.slice(i, i + CHUNK)) args.push(o.key, o.hot ? '1' : '0', o.cool ? '1' : '0', o.sustainMs, JSON.stringify(o.payload));
+      const out = await scriptsFor(redis).evaluateAlerts([keys.alertsOpen(), keys.alertsSince(), keys.alertEvents()], args);
+      changed += out.length / 3;
+    }
+    if (changed > 0) this.deps.onEvents?.();
+    return changed;
+  }
+}
+
+async function execAll(pipe: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+  const res = (await pipe.exec()) ?? [];
+  return res.map(([err, v]) => {
+    if (err) throw err;
+    return v;
+  });
+}
