@@ -93,6 +93,11 @@ export const NotifierConfigSchema = z
       if (seen.has(w.name)) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'name'], message: `"${w.name}" is declared twice` });
       seen.add(w.name);
     });
+    // A lease shorter than a request's timeout would let a second deliverer send a notification the
+    // first is still waiting on.
+    n.webhooks.forEach((w, i) => {
+      if (w.timeoutMs >= n.leaseMs) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'timeoutMs'], message: `must be below notifier.leaseMs (${n.leaseMs})` });
+    });
     if (n.retry.baseDelayMs > n.retry.maxDelayMs) ctx.addIssue({ code: 'custom', path: ['retry', 'baseDelayMs'], message: 'must not exceed retry.maxDelayMs' });
   })
   .prefault({});
