@@ -135,7 +135,7 @@ export const AlertSchema = z
     downstream: z.string().optional(),
     /** The threshold crossed (percent for period_usage, backlog, capacity_cut; ms for saturation and starvation). */
     threshold: z.number().optional(),
-    /** The measured value when it opened (same unit as the threshold). */
+    /** The measured value when it opened: percent (period_usage, backlog, capacity_cut), ms waited (starvation), jobs in flight (saturation), failures counted (breaker). */
     value: z.number(),
     resolvedValue: z.number().optional(),
     window: z.object({ period: z.enum(['hour', 'day', 'month']), start: z.string(), end: z.string() }).optional(),

@@ -3,7 +3,7 @@
  * Redis and Postgres: it loads without console errors; a breaker tripped by a real failing worker shows
  * open within 3 s; forcing it open through the page, with a reason, changes it in the API and writes
  * the audit row; a tenant token's page shows that tenant only; with 10,000 tenants the tenants panel
- * shows its first page within 1 s.
+ * shows its first page within 1 s; open alerts are listed and acknowledged through the page.
  */
 import { Client } from 'pg';
 import type { Page } from 'playwright-core';
@@ -101,6 +101,23 @@ it('shows a breaker tripped by a real failing worker as open within 3 s, then fo
   expect(errors).toEqual([]);
   await h.closeWorkers();
   await h.api('POST', '/api/v1/breakers/scanner/reset', { token: ADMIN });
+  await page.close();
+});
+
+it('lists open alerts with their delivery state and acknowledges one through the page', async () => {
+  expect((await h.api('PUT', '/api/v1/quotas/alerty', { body: { periods: { day: 5 } }, token: ADMIN })).status).toBe(201);
+  await h.ingress.addBulk([1, 2, 3, 4, 5].map((i) => ({ name: 'policy.eval', data: { tenantId: 'alerty', i } })));
+  const { page, errors } = await open(ADMIN);
+  const rows = page.getByTestId('alerts').locator('tbody tr').filter({ hasText: 'tenant alerty' });
+  await waitFor(async () => (await rows.count()) === 3, 'three alerts on the page', 15_000);
+  expect((await rows.allTextContents()).join('\n')).toMatch(/100 % of its day total \(5 of 5\), past 100 %/);
+  const [first] = (await h.api('GET', '/api/v1/alerts?tenantId=alerty', { token: ADMIN })).body.items;
+  await page.getByTestId(`ack-${first.id}`).click();
+  await page.getByTestId(`ack-${first.id}-reason`).fill('on it');
+  await page.getByTestId(`ack-${first.id}-submit`).click();
+  await page.getByTestId(`alert-${first.id}`).filter({ hasText: 'acked by ops' }).waitFor();
+  expect((await h.api('GET', `/api/v1/alerts/${first.id}`, { token: ADMIN })).body.acked).toMatchObject({ by: 'ops' });
+  expect(errors).toEqual([]);
   await page.close();
 });
 

@@ -256,6 +256,52 @@ function Tenants({ admin }) {
   </section>`;
 }
 
+/** What an alert is about, in a line. */
+function alertText(a) {
+  const subject = a.tenantId ? `tenant ${a.tenantId}${a.downstream ? ` on ${a.downstream}` : ''}` : `downstream ${a.downstream}`;
+  switch (a.kind) {
+    case 'period_usage':
+      return `${subject}: ${Math.round(a.value)} % of its ${a.window?.period ?? ''} total (${a.detail.used} of ${a.detail.limit}), past ${a.threshold} %`;
+    case 'saturation':
+      return `${subject}: saturated (${a.detail.cause}) for over ${a.threshold} ms`;
+    case 'backlog':
+      return `${subject}: ${a.detail.waiting} waiting, ${Math.round(a.value)} % of maxWaiting`;
+    case 'starvation':
+      return `${subject}: not served for ${Math.round(a.value / 1000)} s`;
+    case 'capacity_cut':
+      return `${subject}: adaptive capacity ${a.detail.capacity} of ${a.detail.ceiling}`;
+    case 'breaker':
+      return `${subject}: breaker ${a.detail.to}${a.detail.forced ? ' (forced)' : ''}: ${a.detail.reason}`;
+    default:
+      return subject;
+  }
+}
+
+/** Open alerts, newest first, with their delivery state; an admin can acknowledge them. */
+function Alerts({ admin }) {
+  const [nonce, setNonce] = useState(0);
+  const [list, err] = usePoll('/api/v1/alerts?state=open&limit=50', true, [nonce]);
+  if (err?.status === 403 && !list) return null;
+  const items = list?.items || [];
+  const ack = (a) => async (reason) => {
+    await api('POST', `/api/v1/alerts/${a.id}/ack`, { reason, body: {} });
+    setNonce(nonce + 1);
+    return 'acknowledged';
+  };
+  return html`<section>
+    <h2>Open alerts <span class="status" data-testid="alerts-open">${list ? `${items.length}${list.nextCursor ? '+' : ''} open` : ''}</span> ${err && html`<span class="err">${err.message}</span>`}</h2>
+    ${list && items.length === 0 && html`<p data-testid="alerts-none">No open alert.</p>`}
+    ${items.length > 0 &&
+    html`<table data-testid="alerts"><thead><tr><th>kind</th><th>alert</th><th>opened</th><th>delivery</th><th></th></tr></thead>
+    <tbody>${items.map(
+      (a) => html`<tr data-testid=${`alert-${a.id}`}>
+        <td>${a.kind}</td><td style="text-align:left;white-space:normal">${alertText(a)}</td><td>${fmtAgo(a.openedAt)}</td>
+        <td>${a.delivery ? `${a.delivery.delivered} sent${a.delivery.pending ? `, ${a.delivery.pending} pending` : ''}${a.delivery.dead ? `, ${a.delivery.dead} dead` : ''}` : ''}</td>
+        <td>${a.acked ? `acked by ${a.acked.by}` : admin && html`<${ReasonAction} label="acknowledge" testId=${`ack-${a.id}`} run=${ack(a)} />`}</td></tr>`,
+    )}</tbody></table>`}
+  </section>`;
+}
+
 function DeadLetter({ admin }) {
   const [reason, setReason] = useState('');
   const [tenant, setTenant] = useState('');
@@ -432,6 +478,7 @@ function App() {
     </header>
     ${signedIn
       ? html`<main>
+          <${Alerts} admin=${admin} />
           <${Breakers} admin=${admin} />
           <${Tenants} admin=${admin} />
           <${Flow} />
