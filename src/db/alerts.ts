@@ -4,7 +4,7 @@
  */
 import { and, desc, eq, inArray, isNull, isNotNull, lt, sql, type SQL } from 'drizzle-orm';
 import type { AlertView, EventType, NotificationEvent } from '../contracts/alerts';
-import type { AlertKind } from '../core/alerts';
+import { targetWants, type AlertKind } from '../core/alerts';
 import { alertRelay, alertRules, alerts, notifications } from './schema';
 import type { Tx } from './quotas';
 
@@ -123,7 +123,7 @@ export async function recordAlertEvent(
   }
   if (!row) return undefined;
   const body: NotificationEvent = { id: e.eventId, type: type!, timestamp: at.toISOString(), data: { alert: alertView(row) } };
-  const wanted = targets.filter((t) => (!t.kinds || t.kinds.includes(row!.kind)) && (!t.tenants || (row!.tenantId !== null && t.tenants.includes(row!.tenantId))));
+  const wanted = targets.filter((t) => targetWants(t, row!.kind, row!.tenantId ?? undefined));
   if (wanted.length > 0) {
     await tx
       .insert(notifications)

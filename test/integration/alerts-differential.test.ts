@@ -10,6 +10,7 @@ import { alertKey, step, type CrossingState } from '../../src/core/alerts';
 import { Keys } from '../../src/redis/keys';
 import { scriptsFor } from '../../src/redis/scripts';
 import { cleanupPrefix, REDIS_URL, testRedis, uniquePrefix } from '../support/services';
+import { rng } from '../support/rng';
 
 const redis = testRedis();
 const prefix = uniquePrefix('alertdiff');
@@ -20,16 +21,6 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function rng(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Mode = 'hot' | 'cool' | 'band';
 interface Event {

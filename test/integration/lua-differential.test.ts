@@ -9,6 +9,7 @@ import { evaluate, type QuotaDef, type QuotaState, type ThrottleDef } from '../.
 import { Governance } from '../../src/redis/governance';
 import { Keys } from '../../src/redis/keys';
 import { cleanupPrefix, testRedis, uniquePrefix } from '../support/services';
+import { rng } from '../support/rng';
 
 const redis = testRedis();
 const prefix = uniquePrefix('diff');
@@ -21,16 +22,6 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function rng(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 it('agrees with the reference implementation on 400 random cases (costs, misfits, rates down to the minimum)', async () => {
   const rand = rng(20261127);

@@ -9,6 +9,7 @@ import { FairQueue, type QueuedJob } from '../../src/core/fair-queue';
 import { Governance } from '../../src/redis/governance';
 import { Keys } from '../../src/redis/keys';
 import { cleanupPrefix, testRedis, uniquePrefix } from '../support/services';
+import { rng } from '../support/rng';
 
 jest.setTimeout(120_000);
 
@@ -19,15 +20,6 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-function rng(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 it('admits the same jobs in the same order as the reference scheduler, under every policy', async () => {
   const rand = rng(42);
