@@ -277,7 +277,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       const notifyLog = log.child({ component: 'notifier' });
       const notifierRedis = createRedis(env.redisUrl, 'worker', log, 'notifier');
       deliverer = new Deliverer({ database, config, redis: notifierRedis, prefix: env.prefix, log: notifyLog, metrics });
-      const relay = new AlertRelay({ redis, keys, database, targets, log: notifyLog, metrics, onQueued: () => deliverer?.wake() });
+      const relay = new AlertRelay({ redis, keys, database, targets, log: notifyLog, metrics, retentionDays: config.notifier.retentionDays, onQueued: () => deliverer?.wake() });
       const detector = config.alerts.enabled
         ? new AlertDetector({ redis, keys, config, database, log: notifyLog, now, onEvents: () => void relay.tick() })
         : undefined;

@@ -84,6 +84,8 @@ export const NotifierConfigSchema = z
     leaseMs: ms(100).default(30_000),
     /** How often each observer looks for due notifications (it also wakes when it records one). */
     pollMs: ms(10).default(250),
+    /** Delivered notifications and resolved alerts are deleted after this many days (dead ones and open alerts stay). */
+    retentionDays: z.number().int().min(1).max(3650).default(30),
     /** Deliveries one process runs at once. */
     concurrency: z.number().int().min(1).max(100).default(8),
   })

@@ -133,6 +133,25 @@ export async function recordAlertEvent(
   return { alert: row, type: type!, notifications: wanted.length };
 }
 
+/** Open alerts of the kinds `kinds`: key and what opened them (to seed a Redis that lost its alert state). */
+export async function openAlertKeys(db: Tx, kinds: readonly string[]): Promise<Array<{ alertKey: string; sourceEvent: string }>> {
+  return db
+    .select({ alertKey: alerts.alertKey, sourceEvent: alerts.sourceEvent })
+    .from(alerts)
+    .where(and(isNull(alerts.resolvedAt), inArray(alerts.kind, [...kinds])));
+}
+
+/**
+ * Deletes delivered notifications, and resolved alerts with all their notifications, older than
+ * `days`; dead notifications and open alerts stay. Returns the rows deleted.
+ */
+export async function pruneAlerts(db: Tx, days: number): Promise<number> {
+  const a = await db.execute(sql`
+    WITH gone AS (DELETE FROM alerts WHERE resolved_at < now() - ${days} * interval '1 day' RETURNING id)
+    DELETE FROM notifications WHERE alert_id IN (SELECT id FROM gone) OR (state = 'delivered' AND delivered_at < now() - ${days} * interval '1 day')`);
+  return a.rowCount ?? 0;
+}
+
 export async function relayCursor(tx: Tx): Promise<string> {
   await tx.insert(alertRelay).values({ id: 1 }).onConflictDoNothing();
   // The row lock makes relays take turns: events are written in stream order, once.

@@ -70,7 +70,6 @@ export class AlertDetector {
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
   private rules = new Map<string, Partial<TenantAlertRule>>();
-  private rulesAt = 0;
 
   constructor(private readonly deps: DetectorDeps) {}
 
@@ -99,13 +98,11 @@ export class AlertDetector {
     return this.running;
   }
 
-  /** Per-tenant rules from Postgres, re-read at most every 5 s; the last ones read stay in force while Postgres is away. */
-  private async loadRules(now: number): Promise<void> {
-    if (now - this.rulesAt < 5000 && this.rulesAt > 0) return;
+  /** Per-tenant rules from Postgres, re-read every round (a small table); the last ones read stay in force while Postgres is away. */
+  private async loadRules(): Promise<void> {
     try {
       const rows = await allAlertRules(this.deps.database.db);
       this.rules = new Map(rows.map((r) => [r.tenantId, r.rule as Partial<TenantAlertRule>]));
-      this.rulesAt = now;
     } catch (err) {
       this.deps.log.debug({ err: (err as Error).message }, 'alert rules not re-read (Postgres); the last ones read apply');
     }
@@ -120,7 +117,7 @@ export class AlertDetector {
   async evaluate(): Promise<number> {
     const { redis, keys, config } = this.deps;
     const now = this.deps.now();
-    await this.loadRules(now);
+    await this.loadRules();
     const a = config.alerts;
     const margin = a.rearmMarginPercent;
     const downstreams = config.downstreams;
@@ -156,9 +153,17 @@ export class AlertDetector {
     const sinceMap = res[base + 1] as Record<string, string>;
     const defaultQuota = res[base + 2] as string | null;
     const known = new Set([...Object.keys(open), ...Object.keys(sinceMap)]);
+    // Thresholds of open period alerts by (tenant, quota, period, window): evaluated against usage like
+    // the rule's, so an alert opened under a threshold that an observer's rules no longer list (a rule
+    // changed a moment ago, another observer read it first) resolves on its value, not on its absence.
+    const openThresholds = new Map<string, Set<number>>();
     for (const k of known) {
       const parts = JSON.parse(k) as unknown[];
       const kind = parts[0] as AlertKind;
+      if (kind === 'period_usage' && open[k] !== undefined) {
+        const id = `${String(parts[1])}|${String(parts[2])}|${String(parts[3])}|${String(parts[5])}`;
+        openThresholds.set(id, (openThresholds.get(id) ?? new Set()).add(Number(parts[4])));
+      }
       // Tenant keys: [kind, tenant, ...] for period_usage and saturation; [kind, downstream, tenant] otherwise.
       if (kind === 'period_usage' || kind === 'saturation') tenants.add(String(parts[1]));
       if (kind === 'backlog' || kind === 'starvation') tenants.add(String(parts[2]));
@@ -197,7 +202,8 @@ export class AlertDetector {
         if (Number(v[at.window]) !== w.start) continue; // nothing used in this window yet
         const used = Number(v[at.used] ?? 0);
         const value = (used / limit) * 100;
-        for (const T of rule.periodThresholds) {
+        const thresholds = new Set([...rule.periodThresholds, ...(openThresholds.get(`${tenant}|${q.id}|${p}|${w.start}`) ?? [])]);
+        for (const T of thresholds) {
           add('period_usage', [tenant, q.id, p, T, w.start], rule.muted ? muted : above(value, T, margin), 0, {
             tenantId: tenant,
             threshold: T,

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertKind } from '../core/alerts';
 import type { Database } from '../db/client';
-import { advanceRelayCursor, recordAlertEvent, relayCursor, type AlertEventInput, type Target } from '../db/alerts';
+import { advanceRelayCursor, openAlertKeys, pruneAlerts, recordAlertEvent, relayCursor, type AlertEventInput, type Target } from '../db/alerts';
 import type { Metrics } from '../observability/metrics';
 import type { Keys } from '../redis/keys';
 import type { AlertPayload } from './detector';
@@ -24,6 +24,8 @@ export interface RelayDeps {
   /** Called after a batch that queued notifications (the local deliverer looks at once). */
   onQueued?: () => void;
   intervalMs?: number;
+  /** Delivered notifications and resolved alerts older than this are deleted (once an hour). */
+  retentionDays?: number;
 }
 
 type StreamEntry = [id: string, fields: string[]];
@@ -52,6 +54,7 @@ export class AlertRelay {
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
   private again = false;
+  private prunedAt = 0;
 
   constructor(private readonly deps: RelayDeps) {}
 
@@ -73,6 +76,9 @@ export class AlertRelay {
     }
     this.running = (async () => {
       let total = 0;
+      // Neither may keep the relay from relaying.
+      await this.seedLostState().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'could not re-seed alert state into Redis; retrying'));
+      await this.prune().catch((err: Error) => this.deps.log.warn({ err: err.message }, 'could not delete old alerts; retrying in an hour'));
       do {
         this.again = false;
         for (;;) {
@@ -91,6 +97,30 @@ export class AlertRelay {
         this.running = undefined;
       });
     return this.running;
+  }
+
+  /**
+   * A Redis that lost its alert state (a flush, a new server) would never resolve the alerts Postgres
+   * has open: their keys go back into the open set, so the detector resolves each once its condition
+   * has ended. Breaker alerts are left out (the breaker's own transitions resolve them).
+   */
+  private async seedLostState(): Promise<void> {
+    const { redis, keys, database, log } = this.deps;
+    if ((await redis.exists(keys.alertsSeeded())) === 1) return;
+    const open = await openAlertKeys(database.db, ['period_usage', 'saturation', 'backlog', 'starvation', 'capacity_cut']);
+    const pipe = redis.pipeline();
+    for (const o of open) pipe.hsetnx(keys.alertsOpen(), o.alertKey, o.sourceEvent.replace(/^redis:/, ''));
+    pipe.set(keys.alertsSeeded(), '1');
+    await pipe.exec();
+    if (open.length > 0) log.warn({ alerts: open.length }, 'alert state was missing in Redis: open alerts re-seeded from Postgres');
+  }
+
+  private async prune(): Promise<void> {
+    const days = this.deps.retentionDays;
+    if (days === undefined || Date.now() - this.prunedAt < 3_600_000) return;
+    this.prunedAt = Date.now();
+    const n = await pruneAlerts(this.deps.database.db, days);
+    if (n > 0) this.deps.log.info({ deleted: n, olderThanDays: days }, 'old alerts and delivered notifications deleted');
   }
 
   /** One batch of up to 200 events; 0 when there is nothing new or another relay holds the turn. */

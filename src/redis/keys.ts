@@ -89,6 +89,11 @@ export class Keys {
     return `${this.gov}alerts:since`;
   }
 
+  /** Marker: this Redis holds the open alerts Postgres knows (absent after a flush; the relay re-seeds). */
+  alertsSeeded(): string {
+    return `${this.gov}alerts:seeded`;
+  }
+
   /** Alert events not yet known to be in Postgres are read from here by the relay (stream). */
   alertEvents(): string {
     return `${this.gov}alerts:ev`;

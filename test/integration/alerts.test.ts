@@ -6,6 +6,11 @@
 import type { Job } from 'bullmq';
 import { Client } from 'pg';
 import { parseApiTokens } from '../../src/config/tokens';
+import { createDatabase } from '../../src/db/client';
+import { pruneAlerts } from '../../src/db/alerts';
+import { Keys } from '../../src/redis/keys';
+import { AlertDetector } from '../../src/notify/detector';
+import type { Database } from '../../src/db/client';
 import { createHarness, type Harness } from '../support/harness';
 import { waitFor } from '../support/services';
 import { startReceiver, TEST_SECRET, type Receiver } from '../support/webhook-receiver';
@@ -135,6 +140,23 @@ it('retries a failing receiver with backoff: it answers 503 three times and gets
   expect(notes.find((n: any) => n.target === 'webhook:ops')).toMatchObject({ state: 'delivered', attempts: 4 });
 });
 
+it("keeps an alert opened under a tenant's own threshold open when an observer that has not read that rule yet evaluates", async () => {
+  const [alert] = await alertsOf('flaky');
+  expect(alert).toMatchObject({ state: 'open', threshold: 50 });
+  // An observer whose Postgres has not answered since it started: it knows only the config's thresholds.
+  const stale = new AlertDetector({
+    redis: h.redis,
+    keys: new Keys(h.prefix),
+    config: h.config,
+    database: { db: { select: () => { throw new Error('Postgres away'); } } } as unknown as Database,
+    log: h.tollgate!.log,
+    now: Date.now,
+  });
+  for (let i = 0; i < 3; i++) expect(await stale.evaluate()).toBe(0);
+  await new Promise((r) => setTimeout(r, 500));
+  expect((await h.api('GET', `/api/v1/alerts/${alert.id}`, { token: ADMIN })).body.state).toBe('open');
+});
+
 it('marks a notification dead after the last attempt, shows it over the API, and retries it on request', async () => {
   rx.answer = (r) => (r.body?.data?.alert?.tenantId === 'gone' ? 500 : 204);
   await put('gone', { periods: { day: 10 } });
@@ -208,4 +230,32 @@ it('acknowledges an alert once, audited', async () => {
   expect((await h.api('POST', '/api/v1/alerts/999999/ack', { token: ADMIN })).status).toBe(404);
   const audit = await sql("SELECT count(*)::int AS n FROM audit_log WHERE action = 'alert.ack'");
   expect(audit.rows[0].n).toBe(1);
+});
+
+it('resolves an alert Postgres has open after Redis lost the alert state, once its condition ends', async () => {
+  const [open] = await alertsOf('wobble', '&state=open');
+  expect(open).toBeDefined();
+  const keys = new Keys(h.prefix);
+  // As after a flush of Redis: the open set, the pending times and the marker are gone.
+  await h.redis.del(keys.alertsOpen(), keys.alertsSince(), keys.alertsSeeded());
+  await h.api('PATCH', '/api/v1/quotas/wobble', { body: { periods: { day: 200 } }, token: ADMIN });
+  await waitFor(async () => (await h.api('GET', `/api/v1/alerts/${open.id}`, { token: ADMIN })).body.state === 'resolved', 'resolved from the re-seeded state', 10_000);
+  expect(await alertsOf('wobble', '&state=open')).toEqual([]);
+});
+
+it('deletes resolved alerts and delivered notifications past the retention, keeping open alerts and dead notifications', async () => {
+  const database = createDatabase(h.db.url, h.tollgate!.log);
+  try {
+    const [resolved] = await alertsOf('wobble', '&state=resolved');
+    await sql(`UPDATE alerts SET resolved_at = now() - interval '40 days' WHERE id = ${resolved.id}`);
+    const openBefore = (await alertsOf('daily', '&state=open')).length;
+    const deadBefore = (await h.api('GET', '/api/v1/notifications?state=dead', { token: ADMIN })).body.items.length;
+    expect(await pruneAlerts(database.db, 30)).toBeGreaterThan(0);
+    expect((await h.api('GET', `/api/v1/alerts/${resolved.id}`, { token: ADMIN })).status).toBe(404);
+    expect((await sql(`SELECT count(*)::int AS n FROM notifications WHERE alert_id = ${resolved.id}`)).rows[0].n).toBe(0);
+    expect((await alertsOf('daily', '&state=open')).length).toBe(openBefore);
+    expect((await h.api('GET', '/api/v1/notifications?state=dead', { token: ADMIN })).body.items.length).toBe(deadBefore);
+  } finally {
+    await database.close();
+  }
 });
