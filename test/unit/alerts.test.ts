@@ -14,8 +14,8 @@ import {
   type CrossingState,
   type Observation,
 } from '../../src/core/alerts';
-import { TollgateError } from '../../src/errors';
 import { testConfigInput } from '../support/services';
+import { configError } from '../support/config-error';
 
 const KEY = '["saturation","acme"]';
 const T0 = Date.UTC(2026, 11, 2, 12, 0, 0);
@@ -262,14 +262,6 @@ describe('alerts and notifier config', () => {
   const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
   const hook = (over: Record<string, unknown> = {}) => ({ name: 'ops', url: 'https://hooks.example.com/tollgate', secret: SECRET, ...over });
 
-  function configError(value: unknown): TollgateError {
-    try {
-      parseConfig(value, 'cfg.json');
-    } catch (err) {
-      return err as TollgateError;
-    }
-    throw new Error('expected the config to be refused');
-  }
 
   it('fills the defaults', () => {
     const cfg = parseConfig(testConfigInput());

@@ -5,17 +5,10 @@ import { loadEnv } from '../../src/config/env';
 import { loadConfigFile, parseConfig } from '../../src/config/file';
 import { findToken, parseApiTokens, sha256 } from '../../src/config/tokens';
 import { TollgateError } from '../../src/errors';
+import { configError } from '../support/config-error';
 
 const minimal = { downstreams: [{ name: 'scanner', capacity: 5 }] };
 
-function configError(value: unknown): TollgateError {
-  try {
-    parseConfig(value, 'cfg.json');
-  } catch (err) {
-    return err as TollgateError;
-  }
-  throw new Error('expected the config to be refused');
-}
 
 describe('config file', () => {
   it('fills defaults from a minimal file', () => {
