@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { loadEnv } from '../../src/config/env';
 import { loadConfigFile, parseConfig } from '../../src/config/file';
 import { findToken, parseApiTokens, sha256 } from '../../src/config/tokens';
-import { TollgateError } from '../../src/errors';
 import { configError } from '../support/config-error';
 
 const minimal = { downstreams: [{ name: 'scanner', capacity: 5 }] };
