@@ -478,9 +478,9 @@ function App() {
     </header>
     ${signedIn
       ? html`<main>
-          <${Alerts} admin=${admin} />
           <${Breakers} admin=${admin} />
           <${Tenants} admin=${admin} />
+          <${Alerts} admin=${admin} />
           <${Flow} />
           <${Places} />
           <${DeadLetter} admin=${admin} />
