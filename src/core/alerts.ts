@@ -15,8 +15,16 @@ export function alertKey(kind: AlertKind, ...parts: Array<string | number>): str
   return JSON.stringify([kind, ...parts]);
 }
 
-export function kindOfKey(key: string): AlertKind {
-  return (JSON.parse(key) as [AlertKind])[0];
+/**
+ * What an alert key is about. Layouts: [period_usage, tenant, quota, period, threshold, window start],
+ * [saturation, tenant, quota], [backlog | starvation, downstream, tenant], [capacity_cut | breaker, downstream].
+ */
+export function subjectOfKey(key: string): { kind: AlertKind; tenantId?: string; downstream?: string; parts: unknown[] } {
+  const parts = JSON.parse(key) as unknown[];
+  const kind = parts[0] as AlertKind;
+  if (kind === 'period_usage' || kind === 'saturation') return { kind, tenantId: String(parts[1]), parts };
+  if (kind === 'backlog' || kind === 'starvation') return { kind, downstream: String(parts[1]), tenantId: String(parts[2]), parts };
+  return { kind, downstream: String(parts[1]), parts };
 }
 
 /**

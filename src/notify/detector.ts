@@ -12,13 +12,14 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
-import { above, alertKey, below, effectiveRule, kindOfKey, type AlertKind, type Observation, type TenantAlertRule } from '../core/alerts';
+import { above, alertKey, below, effectiveRule, subjectOfKey, type AlertKind, type Observation, type TenantAlertRule } from '../core/alerts';
 import { gcraTokens } from '../core/gcra';
 import { PERIODS, windowsAt, type Period } from '../core/periods';
 import { rateOf } from '../core/quota';
 import type { Database } from '../db/client';
 import { allAlertRules } from '../db/alerts';
 import type { Keys } from '../redis/keys';
+import { pipelineReplies } from '../redis/connection';
 import { scriptsFor } from '../redis/scripts';
 
 /** Kinds this detector opens and resolves (breaker alerts come from the breaker history). */
@@ -134,7 +135,7 @@ export class AlertDetector {
     pipe.hgetall(keys.alertsOpen());
     pipe.hgetall(keys.alertsSince());
     pipe.get(keys.quotaDefault());
-    const res = await execAll(pipe);
+    const res = await pipelineReplies(pipe);
     const tenants = new Set<string>();
     const waiting = new Map<string, Record<string, string>>();
     const queued = new Map<string, Array<[string, number]>>();
@@ -158,22 +159,19 @@ export class AlertDetector {
     // changed a moment ago, another observer read it first) resolves on its value, not on its absence.
     const openThresholds = new Map<string, Set<number>>();
     for (const k of known) {
-      const parts = JSON.parse(k) as unknown[];
-      const kind = parts[0] as AlertKind;
+      const { kind, tenantId, parts } = subjectOfKey(k);
       if (kind === 'period_usage' && open[k] !== undefined) {
         const id = `${String(parts[1])}|${String(parts[2])}|${String(parts[3])}|${String(parts[5])}`;
         openThresholds.set(id, (openThresholds.get(id) ?? new Set()).add(Number(parts[4])));
       }
-      // Tenant keys: [kind, tenant, ...] for period_usage and saturation; [kind, downstream, tenant] otherwise.
-      if (kind === 'period_usage' || kind === 'saturation') tenants.add(String(parts[1]));
-      if (kind === 'backlog' || kind === 'starvation') tenants.add(String(parts[2]));
+      if (tenantId !== undefined) tenants.add(tenantId);
     }
 
     // Quota definitions and states of the tenants in view.
     const list = [...tenants];
     const defsPipe = redis.pipeline();
     for (const t of list) defsPipe.hgetall(keys.quotaDefs(t));
-    const defsRes = (await execAll(defsPipe)) as Array<Record<string, string>>;
+    const defsRes = (await pipelineReplies(defsPipe)) as Array<Record<string, string>>;
     const fallback = defaultQuota ? (JSON.parse(defaultQuota) as StoredQuota) : undefined;
     const pairs: Array<{ tenant: string; q: StoredQuota }> = [];
     list.forEach((t, i) => {
@@ -182,7 +180,7 @@ export class AlertDetector {
     });
     const statePipe = redis.pipeline();
     for (const p of pairs) statePipe.hmget(keys.quotaState(p.q.id, p.tenant), ...STATE_FIELDS);
-    const states = (await execAll(statePipe)) as Array<Array<string | null>>;
+    const states = (await pipelineReplies(statePipe)) as Array<Array<string | null>>;
 
     const obs: Array<Observation & { payload: AlertPayload }> = [];
     const add = (kind: AlertKind, parts: Array<string | number>, c: { hot: boolean; cool: boolean }, sustainMs: number, payload: Omit<AlertPayload, 'kind'>) =>
@@ -280,11 +278,8 @@ export class AlertDetector {
     // tenant no longer queued) resolves.
     const seen = new Set(obs.map((o) => o.key));
     for (const k of known) {
-      if (seen.has(k) || !DETECTED.has(kindOfKey(k))) continue;
-      const parts = JSON.parse(k) as unknown[];
-      const kind = parts[0] as AlertKind;
-      const tenantId = kind === 'period_usage' || kind === 'saturation' ? String(parts[1]) : kind === 'capacity_cut' ? undefined : String(parts[2]);
-      const downstream = kind === 'period_usage' || kind === 'saturation' ? undefined : String(parts[1]);
+      const { kind, tenantId, downstream } = subjectOfKey(k);
+      if (seen.has(k) || !DETECTED.has(kind)) continue;
       obs.push({
         key: k,
         hot: false,
@@ -306,12 +301,4 @@ export class AlertDetector {
     if (changed > 0) this.deps.onEvents?.();
     return changed;
   }
-}
-
-async function execAll(pipe: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
-  const res = (await pipe.exec()) ?? [];
-  return res.map(([err, v]) => {
-    if (err) throw err;
-    return v;
-  });
 }

@@ -33,3 +33,11 @@ export function createRedis(url: string, profile: RedisProfile, log: Logger, nam
   });
   return client;
 }
+
+/** A pipeline's replies in order; the first command error is thrown (ioredis returns them per command). */
+export async function pipelineReplies(pipe: ReturnType<Redis['pipeline']>): Promise<unknown[]> {
+  return ((await pipe.exec()) ?? []).map(([err, v]) => {
+    if (err) throw err;
+    return v;
+  });
+}

@@ -11,6 +11,7 @@ import type { Policy } from '../core/policy';
 import { jobKey, type Keys } from './keys';
 import { scriptsFor, type Scripts } from './scripts';
 import { ERRORS, isRejectionCode, type RejectionCode } from '../errors';
+import { pipelineReplies } from './connection';
 
 export type Outcome = 'completed' | 'failed' | 'vanished';
 
@@ -717,10 +718,7 @@ export class Governance {
     if (keys.length === 0) return [];
     const pipe = this.redis.pipeline();
     for (const k of keys) pipe.hget(this.keys.record(k), 'st');
-    return ((await pipe.exec()) ?? []).map(([err, v]) => {
-      if (err) throw err;
-      return v as string | null;
-    });
+    return (await pipelineReplies(pipe)) as Array<string | null>;
   }
 
   async findRecord(key: string): Promise<Record<string, string> | undefined> {
