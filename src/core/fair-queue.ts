@@ -1,7 +1,7 @@
 /**
  * The scheduler of one downstream as a pure state machine: jobs wait per tenant; `drain` admits in
  * the policy's order while the policy has room; `release` gives capacity back. The same steps, in the
- * same order, as drain-1.lua and release-1.lua (the scheduler differential test replays random
+ * same order, as admitWaiting-1.lua and release-1.lua (the scheduler differential test replays random
  * operations through both), minus what the Lua adds around them (quotas, flows, leases).
  */
 import { admissible, beyondPolicy, compareKeys, orderKey, owedReserve, weightOf, type Candidate, type Policy } from './policy';
@@ -67,7 +67,7 @@ export class FairQueue<T = unknown> {
 
   /**
    * Admits in order while the policy has room; returns what was admitted, in order. A head job the
-   * policy could never admit (beyondPolicy) is taken out and pushed to `refused`, like drain-1.lua
+   * policy could never admit (beyondPolicy) is taken out and pushed to `refused`, like admitWaiting-1.lua
    * dead-letters it.
    */
   drain(now: number, max = Infinity, refused?: Array<{ tenant: string; job: QueuedJob<T> }>): Array<{ tenant: string; job: QueuedJob<T> }> {

@@ -5,7 +5,7 @@
  * Because the TAT says exactly when the next unit frees up, a refused job gets the time it becomes
  * admissible, so it is re-evaluated once then instead of being polled.
  *
- * src/redis/lua/includes/governance.lua implements the same arithmetic in the same order; the
+ * src/redis/lua/includes/evaluate.lua implements the same arithmetic in the same order; the
  * differential test (test/integration/lua-differential.test.ts) keeps the two equal.
  */
 export interface RateLimit {

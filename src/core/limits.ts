@@ -2,7 +2,7 @@
  * The ranges of the numbers operators and producers give tollgate: rates, weights, durations, times.
  * The API and the config file refuse values outside them (src/contracts/), so every time computed from
  * them (a token due, a virtual time, a deadline) is a finite instant a JavaScript Date can hold.
- * src/redis/lua/includes/governance.lua clamps definitions stored before these checks existed to
+ * src/redis/lua/includes/base.lua clamps definitions stored before these checks existed to
  * the same bounds (test/unit/limits.test.ts keeps the two copies equal).
  */
 

@@ -15,7 +15,7 @@
  * borrower's `borrowLimit` and the reserve still owed to other tenants that have work (reclaim without
  * preemption: borrowed slots are simply not refilled while an owner waits).
  *
- * Pure and clock-free (time is an argument). src/redis/lua/includes/governance.lua applies the same
+ * Pure and clock-free (time is an argument). src/redis/lua/includes/policy.lua applies the same
  * rules in Redis; the scheduler differential test replays workloads through both.
  */
 import { MIN_WEIGHT } from './limits';

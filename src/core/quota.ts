@@ -9,7 +9,7 @@
  *
  * Throttles stack on top: every active throttle matching the job's tenant and name applies.
  *
- * This is the reference implementation; src/redis/lua/includes/governance.lua applies the same rules
+ * This is the reference implementation; src/redis/lua/includes/quota.lua and evaluate.lua apply the same rules
  * atomically in Redis, and test/integration/lua-differential.test.ts runs both on the same inputs.
  */
 import { gcra, rescaleTat, type RateLimit } from './gcra';

@@ -1,6 +1,6 @@
 /**
  * The quota decision exists twice: src/core/quota.ts (reference, unit-tested with fake clocks) and
- * src/redis/lua/includes/governance.lua (what runs, atomically, in Redis). This test feeds both the
+ * src/redis/lua/includes/ (quota.lua, evaluate.lua, policy.lua: what runs, atomically, in Redis). This test feeds both the
  * same random definitions, states, throttles and clocks, and requires the same verdict, reason, wait
  * time and, when admitted, the same new state, to the bit.
  */
@@ -70,7 +70,7 @@ it('agrees with the reference implementation on 400 random cases (costs, misfits
     }
 
     // The same world in Redis.
-    await gov.writeTenantQuotas(tenantId, [quota]);
+    await gov.mirror.writeTenantQuotas(tenantId, [quota]);
     const fields: Record<string, string | number> = { tat: String(state.tat), inf: state.inflight };
     if (state.interval !== undefined) fields.iv = String(state.interval);
     const short: Record<string, [string, string]> = { hour: ['hw', 'hn'], day: ['dw', 'dn'], month: ['mw', 'mn'] };
@@ -80,7 +80,7 @@ it('agrees with the reference implementation on 400 random cases (costs, misfits
     }
     await redis.hset(keys.quotaState(quota.id, tenantId), fields);
     for (const t of throttles) {
-      await gov.writeThrottle(t.def);
+      await gov.mirror.writeThrottle(t.def);
       await redis.set(keys.throttleState(t.def.id), String(t.tat));
     }
 
@@ -98,7 +98,7 @@ it('agrees with the reference implementation on 400 random cases (costs, misfits
     expect(quotaId).toBe(quota.id);
     if (v.kind === 'admit') admits++;
     if (v.kind === 'reject' && v.reason === 'cost-over-quota') misfits++;
-    for (const t of throttles) await gov.removeThrottle(t.def);
+    for (const t of throttles) await gov.mirror.removeThrottle(t.def);
   }
   expect(admits).toBeGreaterThan(30); // the cases cover admissions, not only refusals
   expect(misfits).toBeGreaterThan(10); // and costs no start could fit

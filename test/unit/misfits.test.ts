@@ -76,7 +76,7 @@ describe('numeric ranges', () => {
   });
 
   it('are the same in the Lua that clamps stored definitions', () => {
-    const lua = readFileSync(join(__dirname, '../../src/redis/lua/includes/governance.lua'), 'utf8');
+    const lua = readFileSync(join(__dirname, '../../src/redis/lua/includes/base.lua'), 'utf8');
     const constant = (name: string) => Number(new RegExp(`local ${name} = ([0-9.e+-]+)`).exec(lua)?.[1]);
     expect({ MIN_RATE: constant('MIN_RATE'), MIN_WEIGHT: constant('MIN_WEIGHT'), MAX_INSTANT: constant('MAX_INSTANT') }).toEqual({ MIN_RATE, MIN_WEIGHT, MAX_INSTANT });
   });

@@ -18,7 +18,12 @@
   Output: { per job: 'G' given up (dead-letter it now), 'T' try again later, 'N' not admitted (nothing
             done); then the downstreams whose schedulers should look again, comma-separated }
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "quota"
+--- @include "capacity"
+--- @include "schedule"
+--- @include "flows"
+--- @include "records"
 
 local ctx = contextFromArgs()
 local ds = ARGV[13]
@@ -31,7 +36,7 @@ local out = {}
 local given = 0
 for i = CONTEXT_ARGS + 5, #ARGV, 4 do
   local key, reason, code, msg = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local rec = ctx.G .. 'rec:' .. key
+  local rec = ctx.G .. GF.record .. key
   local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost')
   if v[1] ~= 'admitted' then
     out[#out + 1] = 'N'
@@ -40,7 +45,7 @@ for i = CONTEXT_ARGS + 5, #ARGV, 4 do
   else
     local cost = tonumber(v[4]) or 1
     rcall('ZREM', inflight, key)
-    rcall('ZREM', dsKey(ctx, ds, 'promoting'), key)
+    rcall('ZREM', dsKey(ctx, ds, DK.promoting), key)
     if v[2] and v[3] then giveBack(ctx, v[2], v[3], cost) end
     if v[3] then
       refundCapacity(ctx, ds, v[3], cost)
@@ -56,7 +61,7 @@ for i = CONTEXT_ARGS + 5, #ARGV, 4 do
 end
 -- The job counts once, as dead-lettered: it never ran.
 if given > 0 then
-  rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', -given)
+  rcall('HINCRBY', dsKey(ctx, ds, DK.stats), 'admitted', -given)
   if not schedEmpty(ctx, ds) then toWake[ds] = true end
 end
 local names = {}

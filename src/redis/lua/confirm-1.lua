@@ -9,10 +9,11 @@
 
   Output: number of leases ended
 ]]
+--- @include "keys"
 local rcall = redis.call
 local n = 0
 for i = 2, #ARGV do
   n = n + rcall('ZREM', KEYS[1], ARGV[i])
-  rcall('HDEL', ARGV[1] .. 'rec:' .. ARGV[i], 'p')
+  rcall('HDEL', ARGV[1] .. GF.record .. ARGV[i], 'p')
 end
 return n

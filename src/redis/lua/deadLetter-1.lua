@@ -13,7 +13,8 @@
 
   Output: per job, 2 values: 'N' recorded now or 'E' already recorded, and the job key
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "records"
 --- @include "instance"
 
 local ctx = newContext(ARGV[1], tonumber(ARGV[2]))
@@ -24,11 +25,11 @@ for i = 5, #ARGV, 7 do
   local id, ts, taken, reason, code, msg, tenant = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   -- Tenant unknown (refused before it was read): instances of one id are told apart by stamp alone.
   local key, kind = resolveInstance(ctx.G, ctx.retention, id, ts, tenant ~= '' and tenant or '\0', taken)
-  if kind == 'known' and rcall('HGET', ctx.G .. 'rec:' .. key, 'st') == 'dead' then
+  if kind == 'known' and rcall('HGET', ctx.G .. GF.record .. key, 'st') == 'dead' then
     out[#out + 1] = 'E'
   else
     recordDead(ctx, key, ds, tenant, reason, code, msg)
-    rcall('HSET', ctx.G .. 'rec:' .. key, 'ts', ts)
+    rcall('HSET', ctx.G .. GF.record .. key, 'ts', ts)
     out[#out + 1] = 'N'
   end
   out[#out + 1] = key

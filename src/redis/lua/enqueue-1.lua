@@ -23,7 +23,12 @@
             'B' refused, the tenant's backlog is full (recorded as dead-lettered);
             '|'; then per job shed to the dead-letter queue: id, payload, message }
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "policy"
+--- @include "capacity"
+--- @include "flows"
+--- @include "counters"
+--- @include "records"
 --- @include "waiting"
 
 local ctx = contextFromArgs()
@@ -40,8 +45,8 @@ local out = storeWaiting(ctx, ds, jobs, { maxWaiting = maxWaiting, onFull = onFu
 
 out[#out + 1] = '|'
 if shedHigh then
-  local flag = dsKey(ctx, ds, 'shedding')
-  local total = tonumber(rcall('GET', dsKey(ctx, ds, 'wtotal'))) or 0
+  local flag = dsKey(ctx, ds, DK.shedding)
+  local total = tonumber(rcall('GET', dsKey(ctx, ds, DK.waitingTotal))) or 0
   if total > shedHigh then rcall('SET', flag, '1') end
   if shedLow and total < shedLow then rcall('DEL', flag) end
   if rcall('EXISTS', flag) == 1 then
@@ -49,23 +54,23 @@ if shedHigh then
     local skip = 0
     local shed = 0
     while total > shedHigh and skip < 20 do
-      local v = rcall('ZREVRANGE', dsKey(ctx, ds, 'bypri'), skip, skip)
+      local v = rcall('ZREVRANGE', dsKey(ctx, ds, DK.byPriority), skip, skip)
       if #v == 0 then break end
       local id = v[1]
-      local rec = ctx.G .. 'rec:' .. id
+      local rec = ctx.G .. GF.record .. id
       local r = rcall('HMGET', rec, 't', 'n', 'p', 'pri')
       local tenant = r[1]
       if not tenant or tenantInflight(ctx, ds, tenant) < reserveOf(p, tenantPolicy(ctx, ds, p, tenant)) then
         skip = skip + 1 -- below its reserve: never shed
       else
         local flow = flowOf(tenant, r[2])
-        rcall('ZREM', dsKey(ctx, ds, 'f:' .. flow), id)
+        rcall('ZREM', dsKey(ctx, ds, DF.flow .. flow), id)
         decWaiting(ctx, ds, tenant, id)
-        rcall('ZREM', dsKey(ctx, ds, 'deadlines'), id)
+        rcall('ZREM', dsKey(ctx, ds, DK.deadlines), id)
         afterHeadLeft(ctx, ds, flow)
         if shedAction == 'delay' then
           rcall('HSET', rec, 'st', 'shed')
-          rcall('ZADD', dsKey(ctx, ds, 'shed'), fmt(ctx.now + shedDelay), id)
+          rcall('ZADD', dsKey(ctx, ds, DK.shed), fmt(ctx.now + shedDelay), id)
         else
           local msg = 'shed: ' .. ds .. ' had more than ' .. shedHigh .. ' jobs waiting, and this was among the lowest priorities (' .. (r[4] or '0') .. ')'
           recordDead(ctx, id, ds, tenant, 'shed', 'TG_ERR_SHED', msg, ctx.now + dlLease)
@@ -77,7 +82,7 @@ if shedHigh then
         shed = shed + 1
       end
     end
-    if shed > 0 then rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'shed', shed) end
+    if shed > 0 then rcall('HINCRBY', dsKey(ctx, ds, DK.stats), 'shed', shed) end
   end
 end
 return out

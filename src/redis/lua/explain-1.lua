@@ -10,7 +10,9 @@
 
   Output: { kind ('admit' | 'wait' | 'reject'), quota id, reason or message, until (ms) or '', tat after admission or '' }
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "quota"
+--- @include "evaluate"
 
 local ctx = contextFromArgs()
 local v = evaluate(ctx, ARGV[14], ARGV[15], ARGV[13], tonumber(ARGV[16]))

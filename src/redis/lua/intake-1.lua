@@ -36,7 +36,15 @@
     'U'          (every job) Redis has no mirror of the quota and throttle definitions, or one behind
                  ARGV[16] (Redis lost it): nothing is decided until the mirror is restored
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "evaluate"
+--- @include "breaker"
+--- @include "policy"
+--- @include "capacity"
+--- @include "schedule"
+--- @include "flows"
+--- @include "counters"
+--- @include "records"
 --- @include "instance"
 --- @include "waiting"
 
@@ -49,7 +57,7 @@ local limits = { maxWaiting = tonumber(ARGV[17]), onFull = ARGV[18] }
 
 -- A Redis that lost its governance state must not admit under missing quotas or throttles.
 local known = tonumber(ARGV[16]) or -1
-local mirrored = known >= 0 and rcall('GET', ctx.G .. 'mirror-version')
+local mirrored = known >= 0 and rcall('GET', ctx.G .. GK.mirrorVersion)
 if known >= 0 and ((not mirrored) or tonumber(mirrored) < known) then
   local out = {}
   for _ = FIRST, #ARGV, PER_JOB do
@@ -67,7 +75,7 @@ local b = breakerOf(ctx, ds)
 -- anything of the downstream waits at all, its capacity used, and each tenant's in-flight cost.
 -- Writes of counters are summed and made once at the end; the outcome is the same as job by job.
 local queued = not schedEmpty(ctx, ds)
-local anyWaiting = (tonumber(rcall('GET', dsKey(ctx, ds, 'wtotal'))) or 0) > 0
+local anyWaiting = (tonumber(rcall('GET', dsKey(ctx, ds, DK.waitingTotal))) or 0) > 0
 local used = usedOf(ctx, ds)
 local tin, tinAdd, tenantsAdded = {}, {}, {}
 local zargs = {}
@@ -93,13 +101,13 @@ local function wait(key, i, tenant, name, cost)
 end
 local function refuse(key, id, ts, tenant, code, reason, msg)
   recordDead(ctx, key, ds, tenant, reason, code, msg)
-  rcall('HSET', ctx.G .. 'rec:' .. key, 'ts', ts)
+  rcall('HSET', ctx.G .. GF.record .. key, 'ts', ts)
   reply('X', key, code .. '|' .. msg)
 end
 for i = FIRST, #ARGV, PER_JOB do
   local id, ts, taken, tenant, name, cost = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   local key, kind = resolveInstance(ctx.G, ctx.retention, id, ts, tenant, taken)
-  local rec = ctx.G .. 'rec:' .. key
+  local rec = ctx.G .. GF.record .. key
   local state = kind == 'known' and rcall('HGET', rec, 'st')
   local ti = tin[tenant]
   if state == 'admitted' then
@@ -120,7 +128,7 @@ for i = FIRST, #ARGV, PER_JOB do
     if misfit then
       refuse(key, id, ts, tenant, 'TG_ERR_COST_OVER_CAPACITY', 'cost-over-capacity', misfit)
     elseif b.st ~= 'closed' or queued or waitedFlow[flowOf(tenant, name)]
-      or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, 'f:' .. flowOf(tenant, name))) == 1) then
+      or (anyWaiting and rcall('EXISTS', dsKey(ctx, ds, DF.flow .. flowOf(tenant, name))) == 1) then
       wait(key, i, tenant, name, cost)
     else
       if ti == nil then
@@ -157,7 +165,7 @@ if admitted > 0 then
     countAdmission(ctx, ds, tenant, tinAdd[tenant])
   end
   rcall('ZADD', inflight, unpack(zargs))
-  rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted)
+  rcall('HINCRBY', dsKey(ctx, ds, DK.stats), 'admitted', admitted)
 end
 flushStates(ctx)
 if #toStore > 0 then

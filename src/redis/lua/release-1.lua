@@ -24,14 +24,18 @@
     A downstream is named when a flow of it was woken, or when it is this job's downstream (capacity came
     back) and it has tenants waiting for it.
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "quota"
+--- @include "capacity"
+--- @include "schedule"
+--- @include "flows"
 
 local ctx = contextFromArgs()
 local ds = ARGV[13]
 local all = split(ARGV[14], ',')
 local wakeChannel = ARGV[15]
 local inflight = KEYS[1]
-local stats = dsKey(ctx, ds, 'stats')
+local stats = dsKey(ctx, ds, DK.stats)
 
 -- Moves the quota's usage by `delta` cost units (settlement of a reported actual cost).
 local function settle(qk, tenant, delta)
@@ -45,12 +49,12 @@ local function settle(qk, tenant, delta)
 end
 
 -- Outcomes feed adaptive capacity, when the downstream has it: '<at>:<latency ms>:<failed 0/1>'.
-local observe = rcall('EXISTS', dsKey(ctx, ds, 'obs-on')) == 1
-local obsKey = dsKey(ctx, ds, 'obs')
+local observe = rcall('EXISTS', dsKey(ctx, ds, DK.adaptiveOn)) == 1
+local obsKey = dsKey(ctx, ds, DK.adaptiveObservations)
 
 -- Gives back are summed per tenant (and per quota) and made once after the loop: the same end state as
 -- job by job, with fewer calls. Nothing read in the loop depends on them.
-local anyPromoting = rcall('EXISTS', dsKey(ctx, ds, 'promoting')) == 1
+local anyPromoting = rcall('EXISTS', dsKey(ctx, ds, DK.promoting)) == 1
 local refund, refundTenants = {}, {}
 local quotaBack, quotaKeys = {}, {}
 local counts = {}
@@ -75,9 +79,9 @@ local out = {}
 local wake = {}
 for i = CONTEXT_ARGS + 4, #ARGV, 4 do
   local id, outcome, actual, endedAt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]) or ctx.now
-  local rec = ctx.G .. 'rec:' .. id
+  local rec = ctx.G .. GF.record .. id
   local v = rcall('HMGET', rec, 'st', 'qk', 't', 'cost', 'at', 'enq', 'bg')
-  local leased = outcome == 'vanished' and anyPromoting and rcall('ZSCORE', dsKey(ctx, ds, 'promoting'), id)
+  local leased = outcome == 'vanished' and anyPromoting and rcall('ZSCORE', dsKey(ctx, ds, DK.promoting), id)
   local wasInflight = 0
   if not leased and inflightNow[id] then
     wasInflight = 1
@@ -107,7 +111,7 @@ for i = CONTEXT_ARGS + 4, #ARGV, 4 do
         end
         rcall('DEL', rec)
         rcall('HSET', rec, unpack(keep))
-        if anyPromoting then rcall('ZREM', dsKey(ctx, ds, 'promoting'), id) end
+        if anyPromoting then rcall('ZREM', dsKey(ctx, ds, DK.promoting), id) end
       end
       rcall('PEXPIRE', rec, ctx.retention)
       if v[2] and v[3] then

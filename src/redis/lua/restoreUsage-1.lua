@@ -5,13 +5,17 @@
 
   Input:
     KEYS[1] marker (string)
-    ARGV[1..] per entry, 5 values: quota state key, window field, count field, window start, used
+    ARGV[1] G (the governance prefix)
+    ARGV[2..] per entry, 6 values: quota id, tenant, window field, count field, window start, used
 
   Output: 1 restored now, 0 already restored
 ]]
+--- @include "keys"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 1, #ARGV, 5 do
-  local key, wf, nf, window, used = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+local G = ARGV[1]
+for i = 2, #ARGV, 6 do
+  local key = G .. GF.quotaState .. ARGV[i] .. ':' .. ARGV[i + 1]
+  local wf, nf, window, used = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   if redis.call('HGET', key, wf) == window then
     redis.call('HINCRBY', key, nf, used)
   else

@@ -12,6 +12,7 @@
     ri:<base>      hash  tenant -> job key of that tenant's latest instance of the id, written when a
                          later instance is created (expires `retention` after it was last written)
 ]]
+--- @include "base"
 
 local function encodeJobId(id)
   return (string.gsub(id, '[%%:~]', { ['%'] = '%25', [':'] = '%3A', ['~'] = '%7E' }))
@@ -33,15 +34,15 @@ local function resolveInstance(G, retention, id, stamp, tenant, taken)
   local unchecked = taken == ''
   taken = taken == '1'
   local base = encodeJobId(id)
-  local v = rcall('HMGET', G .. 'rec:' .. base, 'st', 'ts', 't')
+  local v = rcall('HMGET', G .. GF.record .. base, 'st', 'ts', 't')
   -- A record without a stamp was written before stamps existed: it is the same job.
   if v[1] and (v[2] == stamp or not v[2]) then return base, 'known' end
   local alias = base .. '~' .. stamp
-  if rcall('EXISTS', G .. 'rec:' .. alias) == 1 then return alias, 'known' end
-  local ri = G .. 'ri:' .. base
+  if rcall('EXISTS', G .. GF.record .. alias) == 1 then return alias, 'known' end
+  local ri = G .. GF.instances .. base
   local mine = rcall('HGET', ri, tenant)
   local st
-  if mine then st = rcall('HGET', G .. 'rec:' .. mine, 'st')
+  if mine then st = rcall('HGET', G .. GF.record .. mine, 'st')
   elseif v[3] == tenant then st = v[1] end
   if st and LIVE_STATES[st] then return alias, 'duplicate' end
   if not v[1] and (unchecked or (not taken and rcall('EXISTS', ri) == 0)) then return base, 'new' end

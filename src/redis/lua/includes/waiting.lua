@@ -1,5 +1,5 @@
 --[[
-  Storing jobs in the waiting place, a batch at a time (needs the governance include).
+  Storing jobs in the waiting place, a batch at a time.
 
   Per job: one record write (its payload, score, place in its flow); per flow: one ZADD of the batch's
   jobs, then one eligibility update (a flow that was empty becomes eligible; an eligible one is
@@ -10,7 +10,24 @@
   limits: { maxWaiting (number or nil), onFull ('reject' | 'keep'), byPriority (keep the shedding index) }
   Returns one code per job: 'S' stored, 'E' had a record already (left alone), 'B' refused, the
   tenant's backlog is full (recorded as dead-lettered).
+
+  Keys under G:
+    seq                      string arrival counter of waiting jobs
+    rec:<id>                 hash   a job's decision record (and its payload while waiting)
+    ds:<d>:wc                hash   tenant -> waiting jobs
+    ds:<d>:wtotal            string waiting jobs, all tenants
+    ds:<d>:bypri             zset   the shedding index: waiting job ids -> priority * 2^32 + arrival
+    ds:<d>:deadlines         zset   waiting job ids with a deadline -> deadline
+    ds:<d>:f:<flow>          zset   a flow's waiting job ids -> priority * 2^32 + arrival
+    ds:<d>:fl:<tenant>       set    the tenant's flows that have waiting jobs
+    ds:<d>:fst, tf:<tenant>         the flow's state and the tenant's eligible flows (flows.lua)
+    ds:<d>:stats             hash   counters (queued)
+    and, through flows.lua and records.lua, what makeEligible and recordDead write
 ]]
+--- @include "base"
+--- @include "records"
+--- @include "flows"
+
 local function storeWaiting(ctx, ds, jobs, limits)
   local codes = {}
   local waitingOf = {}
@@ -18,15 +35,15 @@ local function storeWaiting(ctx, ds, jobs, limits)
   local byTenant, tenants = {}, {}
   local deadlineArgs, bypriArgs = {}, {}
   local stored = 0
-  local seqKey = ctx.G .. 'seq'
+  local seqKey = ctx.G .. GK.seq
   for k, j in ipairs(jobs) do
-    local rec = ctx.G .. 'rec:' .. j.id
+    local rec = ctx.G .. GF.record .. j.id
     if rcall('EXISTS', rec) == 1 then
       codes[k] = 'E'
     else
       local waiting = waitingOf[j.tenant]
       if waiting == nil and limits.maxWaiting then
-        waiting = tonumber(rcall('HGET', dsKey(ctx, ds, 'wc'), j.tenant)) or 0
+        waiting = tonumber(rcall('HGET', dsKey(ctx, ds, DK.waitingCounts), j.tenant)) or 0
         waitingOf[j.tenant] = waiting
       end
       if limits.maxWaiting and limits.onFull == 'reject' and waiting >= limits.maxWaiting then
@@ -70,24 +87,24 @@ local function storeWaiting(ctx, ds, jobs, limits)
     end
   end
   if stored == 0 then return codes end
-  rcall('INCRBY', dsKey(ctx, ds, 'wtotal'), stored)
-  if #bypriArgs > 0 then rcall('ZADD', dsKey(ctx, ds, 'bypri'), unpack(bypriArgs)) end
-  if #deadlineArgs > 0 then rcall('ZADD', dsKey(ctx, ds, 'deadlines'), unpack(deadlineArgs)) end
-  for _, tenant in ipairs(tenants) do rcall('HINCRBY', dsKey(ctx, ds, 'wc'), tenant, byTenant[tenant]) end
+  rcall('INCRBY', dsKey(ctx, ds, DK.waitingTotal), stored)
+  if #bypriArgs > 0 then rcall('ZADD', dsKey(ctx, ds, DK.byPriority), unpack(bypriArgs)) end
+  if #deadlineArgs > 0 then rcall('ZADD', dsKey(ctx, ds, DK.deadlines), unpack(deadlineArgs)) end
+  for _, tenant in ipairs(tenants) do rcall('HINCRBY', dsKey(ctx, ds, DK.waitingCounts), tenant, byTenant[tenant]) end
   for _, flow in ipairs(flowOrder) do
     local f = flows[flow]
-    local key = dsKey(ctx, ds, 'f:' .. flow)
+    local key = dsKey(ctx, ds, DF.flow .. flow)
     local wasEmpty = rcall('EXISTS', key) == 0
     rcall('ZADD', key, unpack(f.args))
-    rcall('SADD', dsKey(ctx, ds, 'fl:' .. f.tenant), flow)
+    rcall('SADD', dsKey(ctx, ds, DF.tenantFlows .. f.tenant), flow)
     if wasEmpty then
       makeEligible(ctx, ds, flow)
-    elseif rcall('HGET', dsKey(ctx, ds, 'fst'), flow) == 'e' then
+    elseif rcall('HGET', dsKey(ctx, ds, DK.flowStates), flow) == 'e' then
       -- A better-priority job may have become the head: keep the tenant's order right.
       local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
-      rcall('ZADD', dsKey(ctx, ds, 'tf:' .. f.tenant), head[2], flow)
+      rcall('ZADD', dsKey(ctx, ds, DF.eligibleFlows .. f.tenant), head[2], flow)
     end
   end
-  rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'queued', stored)
+  rcall('HINCRBY', dsKey(ctx, ds, DK.stats), 'queued', stored)
   return codes
 end

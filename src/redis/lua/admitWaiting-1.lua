@@ -23,7 +23,15 @@
 
   Output: { nextWake (ms, -1 none), more (0/1), admitted: id, payload, ..., '|', refused: id, payload, message, code, ... }
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "evaluate"
+--- @include "breaker"
+--- @include "policy"
+--- @include "capacity"
+--- @include "schedule"
+--- @include "flows"
+--- @include "counters"
+--- @include "records"
 
 local ctx = contextFromArgs()
 cacheStates(ctx)
@@ -33,8 +41,8 @@ local shedIndex = ARGV[18] ~= ''
 local ds, capacity, maxAdmit, lease, maxEval =
   ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
 local inflight = KEYS[1]
-local promoting = dsKey(ctx, ds, 'promoting')
-local timers = dsKey(ctx, ds, 'timers')
+local promoting = dsKey(ctx, ds, DK.promoting)
+local timers = dsKey(ctx, ds, DK.timers)
 local now = ctx.now
 
 local admitted, refused = {}, {}
@@ -42,7 +50,7 @@ local nAdmitted, fresh = 0, 0
 
 -- 1. Expired promotion leases.
 for _, id in ipairs(rcall('ZRANGEBYSCORE', promoting, '-inf', fmt(now), 'LIMIT', 0, maxAdmit)) do
-  local rec = ctx.G .. 'rec:' .. id
+  local rec = ctx.G .. GF.record .. id
   local v = rcall('HMGET', rec, 'st', 'p')
   if v[1] == 'admitted' and v[2] then
     rcall('ZADD', promoting, fmt(now + lease), id)
@@ -55,9 +63,9 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', promoting, '-inf', fmt(now), 'LIMIT',
 end
 
 -- 1b. Refusals whose dead-letter add was never confirmed (their scheduler died): returned again.
-local dlpending = dsKey(ctx, ds, 'dlpending')
+local dlpending = dsKey(ctx, ds, DK.deadLetterPending)
 for _, id in ipairs(rcall('ZRANGEBYSCORE', dlpending, '-inf', fmt(now), 'LIMIT', 0, maxAdmit)) do
-  local r = rcall('HMGET', ctx.G .. 'rec:' .. id, 'st', 'p', 'msg', 'code')
+  local r = rcall('HMGET', ctx.G .. GF.record .. id, 'st', 'p', 'msg', 'code')
   if r[1] == 'dead' and r[2] then
     rcall('ZADD', dlpending, fmt(now + lease), id)
     refused[#refused + 1] = id
@@ -70,14 +78,14 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', dlpending, '-inf', fmt(now), 'LIMIT',
 end
 
 -- 2. Deadlines: a job still waiting past its deadline is refused ('expired'), never run late.
-local deadlines = dsKey(ctx, ds, 'deadlines')
+local deadlines = dsKey(ctx, ds, DK.deadlines)
 for _, id in ipairs(rcall('ZRANGEBYSCORE', deadlines, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
   rcall('ZREM', deadlines, id)
-  local rec = ctx.G .. 'rec:' .. id
+  local rec = ctx.G .. GF.record .. id
   local r = rcall('HMGET', rec, 'st', 't', 'n', 'p', 'dl')
   if r[1] == 'waiting' then
     local flow = flowOf(r[2], r[3])
-    rcall('ZREM', dsKey(ctx, ds, 'f:' .. flow), id)
+    rcall('ZREM', dsKey(ctx, ds, DF.flow .. flow), id)
     decWaiting(ctx, ds, r[2], id)
     local msg = 'still waiting at its deadline ' .. r[5] .. ' (ms since the epoch); not run late'
     recordDead(ctx, id, ds, r[2], 'expired', 'TG_ERR_EXPIRED', msg, now + lease)
@@ -90,24 +98,24 @@ for _, id in ipairs(rcall('ZRANGEBYSCORE', deadlines, '-inf', fmt(now), 'LIMIT',
 end
 
 -- 2b. Jobs set aside by load shedding ('delay') whose delay is over go back to their flow.
-local shedSet = dsKey(ctx, ds, 'shed')
+local shedSet = dsKey(ctx, ds, DK.shed)
 for _, id in ipairs(rcall('ZRANGEBYSCORE', shedSet, '-inf', fmt(now), 'LIMIT', 0, maxEval)) do
   rcall('ZREM', shedSet, id)
-  local rec = ctx.G .. 'rec:' .. id
+  local rec = ctx.G .. GF.record .. id
   local r = rcall('HMGET', rec, 'st', 't', 'n', 'sc', 'dl')
   if r[1] == 'shed' then
     local flow = flowOf(r[2], r[3])
     rcall('HSET', rec, 'st', 'waiting')
-    rcall('ZADD', dsKey(ctx, ds, 'f:' .. flow), r[4], id)
-    rcall('SADD', dsKey(ctx, ds, 'fl:' .. r[2]), flow)
-    rcall('HINCRBY', dsKey(ctx, ds, 'wc'), r[2], 1)
-    rcall('INCR', dsKey(ctx, ds, 'wtotal'))
-    if ARGV[18] ~= '' then rcall('ZADD', dsKey(ctx, ds, 'bypri'), r[4], id) end
+    rcall('ZADD', dsKey(ctx, ds, DF.flow .. flow), r[4], id)
+    rcall('SADD', dsKey(ctx, ds, DF.tenantFlows .. r[2]), flow)
+    rcall('HINCRBY', dsKey(ctx, ds, DK.waitingCounts), r[2], 1)
+    rcall('INCR', dsKey(ctx, ds, DK.waitingTotal))
+    if ARGV[18] ~= '' then rcall('ZADD', dsKey(ctx, ds, DK.byPriority), r[4], id) end
     if r[5] then rcall('ZADD', deadlines, r[5], id) end
-    if rcall('HGET', dsKey(ctx, ds, 'fst'), flow) ~= 'e' then makeEligible(ctx, ds, flow)
+    if rcall('HGET', dsKey(ctx, ds, DK.flowStates), flow) ~= 'e' then makeEligible(ctx, ds, flow)
     else
-      local head = rcall('ZRANGE', dsKey(ctx, ds, 'f:' .. flow), 0, 0, 'WITHSCORES')
-      rcall('ZADD', dsKey(ctx, ds, 'tf:' .. r[2]), head[2], flow)
+      local head = rcall('ZRANGE', dsKey(ctx, ds, DF.flow .. flow), 0, 0, 'WITHSCORES')
+      rcall('ZADD', dsKey(ctx, ds, DF.eligibleFlows .. r[2]), head[2], flow)
     end
   end
 end
@@ -126,7 +134,7 @@ local budget = maxAdmit
 if b.st == 'open' then budget = 0
 elseif b.st == 'half-open' then budget = math.min(maxAdmit, math.max(0, probesLeft(ctx, ds, b))) end
 local evaluations, more = 0, 0
-local stats = dsKey(ctx, ds, 'stats')
+local stats = dsKey(ctx, ds, DK.stats)
 
 -- Takes a refused head job out of its flow; its dead-letter add is leased like a promotion.
 local function refuseHead(id, f, flow, tenant, payload, reason, code, msg)
@@ -145,18 +153,18 @@ while fresh < budget and nAdmitted < maxAdmit do
   if evaluations >= maxEval then more = 1 break end
   local tenant, vt = schedTop(ctx, ds)
   if not tenant then break end
-  local ftop = rcall('ZRANGE', dsKey(ctx, ds, 'tf:' .. tenant), 0, 0)
+  local ftop = rcall('ZRANGE', dsKey(ctx, ds, DF.eligibleFlows .. tenant), 0, 0)
   if #ftop == 0 then
     leaveSchedIfIdle(ctx, ds, tenant)
   else
     local flow = ftop[1]
-    local f = dsKey(ctx, ds, 'f:' .. flow)
+    local f = dsKey(ctx, ds, DF.flow .. flow)
     local jobs = rcall('ZRANGE', f, 0, 0)
     if #jobs == 0 then
       afterHeadLeft(ctx, ds, flow)
     else
       local id = jobs[1]
-      local rec = ctx.G .. 'rec:' .. id
+      local rec = ctx.G .. GF.record .. id
       local _, name = splitFlow(flow)
       local r = rcall('HMGET', rec, 'cost', 'p', 'enq', 'dl')
       local cost = tonumber(r[1]) or 1
@@ -178,8 +186,8 @@ while fresh < budget and nAdmitted < maxAdmit do
           rcall('ZREM', f, id)
           decWaiting(ctx, ds, tenant, shedIndex and id or nil)
           if b.st == 'half-open' then
-            rcall('INCR', dsKey(ctx, ds, 'probed:' .. b.gen))
-            rcall('PEXPIRE', dsKey(ctx, ds, 'probed:' .. b.gen), 86400000)
+            rcall('INCR', dsKey(ctx, ds, DF.probed .. b.gen))
+            rcall('PEXPIRE', dsKey(ctx, ds, DF.probed .. b.gen), 86400000)
             rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen, 'probe', 1)
           else
             rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen)
@@ -215,8 +223,8 @@ flushCounters(ctx, ds)
 if nAdmitted >= maxAdmit then more = 1 end
 
 -- Shedding stops once the waiting place is back below the low mark.
-if ARGV[18] ~= '' and (tonumber(rcall('GET', dsKey(ctx, ds, 'wtotal'))) or 0) < tonumber(ARGV[18]) then
-  rcall('DEL', dsKey(ctx, ds, 'shedding'))
+if ARGV[18] ~= '' and (tonumber(rcall('GET', dsKey(ctx, ds, DK.waitingTotal))) or 0) < tonumber(ARGV[18]) then
+  rcall('DEL', dsKey(ctx, ds, DK.shedding))
 end
 
 flushStates(ctx)

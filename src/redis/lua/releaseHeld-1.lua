@@ -13,7 +13,14 @@
 
   Output: { taken: id, payload, ..., '|', skipped count }
 ]]
---- @include "governance"
+--- @include "base"
+--- @include "evaluate"
+--- @include "breaker"
+--- @include "policy"
+--- @include "capacity"
+--- @include "flows"
+--- @include "counters"
+--- @include "records"
 
 local ctx = contextFromArgs()
 cacheStates(ctx)
@@ -26,30 +33,30 @@ local b = breakerOf(ctx, ds)
 local out = {}
 local taken, skipped, admitted = 0, 0, 0
 local tenants
-if only ~= '' then tenants = { only } else tenants = rcall('HKEYS', dsKey(ctx, ds, 'wc')) end
+if only ~= '' then tenants = { only } else tenants = rcall('HKEYS', dsKey(ctx, ds, DK.waitingCounts)) end
 for _, tenant in ipairs(tenants) do
   if taken >= limit then break end
   -- The tenant's waiting order: its flows by head, repeatedly taking the best head.
-  local flows = rcall('SMEMBERS', dsKey(ctx, ds, 'fl:' .. tenant))
+  local flows = rcall('SMEMBERS', dsKey(ctx, ds, DF.tenantFlows .. tenant))
   local blocked = {}
   while taken < limit do
     local bestFlow, bestId, bestScore = nil, nil, nil
     for _, flow in ipairs(flows) do
       if not blocked[flow] then
-        local head = rcall('ZRANGE', dsKey(ctx, ds, 'f:' .. flow), 0, 0, 'WITHSCORES')
+        local head = rcall('ZRANGE', dsKey(ctx, ds, DF.flow .. flow), 0, 0, 'WITHSCORES')
         if #head > 0 and (not bestScore or tonumber(head[2]) < bestScore) then
           bestFlow, bestId, bestScore = flow, head[1], tonumber(head[2])
         end
       end
     end
     if not bestFlow then break end
-    local rec = ctx.G .. 'rec:' .. bestId
+    local rec = ctx.G .. GF.record .. bestId
     local r = rcall('HMGET', rec, 'p', 'cost', 'n')
     local cost = tonumber(r[2]) or 1
     if mode == 'drain' then
-      rcall('ZREM', dsKey(ctx, ds, 'f:' .. bestFlow), bestId)
+      rcall('ZREM', dsKey(ctx, ds, DF.flow .. bestFlow), bestId)
       decWaiting(ctx, ds, tenant, bestId)
-      rcall('ZREM', dsKey(ctx, ds, 'deadlines'), bestId)
+      rcall('ZREM', dsKey(ctx, ds, DK.deadlines), bestId)
       recordDead(ctx, bestId, ds, tenant, 'drained', 'TG_ERR_DRAINED', 'drained from the held jobs of ' .. ds .. ' by ' .. actor, now + lease)
       afterHeadLeft(ctx, ds, bestFlow)
       out[#out + 1] = bestId
@@ -65,12 +72,12 @@ for _, tenant in ipairs(tenants) do
         take(ctx, v, cost)
         chargeCapacity(ctx, ds, tenant, cost)
         countAdmission(ctx, ds, tenant, cost)
-        rcall('ZREM', dsKey(ctx, ds, 'f:' .. bestFlow), bestId)
+        rcall('ZREM', dsKey(ctx, ds, DF.flow .. bestFlow), bestId)
         decWaiting(ctx, ds, tenant, bestId)
-        rcall('ZREM', dsKey(ctx, ds, 'deadlines'), bestId)
+        rcall('ZREM', dsKey(ctx, ds, DK.deadlines), bestId)
         rcall('HSET', rec, 'st', 'admitted', 'at', fmt(now), 'qk', v.q.id, 'bg', b.gen, 'replayed', actor)
         rcall('ZADD', inflight, fmt(now), bestId)
-        rcall('ZADD', dsKey(ctx, ds, 'promoting'), fmt(now + lease), bestId)
+        rcall('ZADD', dsKey(ctx, ds, DK.promoting), fmt(now + lease), bestId)
         afterHeadLeft(ctx, ds, bestFlow)
         out[#out + 1] = bestId
         out[#out + 1] = r[1] or ''
@@ -85,7 +92,7 @@ for _, tenant in ipairs(tenants) do
   end
 end
 flushStates(ctx)
-if admitted > 0 then rcall('HINCRBY', dsKey(ctx, ds, 'stats'), 'admitted', admitted) end
+if admitted > 0 then rcall('HINCRBY', dsKey(ctx, ds, DK.stats), 'admitted', admitted) end
 out[#out + 1] = '|'
 out[#out + 1] = skipped
 return out
