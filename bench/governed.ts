@@ -167,7 +167,7 @@ export async function contended(): Promise<Record<string, number>> {
   const inWindow = (t: number) => t >= t0 && t <= tEnd;
   const floodStarts = (starts.get('flood') ?? []).filter(inWindow).length;
   // Still jobs of the flood waiting at the end: it was backlogged through the window (entitled to the rest).
-  const floodBacklogged = Number((await pc.hget(new Keys(prefix).ds('bench', 'wc'), 'flood')) ?? 0) > 0;
+  const floodBacklogged = Number((await pc.hget(new Keys(prefix).downstream('bench', 'waitingCounts'), 'flood')) ?? 0) > 0;
   // Admissions in [t0, tEnd] per tenant, against max-min fair shares of the total admitted.
   const tenants = [...sent.keys()];
   const served = tenants.map((t) => (starts.get(t) ?? []).filter(inWindow).length);
@@ -234,7 +234,7 @@ export async function breaker(): Promise<Record<string, number>> {
   );
   worker.on('error', () => undefined);
   await worker.waitUntilReady();
-  const state = async () => (await pc.hget(keys.ds('bench', 'brk'), 'st')) ?? 'closed';
+  const state = async () => (await pc.hget(keys.downstream('bench', 'breaker'), 'st')) ?? 'closed';
   const watch = watchProcess(tg.child.pid!);
   const TOTAL = 2400;
   const PER_SEC = 400;
@@ -349,7 +349,7 @@ export async function scale(tenants: number, jobs: number): Promise<Record<strin
   await waitUntil(
     async () => {
       peakRss = Math.max(peakRss, procStats(tg.child.pid!).rssMb);
-      return Number((await pc.get(keys.ds('bench', 'wtotal'))) ?? 0) >= jobs - 100;
+      return Number((await pc.get(keys.downstream('bench', 'waitingTotal'))) ?? 0) >= jobs - 100;
     },
     'every job to reach the waiting place',
     600_000,

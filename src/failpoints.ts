@@ -15,7 +15,7 @@ export const FAILPOINTS = [
   'gate.after-dead-letter',
   'gate.after-enqueue',
   'gate.before-finish',
-  'scheduler.after-drain',
+  'scheduler.after-admit',
   'scheduler.after-exec-add',
   'observer.after-release',
   'observer.before-ack',

@@ -42,19 +42,19 @@ export function registerClusterMetrics(ctx: ApiContext): void {
       const waiting: Snapshot['waiting'] = [];
       const stats: Snapshot['stats'] = [];
       for (const downstream of topology.downstreams.keys()) {
-        inflight.push({ downstream, n: await governance.inFlightCount(downstream) });
-        for (const [tenant, n] of Object.entries(await governance.waitingByTenant(downstream))) waiting.push({ downstream, tenant, n });
-        stats.push({ downstream, counters: await governance.readStats(downstream) });
+        inflight.push({ downstream, n: await governance.reads.inFlightCount(downstream) });
+        for (const [tenant, n] of Object.entries(await governance.waiting.byTenant(downstream))) waiting.push({ downstream, tenant, n });
+        stats.push({ downstream, counters: await governance.reads.stats(downstream) });
       }
-      stats.push({ downstream: '', counters: await governance.readStats(undefined) });
+      stats.push({ downstream: '', counters: await governance.reads.stats(undefined) });
       const fairness: DownstreamFairness[] = [];
       for (const d of ctx.config.downstreams) {
-        const policy = (await governance.readPolicy(d.name)) ?? d.policy;
+        const policy = (await governance.mirror.readPolicy(d.name)) ?? d.policy;
         const [alloc, fair, queued, capacity] = await Promise.all([
           allocation(governance, d.name, policy),
           fairnessIndex(governance, d.name, policy),
-          governance.queuedTenants(d.name),
-          governance.effectiveCapacity(d.name),
+          governance.waiting.queuedTenants(d.name),
+          governance.mirror.effectiveCapacity(d.name),
         ]);
         const bound = Date.now() - ctx.config.observer.starvationMs;
         fairness.push({
@@ -67,10 +67,10 @@ export function registerClusterMetrics(ctx: ApiContext): void {
       }
       const breakers: Snapshot['breakers'] = [];
       for (const d of ctx.config.downstreams) {
-        const state = await governance.breakerGate(d.name);
-        breakers.push({ downstream: d.name, state, held: state === 'closed' ? 0 : await governance.waitingTotal(d.name) });
+        const state = await governance.breakers.gate(d.name);
+        breakers.push({ downstream: d.name, state, held: state === 'closed' ? 0 : await governance.waiting.total(d.name) });
       }
-      const breakerTransitions = await governance.breakerTransitionCounts();
+      const breakerTransitions = await governance.breakers.transitionCounts();
       return { up: true, depths, inflight, waiting, stats, fairness, breakers, breakerTransitions };
     } catch {
       return { up: false, depths: [], inflight: [], waiting: [], stats: [], fairness: [], breakers: [], breakerTransitions: [] };

@@ -27,10 +27,10 @@ export class AdaptiveCapacity {
     const k = this.governance.keys;
     for (const d of this.downstreams) {
       if (!d.adaptive) {
-        await this.redis.del(k.ds(d.name, 'obs-on'), k.ds(d.name, 'cap'));
+        await this.redis.del(k.downstream(d.name, 'adaptiveOn'), k.downstream(d.name, 'adaptiveCapacity'));
         continue;
       }
-      await this.redis.set(k.ds(d.name, 'obs-on'), '1');
+      await this.redis.set(k.downstream(d.name, 'adaptiveOn'), '1');
       const t = setInterval(() => void this.round(d).catch((err: Error) => this.log.warn({ err: err.message, downstream: d.name }, 'adaptive capacity round failed')), d.adaptive.intervalMs);
       t.unref();
       this.timers.push(t);
@@ -46,14 +46,14 @@ export class AdaptiveCapacity {
   async round(d: DownstreamConfig): Promise<number | undefined> {
     const cfg = d.adaptive!;
     const k = this.governance.keys;
-    const got = await this.redis.set(k.ds(d.name, 'aimd-lock'), this.holder, 'PX', Math.max(10, cfg.intervalMs - 10), 'NX');
+    const got = await this.redis.set(k.downstream(d.name, 'adaptiveLock'), this.holder, 'PX', Math.max(10, cfg.intervalMs - 10), 'NX');
     if (got !== 'OK') return undefined;
     const now = this.now();
     const [raw, lastRaw, capRaw, usedRaw] = await Promise.all([
-      this.redis.lrange(k.ds(d.name, 'obs'), 0, -1),
-      this.redis.get(k.ds(d.name, 'aimd-at')),
-      this.redis.get(k.ds(d.name, 'cap')),
-      this.redis.get(k.ds(d.name, 'used')),
+      this.redis.lrange(k.downstream(d.name, 'adaptiveObservations'), 0, -1),
+      this.redis.get(k.downstream(d.name, 'adaptiveAt')),
+      this.redis.get(k.downstream(d.name, 'adaptiveCapacity')),
+      this.redis.get(k.downstream(d.name, 'used')),
     ]);
     const since = Number(lastRaw ?? 0);
     const outcomes: Outcome[] = [];
@@ -64,7 +64,7 @@ export class AdaptiveCapacity {
     const current = Number(capRaw ?? cfg.ceiling);
     const decision = nextCapacity(current, outcomes, Number(usedRaw ?? 0), cfg);
     if (decision.reason === 'too-few-samples') return current;
-    await this.redis.multi().set(k.ds(d.name, 'cap'), decision.capacity).set(k.ds(d.name, 'aimd-at'), now).exec();
+    await this.redis.multi().set(k.downstream(d.name, 'adaptiveCapacity'), decision.capacity).set(k.downstream(d.name, 'adaptiveAt'), now).exec();
     if (decision.capacity !== current) {
       this.metrics.capacityAdjustments.inc({ downstream: d.name, reason: decision.reason });
       this.log.info({ downstream: d.name, from: current, to: decision.capacity, reason: decision.reason, p90Ms: decision.p90, failureRate: decision.failureRate }, 'adaptive capacity changed');

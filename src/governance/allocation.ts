@@ -3,6 +3,7 @@
  * holds, what it borrows, what waits, how long waits take. Read from Redis; used by the usage endpoint,
  * the fairness metrics, job explanations and backpressure.
  */
+import { percentile } from '../core/stats';
 import { entitlementOf, reserveOf, weightOf, type Policy } from '../core/policy';
 import { jainIndex } from '../core/simulate';
 import type { Governance } from '../redis/governance';
@@ -33,25 +34,19 @@ export function recentRate(samples: ReadonlyArray<{ at: number }>, now: number, 
   return span > 0 ? (recent.length - 1) / span : undefined;
 }
 
-export function percentile(values: readonly number[], q: number): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-}
-
 export async function allocation(governance: Governance, downstream: string, policy: Policy, tenants?: readonly string[]): Promise<Record<string, TenantAllocation>> {
   const [waiting, inFlight, queued, minutes, capacity] = await Promise.all([
-    governance.waitingByTenant(downstream),
-    governance.inFlightByTenant(downstream),
-    governance.queuedTenants(downstream),
-    governance.admissionsByMinute(downstream, 5),
-    governance.effectiveCapacity(downstream),
+    governance.waiting.byTenant(downstream),
+    governance.reads.inFlightByTenant(downstream),
+    governance.waiting.queuedTenants(downstream),
+    governance.reads.admissionsByMinute(downstream, 5),
+    governance.mirror.effectiveCapacity(downstream),
   ]);
   const effective: Policy = { ...policy, capacity: capacity ?? policy.capacity };
   const active = [...new Set([...Object.keys(waiting), ...Object.keys(inFlight), ...queued.map((q) => q.tenantId)])];
   const out: Record<string, TenantAllocation> = {};
   for (const t of tenants ?? active) {
-    const waits = (await governance.waitSamples(downstream, t)).map((w) => w.waitMs);
+    const waits = (await governance.waiting.waitSamples(downstream, t)).map((w) => w.waitMs);
     const held = inFlight[t] ?? 0;
     const perMinute = minutes.slice(1).reduce((s, m) => s + (m.byTenant[t] ?? 0), 0) / 5;
     out[t] = {
@@ -73,7 +68,7 @@ export async function allocation(governance: Governance, downstream: string, pol
  * before), with each tenant's share of them (null: nothing admitted).
  */
 export async function fairnessIndex(governance: Governance, downstream: string, policy: Policy): Promise<{ jain: number | null; shares: Record<string, number> }> {
-  const buckets = await governance.admissionsByMinute(downstream, 1);
+  const buckets = await governance.reads.admissionsByMinute(downstream, 1);
   const sums = new Map<string, number>();
   for (const b of buckets) for (const [t, n] of Object.entries(b.byTenant)) sums.set(t, (sums.get(t) ?? 0) + n);
   const entries = [...sums];

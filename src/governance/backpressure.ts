@@ -40,13 +40,13 @@ const HOUR = 3_600_000;
 
 /** Recent admissions per ms on a downstream (all tenants, or one): the current and previous minutes. */
 async function admissionRate(governance: Governance, downstream: string, now: number, tenantId?: string): Promise<number> {
-  const buckets = await governance.admissionsByMinute(downstream, 1, now);
+  const buckets = await governance.reads.admissionsByMinute(downstream, 1, now);
   const total = buckets.reduce((s, b) => s + (tenantId === undefined ? Object.values(b.byTenant).reduce((x, y) => x + y, 0) : (b.byTenant[tenantId] ?? 0)), 0);
   return total / (60_000 + (now % 60_000));
 }
 
 export async function downstreamPressure(governance: Governance, d: DownstreamConfig, now = Date.now()): Promise<DownstreamPressure> {
-  const [waiting, shedding, capacity] = await Promise.all([governance.waitingTotal(d.name), governance.isShedding(d.name), governance.effectiveCapacity(d.name)]);
+  const [waiting, shedding, capacity] = await Promise.all([governance.waiting.total(d.name), governance.waiting.isShedding(d.name), governance.mirror.effectiveCapacity(d.name)]);
   const slowDownAt = d.shedding?.low ?? 10 * (capacity ?? d.capacity);
   const level: Level = shedding ? 'shed' : waiting >= slowDownAt ? 'slow-down' : 'ok';
   const out: DownstreamPressure = { downstream: d.name, level, waiting, shedding, slowDownAt, ...(d.shedding ? { shedAt: d.shedding.high } : {}) };
@@ -65,7 +65,7 @@ export async function tenantPressure(
   jobName?: string,
   now = Date.now(),
 ): Promise<TenantPressure> {
-  const [ds, byTenant] = await Promise.all([downstreamPressure(governance, d, now), governance.waitingByTenant(d.name)]);
+  const [ds, byTenant] = await Promise.all([downstreamPressure(governance, d, now), governance.waiting.byTenant(d.name)]);
   const waiting = byTenant[tenantId] ?? 0;
   const max = config.tenantLimits.maxWaiting;
   let level: Level = 'ok';
@@ -79,7 +79,7 @@ export async function tenantPressure(
     reason = 'tenant-backlog';
   }
   if (jobName !== undefined && level === 'ok') {
-    const flow = await governance.flowState(d.name, tenantId, jobName);
+    const flow = await governance.waiting.flowState(d.name, tenantId, jobName);
     if (flow && flow.state !== 'eligible') {
       level = 'slow-down';
       reason = flow.reason;

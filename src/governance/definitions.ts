@@ -123,7 +123,7 @@ export class Definitions {
       return { version };
     });
     await this.mirror(result.version, async () => {
-      await this.governance.writePolicy(downstream, policy, 'runtime');
+      await this.governance.mirror.writePolicy(downstream, policy, 'runtime');
       await this.governance.repolicy(downstream);
     });
     return policy;
@@ -219,7 +219,7 @@ export class Definitions {
       return { row: row!, version };
     });
     await this.mirror(result.version, async () => {
-      await this.governance.writeThrottle(throttleDef(result.row));
+      await this.governance.mirror.writeThrottle(throttleDef(result.row));
       await this.governance.wake(result.row.tenantId ?? undefined);
     });
     return result.row;
@@ -234,7 +234,7 @@ export class Definitions {
       return { row, version };
     });
     await this.mirror(result.version, async () => {
-      await this.governance.removeThrottle(throttleDef(result.row));
+      await this.governance.mirror.removeThrottle(throttleDef(result.row));
       await this.governance.wake(result.row.tenantId ?? undefined);
     });
     return result.row;
@@ -245,7 +245,7 @@ export class Definitions {
   private async mirrorTenant(tenantId: string, version: number): Promise<void> {
     await this.mirror(version, async () => {
       const rows = await quotasOfTenant(this.db, tenantId);
-      await this.governance.writeTenantQuotas(tenantId, rows.map(quotaDef));
+      await this.governance.mirror.writeTenantQuotas(tenantId, rows.map(quotaDef));
       await this.governance.wake(tenantId);
     });
   }
@@ -253,7 +253,7 @@ export class Definitions {
   private async mirror(version: number, write: () => Promise<void>): Promise<void> {
     try {
       await write();
-      await this.governance.advanceMirrorVersion(version - 1, version);
+      await this.governance.mirror.advance(version - 1, version);
       await this.governance.publishWake();
     } catch (err) {
       this.log.warn({ err: (err as Error).message, version }, 'change saved in Postgres but not yet mirrored to Redis; the sync will mirror it');
@@ -266,7 +266,7 @@ export class Definitions {
    * if rebuilt.
    */
   async repairMirror(): Promise<boolean> {
-    const [pgVersion, redisVersion, present] = await Promise.all([currentVersion(this.db), this.governance.mirrorVersion(), this.governance.hasMirror()]);
+    const [pgVersion, redisVersion, present] = await Promise.all([currentVersion(this.db), this.governance.mirror.version(), this.governance.mirror.exists()]);
     if (pgVersion === redisVersion && present) return false;
     const [quotaRows, throttleRows] = await Promise.all([allQuotas(this.db), allThrottles(this.db)]);
     const byTenant = new Map<string, ReturnType<typeof quotaDef>[]>();
@@ -275,9 +275,9 @@ export class Definitions {
       list.push(quotaDef(r));
       byTenant.set(r.tenantId, list);
     }
-    await this.governance.replaceDefinitions(byTenant, throttleRows.map(throttleDef), pgVersion);
+    await this.governance.mirror.replaceDefinitions(byTenant, throttleRows.map(throttleDef), pgVersion);
     for (const { downstream, policy, source } of await this.effectivePolicies()) {
-      await this.governance.writePolicy(downstream, policy, source, { force: true });
+      await this.governance.mirror.writePolicy(downstream, policy, source, { force: true });
       await this.governance.repolicy(downstream);
     }
     await this.governance.wake();

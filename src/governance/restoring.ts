@@ -16,16 +16,16 @@ import { UNROUTED_ROW } from './sync';
 /** Undefined when nothing is pending; else what is still being restored, in words. */
 export async function pendingRestore(governance: Governance, database: Database, downstreams: readonly string[], now: number): Promise<string | undefined> {
   const pending: string[] = [];
-  const [pgVersion, redisVersion] = await Promise.all([currentVersion(database.db), governance.mirrorVersion()]);
+  const [pgVersion, redisVersion] = await Promise.all([currentVersion(database.db), governance.mirror.version()]);
   if (pgVersion !== redisVersion) pending.push(`quota and throttle definitions (Redis at version ${redisVersion}, Postgres at ${pgVersion})`);
   const saved = await loadCounters(database.db);
   const tags: Array<string | undefined> = [...downstreams, undefined];
   const counters: string[] = [];
   for (const tag of tags) {
-    if (saved.has(tag ?? UNROUTED_ROW) && !(await governance.statsRestored(tag))) counters.push(tag ?? 'unrouted');
+    if (saved.has(tag ?? UNROUTED_ROW) && !(await governance.reads.statsRestored(tag))) counters.push(tag ?? 'unrouted');
   }
   if (counters.length > 0) pending.push(`counters of ${counters.join(', ')}`);
-  if (!(await governance.usageRestored())) {
+  if (!(await governance.reads.usageRestored())) {
     const w = windowsAt(now);
     const usage = await loadUsage(database.db, [w.hour.start, w.day.start, w.month.start]);
     if (usage.some((e) => e.window === w[e.period].start)) pending.push('period usage');

@@ -62,7 +62,7 @@ export class GovernanceSync {
     this.running = (async () => {
       for (const [what, step] of [
         // The default quota comes from config; rewriting it each round also restores it after a flush.
-        ['default quota', () => this.governance.writeDefaultQuota(this.defaults)],
+        ['default quota', () => this.governance.mirror.writeDefaultQuota(this.defaults)],
         ['definitions', () => this.definitions.repairMirror()],
         ['counters', () => this.syncCounters()],
         ['usage', () => this.syncUsage()],
@@ -81,7 +81,7 @@ export class GovernanceSync {
 
   private async syncCounters(): Promise<void> {
     const missing = [];
-    for (const tag of this.tags) if (!(await this.governance.statsRestored(tag))) missing.push(tag);
+    for (const tag of this.tags) if (!(await this.governance.reads.statsRestored(tag))) missing.push(tag);
     if (missing.length > 0) {
       const saved = await loadCounters(this.database.db);
       const restored = [];
@@ -92,14 +92,14 @@ export class GovernanceSync {
       if (restored.some((t) => saved.has(t))) this.log.info({ restored }, 'counters restored from Postgres into Redis');
     }
     for (const tag of this.tags) {
-      const counters = await this.governance.readStats(tag);
+      const counters = await this.governance.reads.stats(tag);
       if (Object.keys(counters).length > 0) await saveCounters(this.database.db, tag ?? UNROUTED_ROW, counters);
     }
   }
 
   private async syncUsage(): Promise<void> {
     const now = this.now();
-    if (!(await this.governance.usageRestored())) {
+    if (!(await this.governance.reads.usageRestored())) {
       const adopted = await this.adoptLiveJobs();
       if (adopted > 0) this.log.warn({ adopted }, 'governance state was lost: live execution jobs re-counted as in flight');
       const w = windowsAt(now);
@@ -109,6 +109,6 @@ export class GovernanceSync {
         if (current.length > 0) this.log.info({ entries: current.length }, 'period usage restored from the Postgres ledger into Redis');
       }
     }
-    await saveUsage(this.database.db, await this.governance.readUsage(now));
+    await saveUsage(this.database.db, await this.governance.reads.usage(now));
   }
 }

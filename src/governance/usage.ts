@@ -70,7 +70,7 @@ export async function tenantUsage(
   const byDownstream: Record<string, number> = {};
   let total = 0;
   for (const d of downstreams) {
-    const n = Number((await redis.hget(governance.keys.ds(d, 'wc'), tenantId)) ?? 0);
+    const n = Number((await redis.hget(governance.keys.downstream(d, 'waitingCounts'), tenantId)) ?? 0);
     if (n > 0) {
       byDownstream[d] = n;
       total += n;

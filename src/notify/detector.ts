@@ -126,11 +126,11 @@ export class AlertDetector {
 
     const pipe = redis.pipeline();
     for (const d of downstreams) {
-      pipe.hgetall(keys.ds(d.name, `adm:${minute}`));
-      pipe.hgetall(keys.ds(d.name, `adm:${minute - 60_000}`));
-      pipe.hgetall(keys.ds(d.name, 'wc'));
-      pipe.zrange(keys.ds(d.name, 'since'), '0', '-1', 'WITHSCORES');
-      pipe.get(keys.ds(d.name, 'cap'));
+      pipe.hgetall(keys.downstreamOf(d.name, 'admissions', minute));
+      pipe.hgetall(keys.downstreamOf(d.name, 'admissions', minute - 60_000));
+      pipe.hgetall(keys.downstream(d.name, 'waitingCounts'));
+      pipe.zrange(keys.downstream(d.name, 'since'), '0', '-1', 'WITHSCORES');
+      pipe.get(keys.downstream(d.name, 'adaptiveCapacity'));
     }
     pipe.hgetall(keys.alertsOpen());
     pipe.hgetall(keys.alertsSince());

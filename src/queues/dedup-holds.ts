@@ -12,6 +12,6 @@ export const IN_FLIGHT_STATES: ReadonlySet<string> = new Set(['admitted', 'waiti
 /** Ends the holds of those of `keys` (job keys) whose record says they ended, or is gone; returns how many. */
 export async function endHoldsOfEnded(topology: Topology, governance: Governance, keys: readonly string[]): Promise<number> {
   if (keys.length === 0) return 0;
-  const states = await governance.recordStates(keys);
+  const states = await governance.reads.recordStates(keys);
   return topology.releaseHeldDedup(keys.filter((_, i) => !IN_FLIGHT_STATES.has(states[i] ?? '')));
 }

@@ -59,7 +59,7 @@ const iso = (ms: string | undefined) => new Date(Number(ms ?? 0)).toISOString();
  * record per job: `tenantId` (a tenant token) picks that tenant's latest, else the latest of all.
  */
 export async function locateJob(topology: Topology, governance: Governance, id: string, opts: { tenantId?: string } = {}): Promise<JobLocation | undefined> {
-  const [instances, ingressState] = await Promise.all([governance.findInstances(id), ingressStateOf(topology, governance, id)]);
+  const [instances, ingressState] = await Promise.all([governance.reads.findInstances(id), ingressStateOf(topology, governance, id)]);
   const mine = opts.tenantId === undefined ? instances : instances.filter((r) => r.record.t === opts.tenantId);
   const chosen = mine.reduce<(typeof mine)[number] | undefined>((best, r) => (!best || Number(r.record.ts ?? 0) >= Number(best.record.ts ?? 0) ? r : best), undefined);
   const undecided = (): JobLocation => ({ id, place: 'ingress', state: ingressState, queue: topology.ingress.name, jobId: id });
@@ -89,10 +89,10 @@ export async function locateJob(topology: Topology, governance: Governance, id: 
   const downstream = record.ds!;
   if (record.st === 'waiting') {
     const [flow, position, samples, breaker] = await Promise.all([
-      governance.flowState(downstream, record.t!, record.n!),
-      governance.waitingPosition(downstream, record.t!, record.n!, key),
-      governance.waitSamples(downstream, record.t!),
-      governance.breakerGate(downstream),
+      governance.waiting.flowState(downstream, record.t!, record.n!),
+      governance.waiting.position(downstream, record.t!, record.n!, key),
+      governance.waiting.waitSamples(downstream, record.t!),
+      governance.breakers.gate(downstream),
     ]);
     // An eligible flow waits for its turn or for capacity of the downstream, unless its breaker holds it.
     const reason = breaker === 'open' ? 'breaker-open' : breaker === 'half-open' && flow?.state === 'eligible' ? 'breaker-half-open' : (flow?.reason ?? 'capacity');

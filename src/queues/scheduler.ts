@@ -1,5 +1,5 @@
 /**
- * Drains the waiting place: for each downstream, asks Redis (drain-1.lua) which waiting jobs may start
+ * Admits from the waiting place: for each downstream, asks Redis (admitWaiting-1.lua) which waiting jobs may start
  * now, adds them to their execution queue, and confirms. Runs in every gate process; the script is
  * atomic, so several schedulers never admit the same job or exceed a limit.
  *
@@ -8,8 +8,8 @@
  * a job ended, an operator changed a quota), a timer fell due (the earliest token, window or lease),
  * or the safety tick passed (covers lost pub/sub messages).
  *
- * Crash safety: a drained job is admitted with a promotion lease; the add is confirmed after it
- * happened. A scheduler that dies in between leaves the lease to expire, and the next drain (any
+ * Crash safety: a job admitted from the waiting place gets a promotion lease; the add is confirmed after it
+ * happened. A scheduler that dies in between leaves the lease to expire, and the next admission round (any
  * process) returns the job for another add, which the derived job id and deduplication key make
  * idempotent.
  */
@@ -37,7 +37,7 @@ export interface SchedulerDeps {
 }
 
 /**
- * Drains of one downstream that may run at once in this process. Each drain is atomic in Redis, so two
+ * Admission rounds of one downstream that may run at once in this process. Each round is atomic in Redis, so two
  * never admit the same job; the second one takes the slots that came back while the first one's
  * execution adds were on their way, instead of waiting for them.
  */
@@ -109,14 +109,14 @@ export class Scheduler {
     try {
       for (let more = true; more && !this.closed; ) {
         const shedding = topology.downstreams.get(downstream)!.shedding;
-        const res = await governance.drain(downstream, {
+        const res = await governance.waiting.admit(downstream, {
           capacity,
           maxAdmit: config.scheduler.maxAdmitPerCall,
           leaseMs: config.scheduler.leaseMs,
           maxEvaluations: config.scheduler.maxEvaluationsPerCall,
           ...(shedding ? { shedLow: shedding.low } : {}),
         });
-        await failpoints.hit('scheduler.after-drain');
+        await failpoints.hit('scheduler.after-admit');
         if (res.admitted.length > 0) await this.promote(downstream, res.admitted);
         if (res.refused.length > 0) await this.deadLetter(downstream, res.refused.map((r) => ({ ...r, code: r.code as RejectionCode })));
         this.schedule(downstream, lane, res.nextWake);
@@ -124,7 +124,7 @@ export class Scheduler {
       }
     } catch (err) {
       this.deps.metrics.gateErrors.inc({ stage: 'schedule' });
-      log.warn({ err: (err as Error).message, downstream }, 'scheduler could not drain; retrying');
+      log.warn({ err: (err as Error).message, downstream }, 'scheduler could not admit from the waiting place; retrying');
       this.schedule(downstream, lane, this.deps.now() + 500);
     }
   }

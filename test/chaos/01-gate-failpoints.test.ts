@@ -17,7 +17,7 @@ const STEPS = [
   'gate.after-enqueue',
   'gate.after-dead-letter',
   'gate.before-finish',
-  'scheduler.after-drain',
+  'scheduler.after-admit',
   'scheduler.after-exec-add',
 ] as const;
 

@@ -62,8 +62,8 @@ it(`${GATES} gates racing on one tenant never admit more than maxConcurrent = ${
     const sampler = (async () => {
       while (sampling) {
         const pipe = c.conn.pipeline();
-        for (const t of Object.keys(TENANTS)) for (const d of DOWNSTREAMS) pipe.hget(c.keys.ds(d, 'tin'), t);
-        const quotaKeys = await c.conn.keys(`${c.keys.gov}qs:*`);
+        for (const t of Object.keys(TENANTS)) for (const d of DOWNSTREAMS) pipe.hget(c.keys.downstream(d, 'tenantInflight'), t);
+        const quotaKeys = await c.conn.keys(c.keys.quotaStatePattern());
         for (const k of quotaKeys) pipe.hget(k, 'inf');
         const res = ((await pipe.exec()) ?? []).map(([, v]) => Number(v ?? 0));
         let i = 0;

@@ -169,7 +169,7 @@ it('a bad input storm mixed with good jobs: each bad job dead-lettered with its 
       api.send('PUT', '/api/v1/policies/scanner', { kind: 'proportional', defaultWeight: 1e-300 }),
     ]);
     expect(calls.map((r) => [r.status, r.body?.error])).toEqual(calls.map(() => [400, 'TG_ERR_VALIDATION']));
-    const wc = c.keys.ds('policy', 'wc');
+    const wc = c.keys.downstream('policy', 'waitingCounts');
     await c.conn.hset(wc, Object.fromEntries(Array.from({ length: 5200 }, (_, k) => [`sim-${k}`, 10])));
     const sim = await api.send('POST', '/api/v1/policies/policy/simulate', { policy: { kind: 'proportional' } });
     await c.conn.del(wc);

@@ -90,7 +90,7 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
           const snaps = (await pg.query(`SELECT downstream, gen::int AS gen FROM breaker_snapshots`)).rows as Array<{ downstream: string; gen: number }>;
           const trans = (await pg.query(`SELECT downstream, max(gen)::int AS gen FROM breaker_transitions GROUP BY downstream`)).rows as Array<{ downstream: string; gen: number }>;
           const pipe = c.conn.pipeline();
-          for (const d of DS) pipe.hget(c.keys.ds(d, 'brk'), 'gen');
+          for (const d of DS) pipe.hget(c.keys.downstream(d, 'breaker'), 'gen');
           const gens = ((await pipe.exec()) ?? []).map(([err, v]) => (err ? undefined : (v as string | null)));
           for (const [i, d] of DS.entries()) {
             const redisGen = gens[i];
@@ -127,7 +127,7 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
     await waitFor(
       async () => {
         for (const d of DS) {
-          const [json, gen] = await c.conn.hmget(c.keys.ds(d, 'brk'), 'json', 'gen');
+          const [json, gen] = await c.conn.hmget(c.keys.downstream(d, 'breaker'), 'json', 'gen');
           const snap = (await pg.query(`SELECT state, gen::int AS gen FROM breaker_snapshots WHERE downstream = $1`, [d])).rows[0];
           const tr = (await pg.query(`SELECT max(gen)::int AS gen FROM breaker_transitions WHERE downstream = $1`, [d])).rows[0];
           if (!json || !snap || snap.gen !== Number(gen) || tr.gen !== Number(gen) || canonical(snap.state) !== canonical(JSON.parse(json))) return false;
@@ -166,7 +166,7 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
       async () => {
         for (const d of DS) {
           if (restored[d]) continue;
-          const json = await c.conn.hget(c.keys.ds(d, 'brk'), 'json');
+          const json = await c.conn.hget(c.keys.downstream(d, 'breaker'), 'json');
           if (json) restored[d] = json;
         }
         return DS.every((d) => restored[d]);
@@ -228,7 +228,7 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
     expect(of('policy').map((t) => `${t.gen}:${t.from_state}>${t.to_state}`)).toEqual(['2:closed>closed']);
     const halfOpenAt = of('scanner')[1]!.at.getTime();
     const closedAtPg = of('scanner')[2]!.at.getTime();
-    const closedAt = Number(await c.conn.hget(c.keys.ds('scanner', 'brk'), 'closedAt'));
+    const closedAt = Number(await c.conn.hget(c.keys.downstream('scanner', 'breaker'), 'closedAt'));
     expect(closedAt).toBe(closedAtPg);
     // Time-driven: not before openUntil, and soon after it (the observers tick every 200 ms).
     expect(halfOpenAt).toBeGreaterThanOrEqual(openUntil);
@@ -238,7 +238,7 @@ it('a tripped and two forced breakers survive kill -9 of everything plus an empt
     expect(samples).toBeGreaterThan(20);
     expect(aheadViolations.slice(0, 5)).toEqual([]);
     for (const d of DS) {
-      const gen = Number(await c.conn.hget(c.keys.ds(d, 'brk'), 'gen'));
+      const gen = Number(await c.conn.hget(c.keys.downstream(d, 'breaker'), 'gen'));
       const snap = (await pg.query(`SELECT gen::int AS gen FROM breaker_snapshots WHERE downstream = $1`, [d])).rows[0];
       expect({ d, snap: snap.gen, transitions: of(d).map((t) => t.gen) }).toEqual({ d, snap: gen, transitions: Array.from({ length: gen - 1 }, (_, i) => i + 2) });
     }

@@ -11,7 +11,7 @@
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { execJobId } from '../../src/redis/keys';
+import { execJobId, Keys } from '../../src/redis/keys';
 import { spawnWorker, writeConfigFile, type Child } from '../support/processes';
 import {
   cleanupPrefix,
@@ -103,15 +103,15 @@ function gateEnv(run: Run, configFile: string, failpoints?: string) {
 }
 
 async function diagnose(run: Run): Promise<string> {
-  const G = `${run.prefix}:gov:{${run.prefix}.gov}:`;
+  const k = new Keys(run.prefix);
   const out: Record<string, unknown> = { executed: run.executions.size, ingress: await run.ingress.getJobCounts() };
   for (const d of DOWNSTREAMS) {
     out[d] = {
-      inflight: await run.redis.zcard(`${G}ds:${d}:inflight`),
-      promoting: await run.redis.zcard(`${G}ds:${d}:promoting`),
-      waiting: await run.redis.hgetall(`${G}ds:${d}:wc`),
-      flows: await run.redis.hgetall(`${G}ds:${d}:fst`),
-      sched: await run.redis.zrange(`${G}ds:${d}:sched`, '0', '-1', 'WITHSCORES'),
+      inflight: await run.redis.zcard(k.inflight(d)),
+      promoting: await run.redis.zcard(k.downstream(d, 'promoting')),
+      waiting: await run.redis.hgetall(k.downstream(d, 'waitingCounts')),
+      flows: await run.redis.hgetall(k.downstream(d, 'flowStates')),
+      tiers: await run.redis.zrange(k.downstream(d, 'tiers'), '0', '-1', 'WITHSCORES'),
     };
   }
   return JSON.stringify(out);
@@ -194,7 +194,7 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
       'gate.after-exec-add=kill%0.15',
       'gate.after-enqueue=kill%0.15',
       'gate.after-dead-letter=kill%5',
-      'scheduler.after-drain=kill%1',
+      'scheduler.after-admit=kill%1',
       'scheduler.after-exec-add=kill%1',
     ].join(',');
     const supervise = (slot: number): void => {

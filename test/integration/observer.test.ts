@@ -39,11 +39,11 @@ it('counts completions and final failures per downstream and releases every admi
   await addMany(30, 'scan.image');
   await addMany(10, 'scan.image', { fail: true }, { attempts: 2, backoff: { type: 'fixed', delay: 10 } });
   const stats = await waitFor(async () => {
-    const s = await gov.readStats('scanner');
+    const s = await gov.reads.stats('scanner');
     return s.completed === 30 && s.failed === 10 ? s : undefined;
   }, 'all outcomes counted');
   expect(stats).toMatchObject({ admitted: 40, completed: 30, failed: 10 });
-  expect(await gov.inFlightCount('scanner')).toBe(0);
+  expect(await gov.reads.inFlightCount('scanner')).toBe(0);
 });
 
 it('misses nothing and counts nothing twice across an observer restart', async () => {
@@ -52,21 +52,21 @@ it('misses nothing and counts nothing twice across an observer restart', async (
   await observer1.started;
   h.worker('exec.policy', async () => 'ok');
   await addMany(50, 'policy.eval');
-  await waitFor(async () => (await gov.readStats('policy')).completed === 50 || undefined, 'first 50 counted');
+  await waitFor(async () => (await gov.reads.stats('policy')).completed === 50 || undefined, 'first 50 counted');
   await observer1.close();
 
   // Jobs finish while no observer runs; their events wait in the stream.
   await addMany(70, 'policy.eval');
   await waitFor(async () => (await h.queue('exec.policy').getJobCounts('completed')).completed === 120 || undefined, 'all executed');
-  expect((await gov.readStats('policy')).completed).toBe(50);
+  expect((await gov.reads.stats('policy')).completed).toBe(50);
 
   const observer2 = await startTollgate({ roles: ['observer'], env: h.env, config: h.config });
   await observer2.started;
   try {
-    await waitFor(async () => (await gov.readStats('policy')).completed === 120 || undefined, 'the rest counted after restart');
+    await waitFor(async () => (await gov.reads.stats('policy')).completed === 120 || undefined, 'the rest counted after restart');
     await new Promise((r) => setTimeout(r, 700));
-    expect(await gov.readStats('policy')).toMatchObject({ admitted: 120, completed: 120 });
-    expect(await gov.inFlightCount('policy')).toBe(0);
+    expect(await gov.reads.stats('policy')).toMatchObject({ admitted: 120, completed: 120 });
+    expect(await gov.reads.inFlightCount('policy')).toBe(0);
   } finally {
     await observer2.close();
   }
@@ -86,12 +86,12 @@ it('redelivers a batch whose observer was killed -9 before acknowledging, withou
 
   const survivor = spawnWorker('observer', env);
   try {
-    await waitFor(async () => (await gov.readStats('attestor')).completed === 40 || undefined, 'every completion counted');
+    await waitFor(async () => (await gov.reads.stats('attestor')).completed === 40 || undefined, 'every completion counted');
     await waitFor(
       async () => ((await h.redis.xpending(`${h.prefix}:exec.attestor:events`, 'tollgate-observer')) as [number])[0] === 0 || undefined,
       'the dead observer\'s pending events claimed and acknowledged',
     );
-    expect(await gov.readStats('attestor')).toMatchObject({ admitted: 40, completed: 40 });
+    expect(await gov.reads.stats('attestor')).toMatchObject({ admitted: 40, completed: 40 });
   } finally {
     survivor.kill('SIGTERM');
     await survivor.exited;
@@ -103,10 +103,10 @@ it('releases a job removed by hand before it ran', async () => {
   const [id] = await addMany(1, 'scan.image');
   const execId = execJobId(id!);
   await waitFor(async () => (await h.queue('exec.scanner').getJobState(execId)) === 'waiting' || undefined, 'promotion');
-  expect(await gov.inFlightCount('scanner')).toBe(1);
+  expect(await gov.reads.inFlightCount('scanner')).toBe(1);
   await (await h.queue('exec.scanner').getJob(execId))!.remove();
-  await waitFor(async () => (await gov.readStats('scanner')).vanished === 1 || undefined, 'the removal released');
-  expect(await gov.inFlightCount('scanner')).toBe(0);
+  await waitFor(async () => (await gov.reads.stats('scanner')).vanished === 1 || undefined, 'the removal released');
+  expect(await gov.reads.inFlightCount('scanner')).toBe(0);
 });
 
 it('reconciles when the stream lost events while no observer ran, and reports the gap', async () => {
@@ -123,15 +123,15 @@ it('reconciles when the stream lost events while no observer ran, and reports th
   await addMany(10, 'scan.image', {}, { removeOnComplete: true });
   await waitFor(async () => {
     const c = await h.queue('exec.scanner').getJobCounts('completed', 'failed', 'waiting', 'active');
-    return c.completed === 20 && c.failed === 5 && c.waiting === 0 && c.active === 0 && (await gov.inFlightCount('scanner')) === 35;
+    return c.completed === 20 && c.failed === 5 && c.waiting === 0 && c.active === 0 && (await gov.reads.inFlightCount('scanner')) === 35;
   }, 'all executed');
   await h.redis.xtrim(`${h.prefix}:exec.scanner:events`, 'MAXLEN', 0);
 
   const observer2 = await startTollgate({ roles: ['observer'], env: h.env, config: h.config });
   await observer2.started;
   try {
-    await waitFor(async () => (await gov.inFlightCount('scanner')) === 0 || undefined, 'the sweep to release all 35');
-    expect(await gov.readStats('scanner')).toMatchObject({ admitted: 35, completed: 20, failed: 5, vanished: 10 });
+    await waitFor(async () => (await gov.reads.inFlightCount('scanner')) === 0 || undefined, 'the sweep to release all 35');
+    expect(await gov.reads.stats('scanner')).toMatchObject({ admitted: 35, completed: 20, failed: 5, vanished: 10 });
     const metrics = await observer2.metrics.registry.getSingleMetricAsString('tollgate_observer_event_gaps_total');
     expect(metrics).toMatch(/tollgate_observer_event_gaps_total\{downstream="scanner"\} 1/);
     const swept = await observer2.metrics.registry.getSingleMetricAsString('tollgate_observer_releases_total');
@@ -145,7 +145,7 @@ it('snapshots counters to Postgres and restores them into a Redis that lost them
   await h.start();
   h.worker('exec.policy', async () => 'ok');
   await addMany(12, 'policy.eval');
-  await waitFor(async () => (await gov.readStats('policy')).completed === 12 || undefined, 'outcomes counted');
+  await waitFor(async () => (await gov.reads.stats('policy')).completed === 12 || undefined, 'outcomes counted');
   await h.stop(); // the last snapshot is written on the way out
 
   const pg = new Client({ connectionString: h.db.url });
@@ -160,12 +160,12 @@ it('snapshots counters to Postgres and restores them into a Redis that lost them
   await h.redis.del(gov.keys.stats('policy'), gov.keys.statsRestored('policy'));
   await h.start(['gate']);
   await addMany(3, 'policy.eval');
-  await waitFor(async () => (await gov.readStats('policy')).admitted === 3 || undefined, 'new admissions counted from zero');
+  await waitFor(async () => (await gov.reads.stats('policy')).admitted === 3 || undefined, 'new admissions counted from zero');
   await h.stop();
   await h.start(['gate', 'observer']);
   // The snapshot is added to what was counted since the loss, not written over it.
   await waitFor(async () => {
-    const s = await gov.readStats('policy');
+    const s = await gov.reads.stats('policy');
     return s.admitted === 15 && s.completed === 15 || undefined;
   }, 'counters restored and the new completions counted');
 });
@@ -176,7 +176,7 @@ describe('tenant concurrency slots', () => {
   // The quota goes straight into Redis (these tests are about the observer), marked as a mirror in
   // step with Postgres (version 0): without the mark a starting gate rebuilds the mirror from Postgres.
   const seedQuota = async () => {
-    await gov.writeTenantQuotas('slotty', [quota]);
+    await gov.mirror.writeTenantQuotas('slotty', [quota]);
     await h.redis.set(gov.keys.mirrorVersion(), '0');
   };
 
@@ -195,7 +195,7 @@ describe('tenant concurrency slots', () => {
     expect(await inFlight()).toBe(2);
     expect([...attempts.keys()].length).toBe(2);
     await waitFor(async () => {
-      const s = await gov.readStats('scanner');
+      const s = await gov.reads.stats('scanner');
       return (s.completed === 3 && s.failed === 2) || undefined;
     }, 'the others after the failures');
     expect([...attempts.values()].filter((n) => n === 3)).toHaveLength(2);

@@ -2,6 +2,7 @@
  * Allocation policies on real Redis with real execution workers: weighted shares, reserved capacity
  * reclaimed without preemption, priority tiers, and the policies API (read, change, what-if).
  */
+import { Keys } from '../../src/redis/keys';
 import { Client } from 'pg';
 import { parseApiTokens } from '../../src/config/tokens';
 import { jainIndex } from '../../src/core/simulate';
@@ -36,7 +37,7 @@ async function admissionTimes(ids: string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (let i = 0; i < ids.length; i += 1000) {
     const pipe = h.redis.pipeline();
-    for (const id of ids.slice(i, i + 1000)) pipe.hget(`${h.prefix}:gov:{${h.prefix}.gov}:rec:${id}`, 'at');
+    for (const id of ids.slice(i, i + 1000)) pipe.hget(new Keys(h.prefix).record(id), 'at');
     (await pipe.exec())!.forEach(([, v], k) => {
       if (v) out.set(ids[i + k]!, Number(v));
     });

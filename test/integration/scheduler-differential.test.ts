@@ -59,7 +59,7 @@ it('admits the same jobs in the same order as the reference scheduler, under eve
     const ds = `d${scenario}`;
     let now = Date.UTC(2026, 10, 27, 12, 0, 0);
     const gov = new Governance(redis, new Keys(prefix), 3_600_000, [ds], () => now);
-    await gov.writePolicy(ds, policy, 'runtime');
+    await gov.mirror.writePolicy(ds, policy, 'runtime');
     const model = new FairQueue<string>(policy);
     const inflight: Array<{ id: string; tenant: string; cost: number }> = [];
     const tenantOf = new Map<string, string>();
@@ -79,7 +79,7 @@ it('admits the same jobs in the same order as the reference scheduler, under eve
           items.push({ key: id, stamp: '1', tenantId: tenant, name: 'job', cost, priority: 0, payload: '{}' });
           model.add(tenant, { cost, item: id }, now);
         }
-        await gov.enqueue(ds, `exec.${ds}`, items);
+        await gov.waiting.store(ds, `exec.${ds}`, items);
       } else if (op < 0.8 && inflight.length > 0) {
         const done = inflight.splice(Math.floor(rand() * inflight.length), 1)[0]!;
         await gov.release(ds, [{ key: done.id, outcome: 'completed' }]);
@@ -87,7 +87,7 @@ it('admits the same jobs in the same order as the reference scheduler, under eve
       } else {
         now += Math.floor(rand() * 1500);
       }
-      const lua = await gov.drain(ds, { capacity, maxAdmit: 1000, leaseMs: 3_600_000, maxEvaluations: 10_000 });
+      const lua = await gov.waiting.admit(ds, { capacity, maxAdmit: 1000, leaseMs: 3_600_000, maxEvaluations: 10_000 });
       const refusedRef: Array<{ tenant: string; job: QueuedJob<string> }> = [];
       const ref = model.drain(now, Infinity, refusedRef);
       const got = lua.admitted.map((a) => a.id);

@@ -8,7 +8,7 @@
 import type { Job } from 'bullmq';
 import { parseApiTokens } from '../../src/config/tokens';
 import type { DeadLetterData } from '../../src/queues/dead-letter';
-import { execJobId, jobKey } from '../../src/redis/keys';
+import { execJobId, jobKey, Keys } from '../../src/redis/keys';
 import { createHarness, type Harness, recordExecutions } from '../support/harness';
 import { waitFor } from '../support/services';
 
@@ -38,7 +38,7 @@ const deadLetter = async (ingressId: string, instance?: string) => {
   const job = await h.queue('dead-letter').getJob(execJobId(instance ?? jobKey(ingressId)));
   return job?.data as DeadLetterData | undefined;
 };
-const inflight = (downstream: string) => h.redis.zcard(`${h.prefix}:gov:{${h.prefix}.gov}:ds:${downstream}:inflight`);
+const inflight = (downstream: string) => h.redis.zcard(new Keys(h.prefix).inflight(downstream));
 
 describe('a cost no limit can ever admit', () => {
   it('is dead-lettered at once with its reason, and every other tenant still runs', async () => {
@@ -76,7 +76,7 @@ describe('a cost no limit can ever admit', () => {
   it('that fits the configured capacity but not the adaptive capacity in force runs alone instead of waiting for good', async () => {
     // Adaptive capacity cut the policy's 100 units to 3 (what the AIMD controller writes): a job of cost 8
     // fits the downstream, just not beside others; it must run once nothing else is in flight.
-    const cap = `${h.prefix}:gov:{${h.prefix}.gov}:ds:policy:cap`;
+    const cap = new Keys(h.prefix).downstream('policy', 'adaptiveCapacity');
     await h.redis.set(cap, 3);
     try {
       const big = await h.ingress.add('policy.eval', { tenantId: 'wide', cost: 8, mark: 'alone' });
@@ -218,7 +218,7 @@ describe('bounded work per API call', () => {
   it('a what-if simulation over tens of thousands of waiting jobs answers in bounded time and never freezes the process', async () => {
     // The route reads how many jobs wait per tenant and how much each has in flight: here 52,000 jobs
     // of 5,200 tenants (the case that used to block the event loop for half a minute).
-    const wc = `${h.prefix}:gov:{${h.prefix}.gov}:ds:policy:wc`;
+    const wc = new Keys(h.prefix).downstream('policy', 'waitingCounts');
     const fields: Record<string, number> = {};
     for (let i = 0; i < 5200; i++) fields[`sim-${i}`] = 10;
     await h.redis.hset(wc, fields);
@@ -280,11 +280,11 @@ describe('absurd numbers', () => {
 
   it('already stored in Redis (written before these checks) never make a script fail part-way or a lookup answer 500', async () => {
     // Definitions as an older version could have mirrored them: a rate of 5e-324 and 1e-300, a weight of 1e-300.
-    const G = `${h.prefix}:gov:{${h.prefix}.gov}:`;
-    await h.redis.hset(`${G}qd:ancient`, 'q900', JSON.stringify({ id: 'q900', sp: 0, r: 5e-324, rej: 0, p: 0 }));
-    await h.redis.hset(`${G}qd:ancient2`, 'q901', JSON.stringify({ id: 'q901', sp: 0, r: 1e-300, rej: 0, p: 0 }));
-    await h.redis.sadd(`${G}qd-tenants`, 'ancient', 'ancient2');
-    await h.redis.hset(`${G}ds:scanner:pol-t`, 'ancient', JSON.stringify({ w: 1e-300 }));
+    const k = new Keys(h.prefix);
+    await h.redis.hset(k.quotaDefs('ancient'), 'q900', JSON.stringify({ id: 'q900', sp: 0, r: 5e-324, rej: 0, p: 0 }));
+    await h.redis.hset(k.quotaDefs('ancient2'), 'q901', JSON.stringify({ id: 'q901', sp: 0, r: 1e-300, rej: 0, p: 0 }));
+    await h.redis.sadd(k.quotaTenants(), 'ancient', 'ancient2');
+    await h.redis.hset(k.downstream('scanner', 'policyTenants'), 'ancient', JSON.stringify({ w: 1e-300 }));
     const jobs = [];
     for (const t of ['ancient', 'ancient2']) {
       for (let i = 0; i < 3; i++) jobs.push(await h.ingress.add('scan.image', { tenantId: t, i }));
@@ -302,9 +302,9 @@ describe('absurd numbers', () => {
     const bp = await h.api('GET', '/api/v1/backpressure?tenantId=ancient&jobName=scan.image', { token: ADMIN });
     expect(bp.status).toBe(200);
     expect(JSON.stringify(bp.body)).not.toMatch(/e\+|Infinity|null/);
-    await h.redis.del(`${G}qd:ancient`, `${G}qd:ancient2`);
-    await h.redis.srem(`${G}qd-tenants`, 'ancient', 'ancient2');
-    await h.redis.hdel(`${G}ds:scanner:pol-t`, 'ancient');
+    await h.redis.del(k.quotaDefs('ancient'), k.quotaDefs('ancient2'));
+    await h.redis.srem(k.quotaTenants(), 'ancient', 'ancient2');
+    await h.redis.hdel(k.downstream('scanner', 'policyTenants'), 'ancient');
   });
 });
 

@@ -57,7 +57,7 @@ export function backpressureRoutes(ctx: ApiContext): RouteDef[] {
         const downstreams = await Promise.all(ctx.config.downstreams.map((d) => downstreamPressure(ctx.governance, d)));
         const tenants = [];
         for (const d of ctx.config.downstreams) {
-          const ids = tenantFilter !== undefined ? [tenantFilter] : Object.keys(await ctx.governance.waitingByTenant(d.name)).slice(0, 1000);
+          const ids = tenantFilter !== undefined ? [tenantFilter] : Object.keys(await ctx.governance.waiting.byTenant(d.name)).slice(0, 1000);
           for (const t of ids) tenants.push(await tenantPressure(ctx.governance, ctx.config, d, t, query.jobName));
         }
         return { downstreams, tenants };

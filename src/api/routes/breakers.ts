@@ -50,7 +50,7 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
   const view = async (downstream: string, withTransitions: boolean): Promise<z.infer<typeof BreakerView>> => {
     const d = ctx.config.downstreams.find((x) => x.name === downstream)!;
     const { state } = await ctx.breakers.read(downstream);
-    const held = state.state !== 'closed' && !d.breaker.observeOnly ? await ctx.governance.waitingTotal(downstream) : 0;
+    const held = state.state !== 'closed' && !d.breaker.observeOnly ? await ctx.governance.waiting.total(downstream) : 0;
     const out: z.infer<typeof BreakerView> = {
       downstream,
       enabled: d.breaker.enabled,
@@ -70,9 +70,9 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
     return out;
   };
 
-  /** Leases held jobs out of the waiting place for a replay or a drain (see drainHeld-1.lua). */
+  /** Leases held jobs out of the waiting place for a replay or a drain (see releaseHeld-1.lua). */
   const takeHeld = (downstream: string, mode: 'drain' | 'replay', body: z.infer<typeof HeldBody>, actor: string) =>
-    ctx.governance.releaseHeld(downstream, mode, { limit: body.limit, ...(body.tenantId ? { tenantId: body.tenantId } : {}), leaseMs: ctx.config.scheduler.leaseMs, actor });
+    ctx.governance.waiting.releaseHeld(downstream, mode, { limit: body.limit, ...(body.tenantId ? { tenantId: body.tenantId } : {}), leaseMs: ctx.config.scheduler.leaseMs, actor });
 
   const audited = async (op: ReturnType<typeof operatorOf>, action: string, downstream: string, before: unknown, after: unknown) => {
     await insertAudit(ctx.database.db, { actor: op.actor, action, resourceType: 'breaker', resourceId: downstream, before, after, reason: op.reason, ticket: op.ticket ?? null });
@@ -151,8 +151,8 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
       handler: async ({ params, query, auth }) => {
         requireGlobalReader(auth);
         const { state } = await ctx.breakers.read(params.downstream);
-        const byTenant = await ctx.governance.waitingByTenant(params.downstream);
-        const items = await ctx.governance.waitingJobs(params.downstream, { limit: query.limit, ...(query.tenantId ? { tenantId: query.tenantId } : {}) });
+        const byTenant = await ctx.governance.waiting.byTenant(params.downstream);
+        const items = await ctx.governance.waiting.jobs(params.downstream, { limit: query.limit, ...(query.tenantId ? { tenantId: query.tenantId } : {}) });
         const filtered = query.tenantId ? { [query.tenantId]: byTenant[query.tenantId] ?? 0 } : byTenant;
         return {
           state: state.state,
@@ -221,7 +221,7 @@ function transitionView(t: { from: string; to: string; reason: string; gen: numb
 
 /** The latest transitions: from Postgres, plus any still in the Redis outbox (Postgres down or behind). */
 async function recentTransitions(ctx: ApiContext, downstream: string): Promise<Array<ReturnType<typeof transitionView>>> {
-  const pending = (await ctx.governance.breakerOutbox(200))
+  const pending = (await ctx.governance.breakers.outbox(200))
     .map((e) => JSON.parse(e) as Transition & { downstream: string })
     .filter((t) => t.downstream === downstream);
   let stored: Array<ReturnType<typeof transitionView>> = [];

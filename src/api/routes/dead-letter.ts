@@ -67,7 +67,7 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
         const byReason: Record<string, number> = {};
         const byDownstream: Record<string, Record<string, number>> = {};
         for (const d of [...ctx.config.downstreams.map((x) => x.name), undefined]) {
-          const stats = await ctx.governance.readStats(d);
+          const stats = await ctx.governance.reads.stats(d);
           for (const [k, n] of Object.entries(stats)) {
             if (!k.startsWith('dead:') || !n) continue;
             const reason = k.slice(5);

@@ -54,9 +54,9 @@ export function flowRoutes(ctx: ApiContext): RouteDef[] {
         const items = await Promise.all(
           ctx.config.downstreams.map(async (d) => {
             const [samples, minutes, waiting] = await Promise.all([
-              ctx.governance.flowSamples(d.name),
-              ctx.governance.admissionsByMinute(d.name, 15),
-              ctx.governance.waitingByTenant(d.name),
+              ctx.governance.reads.flowSamples(d.name),
+              ctx.governance.reads.admissionsByMinute(d.name, 15),
+              ctx.governance.waiting.byTenant(d.name),
             ]);
             const ordered = [...samples].reverse();
             // The first point has no interval before it: its counts are 0 (its levels are what they were).

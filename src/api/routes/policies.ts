@@ -94,7 +94,7 @@ export function policyRoutes(ctx: ApiContext): RouteDef[] {
     downstream: d.downstream,
     kind: d.policy.kind,
     capacity: d.policy.capacity,
-    effectiveCapacity: (await ctx.governance.effectiveCapacity(d.downstream)) ?? d.policy.capacity,
+    effectiveCapacity: (await ctx.governance.mirror.effectiveCapacity(d.downstream)) ?? d.policy.capacity,
     defaultWeight: d.policy.defaultWeight,
     defaultTier: d.policy.defaultTier,
     ...(d.policy.agingMs !== undefined ? { agingMs: d.policy.agingMs } : {}),
@@ -151,7 +151,7 @@ export function policyRoutes(ctx: ApiContext): RouteDef[] {
         const ds = ctx.config.downstreams.find((d) => d.name === params.downstream)!;
         const current = (await ctx.definitions.effectivePolicies()).find((p) => p.downstream === ds.name)!.policy;
         const candidate = toPolicy(body.policy, ds.capacity);
-        const [waiting, inFlight] = await Promise.all([ctx.governance.waitingByTenant(ds.name), ctx.governance.inFlightByTenant(ds.name)]);
+        const [waiting, inFlight] = await Promise.all([ctx.governance.waiting.byTenant(ds.name), ctx.governance.reads.inFlightByTenant(ds.name)]);
         const plan = simulationPlan(waiting, inFlight, Math.max(current.capacity, candidate.capacity), body.horizonMs, body.serviceMs);
         if (simulating) throw new TollgateError('TG_ERR_UNAVAILABLE', 'another what-if simulation is running in this process; retry in a few seconds');
         simulating = true;

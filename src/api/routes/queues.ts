@@ -18,8 +18,8 @@ export async function queuesOverview(ctx: ApiContext) {
       downstream,
       queue: queue.name,
       capacity: topology.downstreams.get(downstream)!.capacity,
-      inFlight: await governance.inFlightCount(downstream),
-      waiting: Object.values(await governance.waitingByTenant(downstream)).reduce((a, b) => a + b, 0),
+      inFlight: await governance.reads.inFlightCount(downstream),
+      waiting: Object.values(await governance.waiting.byTenant(downstream)).reduce((a, b) => a + b, 0),
       counts: await countJobs(queue),
     })),
   );

@@ -160,7 +160,7 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
         const byDownstream: Record<string, number> = {};
         let total = 0;
         for (const d of downstreams) {
-          for (const [tenant, n] of Object.entries(await ctx.governance.waitingByTenant(d))) {
+          for (const [tenant, n] of Object.entries(await ctx.governance.waiting.byTenant(d))) {
             waitingByTenant.set(tenant, (waitingByTenant.get(tenant) ?? 0) + n);
             byDownstream[d] = (byDownstream[d] ?? 0) + n;
             total += n;

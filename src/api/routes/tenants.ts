@@ -59,10 +59,10 @@ export function tenantRoutes(ctx: ApiContext): RouteDef[] {
           Promise.all(
             downstreams.map(async (d) => {
               const [waiting, inFlight, queued, minutes] = await Promise.all([
-                ctx.governance.waitingByTenant(d),
-                ctx.governance.inFlightByTenant(d),
-                ctx.governance.queuedTenants(d),
-                ctx.governance.admissionsByMinute(d, 15, now),
+                ctx.governance.waiting.byTenant(d),
+                ctx.governance.reads.inFlightByTenant(d),
+                ctx.governance.waiting.queuedTenants(d),
+                ctx.governance.reads.admissionsByMinute(d, 15, now),
               ]);
               return { d, waiting, inFlight, queued, minutes };
             }),
@@ -109,7 +109,7 @@ export function tenantRoutes(ctx: ApiContext): RouteDef[] {
           }
         }
         // Share against entitlement, per downstream, among the tenants with work there.
-        const policies = await Promise.all(downstreams.map((d) => ctx.governance.readPolicy(d)));
+        const policies = await Promise.all(downstreams.map((d) => ctx.governance.mirror.readPolicy(d)));
         downstreams.forEach((d, i) => {
           const policy = policies[i];
           const capacity = ctx.config.downstreams.find((x) => x.name === d)!.capacity;

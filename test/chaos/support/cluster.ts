@@ -270,7 +270,7 @@ async function conservation(c: Cluster, ids: string[], exec: ExecTracker): Promi
       pipe.exists(c.keys.bullJob(c.ingress.name, id));
       pipe.hget(c.keys.bullJob('dead-letter', execJobId(jobKey(id))), 'data');
       for (const d of DOWNSTREAMS) pipe.exists(c.keys.bullJob(`exec.${d}`, execJobId(jobKey(id))));
-      if (rec.ds && rec.t && rec.n) pipe.zscore(c.keys.ds(rec.ds, `f:${rec.t}/${rec.n}`), jobKey(id));
+      if (rec.ds && rec.t && rec.n) pipe.zscore(c.keys.flow(rec.ds, `${rec.t}/${rec.n}`), jobKey(id));
       else pipe.echo('');
     }
     const res = ((await pipe.exec()) ?? []).map(([, v]) => v);

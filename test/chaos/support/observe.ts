@@ -43,7 +43,7 @@ export async function pgBreaker(c: Cluster, downstream: string): Promise<Breaker
 
 /** The breaker state of a downstream as stored in Redis, with its window's sums. */
 export async function redisBreaker(c: Cluster, downstream: string): Promise<{ state?: BreakerState; calls: number; failures: number }> {
-  const json = await c.conn.hget(c.keys.ds(downstream, 'brk'), 'json');
+  const json = await c.conn.hget(c.keys.downstream(downstream, 'breaker'), 'json');
   if (!json) return { calls: 0, failures: 0 };
   const state = JSON.parse(json) as BreakerState;
   const w = windowStats(state.window);
@@ -56,7 +56,7 @@ export async function inflightTotals(c: Cluster): Promise<{ byDownstream: Record
   const byTenant: Record<string, number> = {};
   for (const d of DOWNSTREAMS) {
     byDownstream[d] = await c.conn.zcard(c.keys.inflight(d));
-    for (const [t, n] of Object.entries(await c.conn.hgetall(c.keys.ds(d, 'tin')))) {
+    for (const [t, n] of Object.entries(await c.conn.hgetall(c.keys.downstream(d, 'tenantInflight')))) {
       if (Number(n) !== 0) byTenant[`${d}/${t}`] = Number(n);
     }
   }
