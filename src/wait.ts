@@ -17,6 +17,7 @@
  * as the record is kept (`retention.decisionSeconds`) and the event is in the stream
  * (`observer.eventsMaxLen` events per execution queue).
  */
+import { fieldsOf } from './core/fields';
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isRejectionCode, TollgateError } from './errors';
@@ -86,8 +87,7 @@ async function findEvent(redis: Redis, streamKey: string, jobId: string): Promis
   for (;;) {
     const page = (await redis.xrevrange(streamKey, end, '-', 'COUNT', EVENTS_PAGE)) as Array<[string, string[]]>;
     for (const [, fields] of page) {
-      const ev: Record<string, string> = {};
-      for (let i = 0; i + 1 < fields.length; i += 2) ev[fields[i]!] = fields[i + 1]!;
+      const ev = fieldsOf(fields);
       if (ev.jobId === jobId && (ev.event === 'completed' || ev.event === 'failed')) return ev;
     }
     if (page.length < EVENTS_PAGE) return undefined;

@@ -5,6 +5,7 @@
  * take turns and a batch's events and its new position commit together. While Postgres is away the
  * events wait in the stream.
  */
+import { fieldsOf } from '../core/fields';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AlertKind } from '../core/alerts';
@@ -31,8 +32,7 @@ export interface RelayDeps {
 type StreamEntry = [id: string, fields: string[]];
 
 export function eventFromEntry(id: string, fields: readonly string[]): AlertEventInput {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+  const f = fieldsOf(fields);
   const p = JSON.parse(f.p ?? '{}') as AlertPayload;
   return {
     eventId: `evt_${id}`,

@@ -15,7 +15,7 @@
 import { chaosConfigInput, DOWNSTREAMS, expectConserved, JOB_NAMES, sampleInflight, startCluster, type Cluster, type Conservation, type Downstream, type ExecTracker } from './support/cluster';
 import { expectWithinCapacity, inflightTotals, pgBreaker, pgCounters, redisBreaker, redisStats } from './support/observe';
 import { windowStats } from '../../src/core/breaker';
-import { OBSERVER_GROUP } from '../../src/queues/observer';
+import { OBSERVER_GROUP } from '../../src/queues/observer-events';
 import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);

@@ -5,6 +5,7 @@
  * order, the same stored state (open ids, sustain start times) after every round, and one stream entry
  * per event. It also races two connections on one crossing.
  */
+import { fieldsOf } from '../../src/core/fields';
 import { Redis } from 'ioredis';
 import { alertKey, step, type CrossingState } from '../../src/core/alerts';
 import { Keys } from '../../src/redis/keys';
@@ -35,12 +36,6 @@ function triples(out: string[]): Event[] {
   const events: Event[] = [];
   for (let i = 0; i < out.length; i += 3) events.push({ type: out[i] as Event['type'], key: out[i + 1]!, id: out[i + 2]! });
   return events;
-}
-
-function fieldsOf(flat: string[]): Record<string, string> {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-  return f;
 }
 
 it('agrees with step on 300 random rounds over 5 keys (hysteresis, sustained conditions, a key observed twice in a round)', async () => {

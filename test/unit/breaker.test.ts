@@ -15,7 +15,7 @@ import {
   type BreakerOutcome,
   type BreakerState,
 } from '../../src/core/breaker';
-import { outcomeOfEvent } from '../../src/governance/breakers';
+import { outcomeOfEvent } from '../../src/governance/breaker-events';
 
 const T0 = Date.UTC(2026, 10, 27, 12);
 const noJitter = () => 0.5; // jitter factor exactly 1
