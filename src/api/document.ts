@@ -8,7 +8,6 @@ import type { ApiContext } from './context';
 import { apiRoutes } from './server';
 import { buildOpenApi } from './openapi';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
 
 export function openApiDocument(): Record<string, unknown> {

@@ -20,7 +20,6 @@ import { backpressureRoutes } from './routes/backpressure';
 import { breakerRoutes } from './routes/breakers';
 import { alertRoutes } from './routes/alerts';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
 
 export function apiRoutes(ctx: ApiContext): RouteDef[] {

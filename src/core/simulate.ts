@@ -4,6 +4,7 @@
  * who goes next whenever capacity frees or work arrives. Used by `npm run simulate`, by the what-if
  * endpoint (`POST /api/v1/policies/:downstream/simulate`), and by the scheduler's tests.
  */
+import { percentileOfSorted as percentile } from './stats';
 import { FairQueue } from './fair-queue';
 import { entitlementOf, weightOf, type Policy } from './policy';
 
@@ -61,11 +62,6 @@ export function jainIndex(values: readonly number[]): number {
   const sum = values.reduce((a, b) => a + b, 0);
   const sq = values.reduce((a, b) => a + b * b, 0);
   return sq === 0 ? 1 : (sum * sum) / (n * sq);
-}
-
-function percentile(sorted: readonly number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
 /** A min-heap of events by time, then scheduling order (the order the simulation applies them in). */

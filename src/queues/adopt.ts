@@ -7,7 +7,7 @@ import { readPath } from '../core/paths';
 import type { Config } from '../config/file';
 import type { Governance } from '../redis/governance';
 import { jobKeyOf } from '../redis/keys';
-import type { Topology } from '../queues/topology';
+import type { Topology } from './topology';
 
 const LIVE = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'] as const;
 

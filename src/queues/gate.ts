@@ -21,7 +21,7 @@
  * (`exec-refused`); only outages (Redis unreachable or refusing writes) pause intake.
  */
 import type { Attributes } from '@opentelemetry/api';
-import type { Job, JobsOptions, Queue } from 'bullmq';
+import type { Job, JobsOptions } from 'bullmq';
 import { Tracing, withTraceContext } from '../observability/tracing';
 import { endHoldsOfEnded } from './dedup-holds';
 import type { Logger } from 'pino';
@@ -33,8 +33,8 @@ import type { Failpoints } from '../failpoints';
 import type { MirrorGuard } from '../governance/mirror-guard';
 import type { Metrics } from '../observability/metrics';
 import { encodePayload } from '../redis/codec';
-import type { Delivery, Governance, IntakeItem, IntakeVerdict, WaitItem } from '../redis/governance';
-import { execJobId, jobKey } from '../redis/keys';
+import type { Delivery, Governance, IntakeItem, IntakeVerdict } from '../redis/governance';
+import type { StoreOutcome, WaitItem } from '../redis/waiting-place';
 import { addDeadLetter, type DeadLetterData } from './dead-letter';
 import { addExecJob, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
@@ -62,9 +62,8 @@ export interface GateDeps {
 
 const INFRA_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000];
 
-/** What became of one claimed job: handled (end it), or to be claimed again later. */
 /**
- * done: the job went where it goes; `holdKey` (its job key) when it is in flight (admitted or waiting)
+ * What became of one claimed job: handled (end it), or to be claimed again later. done: the job went where it goes; `holdKey` (its job key) when it is in flight (admitted or waiting)
  * and its simple-mode deduplication id must hold until its execution ends.
  */
 type Outcome = { kind: 'done'; holdKey?: string } | { kind: 'again'; inMs: number };
@@ -86,7 +85,7 @@ export class Gate {
   private readonly classify: (job: IngressJobView) => Classification;
   private readonly tracing: Tracing;
   private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
-  private readonly enqueue: MicroBatcher<WaitItem, 'S' | 'E' | 'B'>;
+  private readonly enqueue: MicroBatcher<WaitItem, StoreOutcome>;
   private readonly retentionMs: number;
   private consecutiveErrors = 0;
 
@@ -102,7 +101,7 @@ export class Gate {
     });
     const ds = (name: string) => topology.downstreams.get(name)!;
     this.intake = new MicroBatcher(async (d, items) => {
-      const taken = await this.taken(
+      const taken = await topology.firstInstancesTaken(
         items.map((it) => it.ingressJobId),
         topology.execQueue(d),
       );
@@ -121,14 +120,14 @@ export class Gate {
       return verdicts;
     }, config.gate.maxBatch);
     this.enqueue = new MicroBatcher(async (d, items) => {
-      const { codes, shed } = await governance.enqueue(d, ds(d).queue, items, {
+      const { outcomes, shed } = await governance.waiting.store(d, ds(d).queue, items, {
         backlog: config.tenantLimits,
         ...(ds(d).shedding ? { shedding: ds(d).shedding } : {}),
         leaseMs: config.scheduler.leaseMs,
       });
       // Jobs shed to make room may have waited for a while: their dead-letter adds are leased too.
       if (shed.length > 0) await deps.scheduler.deadLetter(d, shed.map((j) => ({ ...j, code: 'TG_ERR_SHED' as const })));
-      return codes;
+      return outcomes;
     }, config.gate.maxBatch);
   }
 
@@ -223,11 +222,11 @@ export class Gate {
     job.opts.removeOnComplete = true;
     const original = { name: job.name, data: job.data, opts: producerOpts as Record<string, unknown> };
     const delivery: Delivery = { ingressJobId: job.id!, stamp: String(job.timestamp) };
-    if (job.repeatJobKey) await this.scheduleNext(job);
+    if (job.repeatJobKey) await this.deps.ingress.scheduleNext(job, this.deps.log);
     try {
       const verdict = this.classify({ name: job.name, data: job.data, opts: job.opts, timestamp: job.timestamp, delay: job.opts.delay, ...(dataBytes !== undefined ? { dataBytes } : {}) });
       if (!verdict.ok) {
-        const [taken] = await this.taken([job.id!]);
+        const [taken] = await this.deps.topology.firstInstancesTaken([job.id!]);
         const [rec] = await this.deps.governance.deadLetter(undefined, [
           { ...delivery, taken, reason: verdict.reason, code: verdict.code, message: verdict.message, tenantId: verdict.tenantId },
         ]);
@@ -279,7 +278,7 @@ export class Gate {
             payload,
             ...(verdict.deadline !== undefined ? { deadline: verdict.deadline } : {}),
           });
-          if (stored === 'B') {
+          if (stored === 'backlog-full') {
             inFlight = false;
             await addDeadLetter(this.deps.topology, {
               key: decision.key,
@@ -354,42 +353,6 @@ export class Gate {
     throw new Error(`job ${job.id} was admitted, then found not admitted when its add failed`);
   }
 
-  /**
-   * A job scheduler's job: adds the scheduler's next job, as a BullMQ worker does when it takes one
-   * (idempotent: the next job's id derives from the scheduler and its time).
-   */
-  private async scheduleNext(job: Job): Promise<void> {
-    try {
-      const schedulers = await this.deps.ingress.queue.jobScheduler;
-      await schedulers.upsertJobScheduler(job.repeatJobKey!, (job.opts as { repeat?: object }).repeat ?? {}, job.name, job.data, job.opts, { override: false, producerId: job.id! });
-    } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message, jobId: job.id, scheduler: job.repeatJobKey }, "could not add the job scheduler's next job");
-    }
-  }
-
-  /**
-   * For ids that may be reused (custom ids: BullMQ's own are numbers), whether their first key is
-   * taken; undefined for BullMQ's numbers (not looked up).
-   */
-  private async taken(ids: readonly string[], execQueue?: Queue): Promise<Array<boolean | undefined>> {
-    const { topology } = this.deps;
-    const checks: Array<{ queue: Queue; jobId: string }> = [];
-    const at: number[] = [];
-    ids.forEach((id, i) => {
-      if (/^\d+$/.test(id)) return;
-      const jobId = execJobId(jobKey(id));
-      at.push(i);
-      checks.push({ queue: topology.deadLetter, jobId });
-      if (execQueue) checks.push({ queue: execQueue, jobId });
-    });
-    const out: Array<boolean | undefined> = ids.map(() => undefined);
-    if (checks.length === 0) return out;
-    const exists = await topology.jobsExist(checks);
-    const per = execQueue ? 2 : 1;
-    at.forEach((i, k) => (out[i] = exists.slice(k * per, (k + 1) * per).some(Boolean)));
-    return out;
-  }
-
   /** Records a refusal of a routed job and dead-letters it (both idempotent). */
   private async refuse(
     job: Job,
@@ -400,7 +363,7 @@ export class Gate {
     code: 'TG_ERR_EXPIRED',
     message: string,
   ): Promise<void> {
-    const [taken] = await this.taken([job.id!], this.deps.topology.execQueue(downstream));
+    const [taken] = await this.deps.topology.firstInstancesTaken([job.id!], this.deps.topology.execQueue(downstream));
     const [rec] = await this.deps.governance.deadLetter(downstream, [{ ...delivery, taken, reason: ERRORS[code].reason, code, message, tenantId }]);
     await addDeadLetter(this.deps.topology, { key: rec!.key, ingressJobId: job.id!, code, message, tenantId, downstream, job: original });
   }

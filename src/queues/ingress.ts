@@ -7,6 +7,7 @@
  */
 import { Job, raw2NextJobData, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import type { Keys } from '../redis/keys';
 import { scriptsFor, type Scripts } from '../redis/scripts';
 
@@ -35,6 +36,20 @@ export class Ingress {
     this.claims = keys.ingressClaims(queue.name);
     this.heldDedup = keys.ingressHeldDedup(queue.name);
     this.prefix = queue.keys[''] ?? `${keys.prefix}:${queue.name}:`;
+  }
+
+  /**
+   * A job scheduler's job: adds the scheduler's next job, as a BullMQ worker does when it takes one
+   * (idempotent: the next job's id derives from the scheduler and its time). A failure is logged; the
+   * job itself goes on.
+   */
+  async scheduleNext(job: Job, log: Logger): Promise<void> {
+    try {
+      const schedulers = await this.queue.jobScheduler;
+      await schedulers.upsertJobScheduler(job.repeatJobKey!, (job.opts as { repeat?: object }).repeat ?? {}, job.name, job.data, job.opts, { override: false, producerId: job.id! });
+    } catch (err) {
+      log.warn({ err: (err as Error).message, jobId: job.id, scheduler: job.repeatJobKey }, "could not add the job scheduler's next job");
+    }
   }
 
   /** Up to `max` jobs, in BullMQ's order, leased to this gate for `leaseMs` (expired claims first). */

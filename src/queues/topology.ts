@@ -5,7 +5,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, DownstreamConfig } from '../config/file';
-import { Keys } from '../redis/keys';
+import { execJobId, jobKey, Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 
 export class Topology {
@@ -51,12 +51,12 @@ export class Topology {
    */
   async childEnded(parent: { id: string; queue: string }, queue: Queue, jobId: string): Promise<boolean> {
     const parentKey = `${parent.queue}:${parent.id}`;
-    const jobKey = queue.toKey(jobId);
+    const childKey = queue.toKey(jobId);
     const res = (await this.connection
       .pipeline()
-      .hexists(`${parentKey}:processed`, jobKey)
-      .hexists(`${parentKey}:failed`, jobKey)
-      .zscore(`${parentKey}:unsuccessful`, jobKey)
+      .hexists(`${parentKey}:processed`, childKey)
+      .hexists(`${parentKey}:failed`, childKey)
+      .zscore(`${parentKey}:unsuccessful`, childKey)
       .exec()) ?? [];
     return res.some(([err, v]: [Error | null, unknown]) => {
       if (err) throw err;
@@ -85,6 +85,29 @@ export class Topology {
       if (err) throw err;
       return n === 1;
     });
+  }
+
+  /**
+   * For ingress ids that may be reused (custom ids: BullMQ's own are numbers), whether an execution
+   * (when `execQueue` is given) or dead-letter job already holds the id of the id's first instance;
+   * undefined for BullMQ's numbers (not looked up). See includes/instance.lua.
+   */
+  async firstInstancesTaken(ids: readonly string[], execQueue?: Queue): Promise<Array<boolean | undefined>> {
+    const checks: Array<{ queue: Queue; jobId: string }> = [];
+    const at: number[] = [];
+    ids.forEach((id, i) => {
+      if (/^\d+$/.test(id)) return;
+      const jobId = execJobId(jobKey(id));
+      at.push(i);
+      checks.push({ queue: this.deadLetter, jobId });
+      if (execQueue) checks.push({ queue: execQueue, jobId });
+    });
+    const out: Array<boolean | undefined> = ids.map(() => undefined);
+    if (checks.length === 0) return out;
+    const exists = await this.jobsExist(checks);
+    const per = execQueue ? 2 : 1;
+    at.forEach((i, k) => (out[i] = exists.slice(k * per, (k + 1) * per).some(Boolean)));
+    return out;
   }
 
   /** Every queue with its role, in a stable order. */

@@ -1,0 +1,70 @@
+/**
+ * The HTTP step: the REST API and dashboard for the api role, or only `/healthz`, `/readyz` and
+ * `/metrics` for the other roles, on a Redis connection of its own. Readiness says what is missing:
+ * Redis, Postgres (or its migrations), or governance state Redis lost and the sync has not restored.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { CheckResult } from '../api/context';
+import { buildApi } from '../api/server';
+import { BreakerService } from '../governance/breakers';
+import { Definitions } from '../governance/definitions';
+import { pendingRestore } from '../governance/restoring';
+import { Topology } from '../queues/topology';
+import { createRedis } from '../redis/connection';
+import { Governance } from '../redis/governance';
+import type { Closer, RoleContext } from './context';
+
+export async function startHttp(ctx: RoleContext, port: number, asApi: boolean): Promise<{ app: FastifyInstance; url: string; close: Closer }> {
+  const { env, config, log, metrics, keys, now, database } = ctx;
+  const apiRedis = createRedis(env.redisUrl, 'api', log, 'api');
+  const apiTopology = new Topology(config, env.prefix, apiRedis);
+  const apiGovernance = new Governance(apiRedis, keys, ctx.retentionMs, ctx.downstreamNames, now);
+  const readiness = async (): Promise<CheckResult> => {
+    const [r, p] = await Promise.all([
+      apiRedis.ping().then(
+        () => ({ ok: true }),
+        (err: Error) => ({ ok: false, detail: `REDIS_URL: ${err.message}` }),
+      ),
+      database.pool.query('SELECT 1').then(
+        () => (ctx.migrated() ? { ok: true } : { ok: false, detail: 'migrations not applied yet' }),
+        (err: Error) => ({ ok: false, detail: `DATABASE_URL: ${err.message}` }),
+      ),
+    ]);
+    // Redis lost governance state Postgres keeps (a flush, a replaced server): not ready until the
+    // observer's sync has restored it, so nothing is served under missing quotas or counters.
+    let g: { ok: boolean; detail?: string } = { ok: false, detail: 'not checked until Redis and Postgres answer' };
+    if (r.ok && p.ok) {
+      g = await pendingRestore(apiGovernance, database, ctx.downstreamNames, now()).then(
+        (detail) => (detail ? { ok: false, detail } : { ok: true }),
+        (err: Error) => ({ ok: false, detail: `could not check: ${err.message}` }),
+      );
+    }
+    return { redis: r, postgres: p, governance: g };
+  };
+  const apiLog = log.child({ component: 'api' });
+  const app = buildApi({
+    config,
+    tokens: env.apiTokens,
+    topology: apiTopology,
+    governance: apiGovernance,
+    redis: apiRedis,
+    database,
+    definitions: new Definitions(database, apiGovernance, config, apiLog),
+    breakers: new BreakerService({ governance: apiGovernance, config, database, log: apiLog, metrics, now }),
+    metrics,
+    log: apiLog,
+    readiness,
+    postgresReady: () => ctx.migrated(),
+  });
+  const url = await app.listen({ port, host: env.host });
+  log.info({ url }, asApi ? 'API listening' : 'health and metrics listening');
+  return {
+    app,
+    url,
+    close: async () => {
+      await app.close();
+      await apiTopology.close();
+      apiRedis.disconnect();
+    },
+  };
+}
