@@ -106,7 +106,18 @@ describe('without tokens (loopback only, read-only)', () => {
     const script = await get(open, '/assets/dashboard.js');
     expect(script.status).toBe(200);
     expect(script.type).toMatch(/text\/javascript/);
-    expect(script.text).toContain('/api/v1/queues');
+    // Its modules (relative imports), each served from here too; between them they read the API.
+    const modules = [...script.text.matchAll(/from '\.\/([\w-]+\.js)'/g)].map((m) => m[1]!);
+    expect(modules.length).toBeGreaterThan(0);
+    let all = script.text;
+    for (const m of modules) {
+      const mod = await get(open, `/assets/${m}`);
+      expect(mod.status).toBe(200);
+      expect(mod.type).toMatch(/text\/javascript/);
+      expect(mod.text).not.toMatch(/from '(https?:)?\/\//);
+      all += mod.text;
+    }
+    expect(all).toContain('/api/v1/queues');
     for (const lib of ['preact.mjs', 'hooks.mjs', 'htm.mjs', 'uplot.mjs', 'uplot.css']) expect((await get(open, `/assets/${lib}`)).status).toBe(200);
     expect(text).not.toMatch(/https?:\/\//);
     expect((await get(open, '/assets/..%2Fpackage.json')).status).toBe(404);

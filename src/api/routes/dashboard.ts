@@ -18,6 +18,9 @@ const beside = (spec: string, file: string) => join(dirname(require.resolve(spec
 /** Every asset the page may load, by name: no path from the request ever reaches the file system. */
 const ASSETS: Record<string, { file: string; type: string }> = {
   'dashboard.js': { file: join(DIR, 'dashboard.js'), type: 'text/javascript' },
+  'common.js': { file: join(DIR, 'common.js'), type: 'text/javascript' },
+  'panels.js': { file: join(DIR, 'panels.js'), type: 'text/javascript' },
+  'places.js': { file: join(DIR, 'places.js'), type: 'text/javascript' },
   'dashboard.css': { file: join(DIR, 'dashboard.css'), type: 'text/css' },
   'preact.mjs': { file: beside('preact', 'preact.mjs'), type: 'text/javascript' },
   'hooks.mjs': { file: beside('preact/hooks', 'hooks.mjs'), type: 'text/javascript' },
