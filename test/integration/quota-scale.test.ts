@@ -3,6 +3,7 @@
  * limits; a tenant with 50,000 waiting jobs not delaying another tenant; period usage surviving a
  * Redis that lost its governance state.
  */
+import { Keys } from '../../src/redis/keys';
 import { parseApiTokens } from '../../src/config/tokens';
 import { deleteKeysWithPrefix } from '../../src/redis/maintenance';
 import { createHarness, type Harness } from '../support/harness';
@@ -56,7 +57,7 @@ it('two gate processes sharing 2,000 jobs never exceed a tenant\'s max concurren
   );
   // Sample the admitted-but-unfinished count in Redis too: it is what the limit bounds.
   let maxInflight = 0;
-  const stateKey = `${h.prefix}:gov:{${h.prefix}.gov}:qs:q1:racer`;
+  const stateKey = new Keys(h.prefix).quotaState('q1', 'racer');
   const sampler = setInterval(async () => {
     maxInflight = Math.max(maxInflight, Number((await h.redis.hget(stateKey, 'inf')) ?? 0));
   }, 5);
@@ -225,11 +226,16 @@ it('re-counts running jobs as in flight when Redis loses the governance state bu
   await h.api('PUT', '/api/v1/quotas/adoptee', { body: { maxConcurrent: 2 }, token: ADMIN });
   const starts: Array<{ i: number; at: number }> = [];
   const ends: Array<{ i: number; at: number }> = [];
+  // The two long jobs run until the test lets them end (a barrier, not a duration): however long the
+  // restart takes under load, they are still running when the new process adopts them.
+  let letLongJobsEnd!: () => void;
+  const longJobsMayEnd = new Promise<void>((r) => (letLongJobsEnd = r));
   h.worker(
     'exec.policy',
     async (job) => {
       starts.push({ i: job.data.i, at: Date.now() });
-      await new Promise((r) => setTimeout(r, job.data.i < 2 ? 2500 : 10));
+      if (job.data.i < 2) await longJobsMayEnd;
+      else await new Promise((r) => setTimeout(r, 10));
       ends.push({ i: job.data.i, at: Date.now() });
     },
     { concurrency: 10 },
@@ -243,6 +249,11 @@ it('re-counts running jobs as in flight when Redis loses the governance state bu
   await h.start();
   await waitFor(async () => (await h.api('GET', '/api/v1/quotas/adoptee/usage', { token: ADMIN })).body.quotas[0].inFlight === 2, 'the running jobs adopted');
   await h.ingress.addBulk([2, 3].map((i) => ({ name: 'policy.eval', data: { tenantId: 'adoptee', i } })));
+  // Both new jobs are decided (waiting behind the adopted slots) before the long ones may end.
+  await waitFor(async () => (await h.intakeDone()) || undefined, 'the new jobs taken in');
+  await new Promise((r) => setTimeout(r, 500));
+  expect(starts.filter((x) => x.i >= 2)).toEqual([]);
+  letLongJobsEnd();
   await waitFor(() => ends.length === 4, 'all four done', 20_000);
   // The two new jobs started only after the adopted ones finished: the limit held across the loss.
   const firstEnd = Math.min(...ends.filter((e) => e.i < 2).map((e) => e.at));

@@ -6,6 +6,7 @@
 import { createBackpressureClient } from '../../src/client';
 import { parseApiTokens } from '../../src/config/tokens';
 import type { DeadLetterData } from '../../src/queues/dead-letter';
+import { Keys } from '../../src/redis/keys';
 import { createHarness, type Harness } from '../support/harness';
 import { waitFor } from '../support/services';
 
@@ -82,15 +83,27 @@ it('never sheds a reserve owner below its reserve, whatever its priority', async
 });
 
 it('with the delay action, sets jobs aside and puts them back later; none is lost', async () => {
-  let ran = 0;
-  h.worker('exec.policy', async () => {
-    ran++;
+  const startedAt = new Map<number, number>();
+  h.worker('exec.policy', async (job) => {
+    startedAt.set(job.data.i, Date.now());
     await new Promise((r) => setTimeout(r, 100));
   });
-  await h.ingress.addBulk(Array.from({ length: 12 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'c', i } })));
-  await waitFor(async () => (await h.ingress.count()) === 0, 'intake');
-  await waitFor(() => ran === 12, 'all 12 run, the shed ones after their delay', 30_000);
+  const added = await h.ingress.addBulk(Array.from({ length: 12 }, (_, i) => ({ name: 'policy.eval', data: { tenantId: 'c', i } })));
+  const iOf = new Map(added.map((j) => [j.id!, j.data.i as number]));
+  // Past the high mark (5) with capacity 1, some jobs are set aside: seen in the downstream's shed set,
+  // each with the time it is due back.
+  const shedKey = new Keys(h.prefix).downstream('policy', 'shed');
+  const setAside = new Map<number, number>();
+  await waitFor(async () => {
+    const raw = await h.redis.zrange(shedKey, '0', '-1', 'WITHSCORES');
+    for (let k = 0; k < raw.length; k += 2) setAside.set(iOf.get(raw[k]!)!, Number(raw[k + 1]));
+    return setAside.size > 0 || undefined;
+  }, 'jobs set aside');
+  await waitFor(async () => (await h.intakeDone()) || undefined, 'intake');
+  await waitFor(() => startedAt.size === 12, 'all 12 run, the shed ones after their delay', 30_000);
   expect(await dead()).toEqual([]);
+  // A job set aside runs only once its delay is over, not before.
+  for (const [i, due] of setAside) expect(startedAt.get(i)!).toBeGreaterThanOrEqual(due - 5);
 });
 
 it('tells a producer to slow down while its job type waits on a rate, with when to retry', async () => {
