@@ -9,6 +9,7 @@
  * have an alert open or pending: usage changes only through admissions, and everything else that
  * could resolve an alert is in the open set.
  */
+import { isStarving } from '../core/starvation';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/file';
@@ -18,7 +19,7 @@ import { PERIODS, windowsAt, type Period } from '../core/periods';
 import { rateOf } from '../core/quota';
 import type { Database } from '../db/client';
 import { allAlertRules } from '../db/alerts';
-import type { Keys } from '../redis/keys';
+import { scriptKeys, type Keys } from '../redis/keys';
 import { pipelineReplies } from '../redis/connection';
 import { scriptsFor } from '../redis/scripts';
 
@@ -251,7 +252,7 @@ export class AlertDetector {
         const bound = config.observer.starvationMs;
         for (const [tenant, since] of queued.get(d.name) ?? []) {
           const waited = now - since;
-          const hot = waited >= bound && !this.ruleOf(tenant).muted;
+          const hot = isStarving(since, now, bound) && !this.ruleOf(tenant).muted;
           add('starvation', [d.name, tenant], { hot, cool: !hot }, 0, {
             tenantId: tenant,
             downstream: d.name,
@@ -295,7 +296,7 @@ export class AlertDetector {
     for (let i = 0; i < due.length; i += CHUNK) {
       const args: Array<string | number> = [now, ALERT_STREAM_MAXLEN];
       for (const o of due.slice(i, i + CHUNK)) args.push(o.key, o.hot ? '1' : '0', o.cool ? '1' : '0', o.sustainMs, JSON.stringify(o.payload));
-      const out = await scriptsFor(redis).evaluateAlerts([keys.alertsOpen(), keys.alertsSince(), keys.alertEvents()], args);
+      const out = await scriptsFor(redis).evaluateAlerts(scriptKeys.evaluateAlerts(keys), args);
       changed += out.length / 3;
     }
     if (changed > 0) this.deps.onEvents?.();

@@ -8,7 +8,7 @@
 import { Job, raw2NextJobData, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Keys } from '../redis/keys';
+import { scriptKeys, type Keys } from '../redis/keys';
 import { scriptsFor, type Scripts } from '../redis/scripts';
 
 export interface Claim {
@@ -22,7 +22,6 @@ export interface Claim {
 export class Ingress {
   private readonly scripts: Scripts;
   private readonly claims: string;
-  private readonly heldDedup: string;
   private readonly prefix: string;
 
   constructor(
@@ -30,11 +29,10 @@ export class Ingress {
     /** A connection of its own for the blocking wait on the marker. */
     private readonly blocking: Redis,
     readonly queue: Queue,
-    keys: Keys,
+    private readonly keys: Keys,
   ) {
     this.scripts = scriptsFor(redis);
     this.claims = keys.ingressClaims(queue.name);
-    this.heldDedup = keys.ingressHeldDedup(queue.name);
     this.prefix = queue.keys[''] ?? `${keys.prefix}:${queue.name}:`;
   }
 
@@ -54,8 +52,7 @@ export class Ingress {
 
   /** Up to `max` jobs, in BullMQ's order, leased to this gate for `leaseMs` (expired claims first). */
   async claim(max: number, leaseMs: number, now = Date.now()): Promise<Claim> {
-    const k = this.queue.keys;
-    const raw = await this.scripts.claimIngress([k.wait!, k.prioritized!, k.delayed!, k.meta!, k.marker!, k.events!, k.pc!, this.claims], [this.prefix, now, max, leaseMs]);
+    const raw = await this.scripts.claimIngress(scriptKeys.claimIngress(this.keys, this.queue.name), [this.prefix, now, max, leaseMs]);
     const next = Number(raw[0]);
     const jobs: Job[] = [];
     const dataBytes = new WeakMap<Job, number>();
@@ -79,13 +76,12 @@ export class Ingress {
   /** Ends handled jobs: 'completed' events, their keys deleted (a flow's parent is the execution job's to tell). */
   async finish(jobs: readonly Job[], holds: ReadonlyMap<Job, string> = new Map(), now = Date.now()): Promise<number> {
     if (jobs.length === 0) return 0;
-    const k = this.queue.keys;
     const args: Array<string | number> = [this.prefix, now];
     for (const j of jobs) {
       const hold = holds.get(j);
       args.push(j.id!, j.deduplicationId ? (hold !== undefined ? `h:${hold}` : '1') : '');
     }
-    return this.scripts.finishIngress([this.claims, k.events!, k.meta!, k.wait!, k.prioritized!, this.heldDedup], args);
+    return this.scripts.finishIngress(scriptKeys.finishIngress(this.keys, this.queue.name), args);
   }
 
 

@@ -3,6 +3,7 @@
  * and levels for the dashboard's charts, and warnings about tenants with waiting work that is not
  * being served (starvation).
  */
+import { isStarving } from '../core/starvation';
 import { windowStats } from '../core/breaker';
 import type { ObserverDeps } from './observer';
 import type { StreamInfo } from './observer-events';
@@ -55,9 +56,9 @@ export class StarvationWatch {
 
   async check(): Promise<void> {
     const { governance, config, log } = this.deps;
-    const bound = this.now() - config.observer.starvationMs;
+    const now = this.now();
     for (const s of this.streams) {
-      const starving = new Set((await governance.waiting.queuedTenants(s.downstream)).filter((q) => q.since < bound).map((q) => q.tenantId));
+      const starving = new Set((await governance.waiting.queuedTenants(s.downstream)).filter((q) => isStarving(q.since, now, config.observer.starvationMs)).map((q) => q.tenantId));
       for (const tenant of starving) {
         const key = `${s.downstream}/${tenant}`;
         if (!this.starving.has(key)) {

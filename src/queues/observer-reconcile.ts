@@ -8,7 +8,7 @@
 import { fieldsOf } from '../core/fields';
 import type { ExecEvent } from '../governance/breaker-events';
 import type { Outcome } from '../redis/governance';
-import { execJobId, jobKeyOf, parseJobKey } from '../redis/keys';
+import { execJobId, jobKeyOf, parseJobKey, scriptKeys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 import type { ObserverDeps } from './observer';
 import { describeEvents, type BatchApplier } from './observer-batch';
@@ -70,7 +70,7 @@ export class Reconciler {
     const { redis, log, metrics } = this.deps;
     const scripts = scriptsFor(redis);
     for (const s of this.streams) {
-      const [lost, lastDelivered, firstEntry] = await scripts.detectGap([s.key], [OBSERVER_GROUP]);
+      const [lost, lastDelivered, firstEntry] = await scripts.detectGap(scriptKeys.detectGap(this.deps.keys, s.queue), [OBSERVER_GROUP]);
       if (lost > 0) {
         metrics.observerGaps.inc({ downstream: s.downstream });
         log.warn(

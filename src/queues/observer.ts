@@ -19,7 +19,7 @@ import type { Config } from '../config/file';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
 import type { Governance } from '../redis/governance';
-import type { Keys } from '../redis/keys';
+import { scriptKeys, type Keys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 import type { BreakerService } from '../governance/breakers';
 import { BatchApplier } from './observer-batch';
@@ -97,7 +97,7 @@ export class Observer {
 
   private async ensureGroups(): Promise<void> {
     const scripts = scriptsFor(this.deps.redis);
-    for (const s of this.streams) await scripts.ensureGroup([s.key], [OBSERVER_GROUP]);
+    for (const s of this.streams) await scripts.ensureGroup(scriptKeys.ensureGroup(this.deps.keys, s.queue), [OBSERVER_GROUP]);
   }
 
   private async readLoop(): Promise<void> {

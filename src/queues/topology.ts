@@ -5,7 +5,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, DownstreamConfig } from '../config/file';
-import { execJobId, jobKey, Keys } from '../redis/keys';
+import { execJobId, jobKey, Keys, scriptKeys } from '../redis/keys';
 import { scriptsFor } from '../redis/scripts';
 
 export class Topology {
@@ -41,7 +41,7 @@ export class Topology {
    */
   async detachIngressChild(parent: { id: string; queue: string }, ingressJobId: string): Promise<void> {
     const parentKey = `${parent.queue}:${parent.id}`;
-    await scriptsFor(this.connection).detachChild([`${parentKey}:dependencies`], [parentKey, parent.queue, parent.id, this.ingress.toKey(ingressJobId), Date.now()]);
+    await scriptsFor(this.connection).detachChild(scriptKeys.detachChild(new Keys(this.prefix), parentKey), [parentKey, parent.queue, parent.id, this.ingress.toKey(ingressJobId), Date.now()]);
   }
 
   /**
@@ -72,7 +72,7 @@ export class Topology {
   /** Ends the hold of the deduplication ids of these jobs (by job key), which ended (releaseDedup-1.lua). */
   async releaseHeldDedup(keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0;
-    return scriptsFor(this.connection).releaseDedup([this.heldDedupKey], [this.ingress.toKey(''), ...keys]);
+    return scriptsFor(this.connection).releaseDedup(scriptKeys.releaseDedup(new Keys(this.prefix), this.ingress.name), [this.ingress.toKey(''), ...keys]);
   }
 
   /** Which of these jobs already exist in their queues (one round trip). */

@@ -3,6 +3,7 @@
  * changed by compare-and-set (breakerCas-3.lua) with its transitions pushed to an outbox in the same
  * step, the outbox the observers write to Postgres, and the state the scheduler reads.
  */
+import { scriptKeys } from './keys';
 import { type Arg, GovernanceStore } from './store';
 
 export class BreakerStore extends GovernanceStore {
@@ -33,7 +34,7 @@ export class BreakerStore extends GovernanceStore {
       fields.openUntil ?? '',
     ];
     for (const t of transitions) args.push(t.json, t.from, t.to);
-    return (await this.scripts.breakerCas([this.keys.downstream(downstream, 'breaker'), this.keys.breakerOutbox(), this.keys.breakerTransitionCounts()], args)) === 1;
+    return (await this.scripts.breakerCas(scriptKeys.breakerCas(this.keys, downstream), args)) === 1;
   }
 
   /** The breaker state the scheduler sees ('closed' when none; observe-only breakers read as closed). */

@@ -6,6 +6,7 @@
 import type { Policy } from '../core/policy';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
 import { encodeQuota, encodeTenantPolicy, encodeThrottle } from './codec';
+import { scriptKeys } from './keys';
 import { GovernanceStore } from './store';
 
 export class DefinitionsMirror extends GovernanceStore {
@@ -131,6 +132,6 @@ export class DefinitionsMirror extends GovernanceStore {
 
   /** Records that the mirror moved from `from` to `to`; false when it was not at `from` (a gap). */
   async advance(from: number, to: number): Promise<boolean> {
-    return (await this.scripts.advanceVersion([this.keys.mirrorVersion()], [String(from), String(to)])) === 1;
+    return (await this.scripts.advanceVersion(scriptKeys.advanceVersion(this.keys), [String(from), String(to)])) === 1;
   }
 }

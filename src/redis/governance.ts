@@ -13,13 +13,11 @@ import type { Period } from '../core/periods';
 import { ERRORS, type RejectionCode } from '../errors';
 import { BreakerStore } from './breaker-store';
 import { DefinitionsMirror } from './definitions-mirror';
-import type { Keys } from './keys';
+import { scriptKeys, type Keys } from './keys';
 import { ReadModels } from './read-models';
 import { decodeAbandon, decodeDeadLetter, decodeIntake, decodeRelease, type AbandonOutcome, type IntakeVerdict } from './replies';
 import { type Arg, GovernanceStore, type StoreDeps } from './store';
 import { WaitingPlace } from './waiting-place';
-
-export type { IntakeVerdict };
 
 export type Outcome = 'completed' | 'failed' | 'vanished';
 
@@ -89,14 +87,14 @@ export class Governance extends GovernanceStore {
       const w = it.waiting;
       args.push(it.ingressJobId, it.stamp, takenArg(it.taken), it.tenantId, it.name, it.cost, w?.priority ?? 0, w?.payload ?? '', w?.deadline ?? '');
     }
-    const raw = await this.scripts.intake([this.keys.inflight(downstream)], args);
+    const raw = await this.scripts.intake(scriptKeys.intake(this.keys, downstream), args);
     return decodeIntake(raw);
   }
 
   /** Ends the leases of jobs added where they go: their execution queue, or the dead-letter queue. */
   async confirm(downstream: string, ids: readonly string[], to: 'exec' | 'dead-letter' = 'exec'): Promise<number> {
     if (ids.length === 0) return 0;
-    return this.scripts.confirm([this.keys.downstream(downstream, to === 'exec' ? 'promoting' : 'deadLetterPending')], [this.keys.gov, ...ids]);
+    return this.scripts.confirm(scriptKeys.confirm(this.keys, downstream, to), [this.keys.gov, ...ids]);
   }
 
   /**
@@ -110,17 +108,17 @@ export class Governance extends GovernanceStore {
   ): Promise<{ released: boolean[]; generations: Array<number | undefined>; wake: string[] }> {
     const args: Arg[] = [...this.context(), downstream, this.downstreams.join(','), opts.publish ? this.keys.wakeChannel() : ''];
     for (const it of items) args.push(it.key, it.outcome, it.actualCost ?? '', it.endedAt ?? '');
-    return decodeRelease(await this.scripts.release([this.keys.inflight(downstream)], args));
+    return decodeRelease(await this.scripts.release(scriptKeys.release(this.keys, downstream), args));
   }
 
   /** Re-evaluates waiting flows of a tenant (or of everyone) after a quota or throttle change. */
   async wake(tenantId?: string): Promise<number> {
-    return this.scripts.wake([this.keys.throttles()], [this.keys.gov, this.downstreams.join(','), tenantId ?? '', '0', this.now()]);
+    return this.scripts.wake(scriptKeys.wake(this.keys), [this.keys.gov, this.downstreams.join(','), tenantId ?? '', '0', this.now()]);
   }
 
   /** After a policy change: re-queues the downstream's tenants in their new tiers and wakes every flow. */
   async repolicy(downstream: string): Promise<number> {
-    return this.scripts.wake([this.keys.throttles()], [this.keys.gov, downstream, '', '1', this.now()]);
+    return this.scripts.wake(scriptKeys.wake(this.keys), [this.keys.gov, downstream, '', '1', this.now()]);
   }
 
   /**
@@ -130,7 +128,7 @@ export class Governance extends GovernanceStore {
   async deadLetter(downstream: string | undefined, items: readonly DeadLetterItem[]): Promise<Array<{ recorded: boolean; key: string }>> {
     const args: Arg[] = [this.keys.gov, this.now(), this.retentionMs, downstream ?? ''];
     for (const it of items) args.push(it.ingressJobId, it.stamp, takenArg(it.taken), it.reason, it.code, it.message, it.tenantId ?? '');
-    return decodeDeadLetter(await this.scripts.deadLetter([this.keys.stats(downstream)], args));
+    return decodeDeadLetter(await this.scripts.deadLetter(scriptKeys.deadLetter(this.keys, downstream), args));
   }
 
   /**
@@ -145,13 +143,13 @@ export class Governance extends GovernanceStore {
   ): Promise<AbandonOutcome[]> {
     const args: Arg[] = [...this.context(), downstream, this.downstreams.join(','), opts.leaseMs ?? '', opts.attempts];
     for (const it of items) args.push(it.key, ERRORS[it.code].reason, it.code, it.message);
-    const { outcomes, wake } = decodeAbandon(await this.scripts.abandon([this.keys.inflight(downstream)], args));
+    const { outcomes, wake } = decodeAbandon(await this.scripts.abandon(scriptKeys.abandon(this.keys, downstream), args));
     if (wake.length > 0) await this.publishWake(wake);
     return outcomes;
   }
 
   async explain(downstream: string, tenantId: string, name: string, cost = 1, now = this.now()): Promise<Explanation> {
-    const [kind = 'admit', quotaId = '', text, until, tat] = await this.scripts.explain([this.keys.throttles()], [...this.context(now), downstream, tenantId, name, cost]);
+    const [kind = 'admit', quotaId = '', text, until, tat] = await this.scripts.explain(scriptKeys.explain(this.keys), [...this.context(now), downstream, tenantId, name, cost]);
     return {
       kind: kind as Explanation['kind'],
       quotaId,
@@ -166,12 +164,12 @@ export class Governance extends GovernanceStore {
     if (items.length === 0) return 0;
     const args = this.context();
     for (const it of items) args.push(it.key, it.tenantId, it.name, it.downstream, it.queue, it.cost);
-    return this.scripts.adopt([this.keys.throttles()], args);
+    return this.scripts.adopt(scriptKeys.adopt(this.keys), args);
   }
 
   async restoreStats(downstream: string | undefined, counters: Record<string, number>): Promise<boolean> {
     const args = Object.entries(counters).flatMap(([k, v]) => [k, v]);
-    return (await this.scripts.restoreStats([this.keys.stats(downstream), this.keys.statsRestored(downstream)], args)) === 1;
+    return (await this.scripts.restoreStats(scriptKeys.restoreStats(this.keys, downstream), args)) === 1;
   }
 
   /** Adds ledger usage to this Redis once (after a loss); false if it already had it. */
@@ -179,7 +177,7 @@ export class Governance extends GovernanceStore {
     const fields: Record<Period, [string, string]> = { hour: ['hw', 'hn'], day: ['dw', 'dn'], month: ['mw', 'mn'] };
     const args: Arg[] = [this.keys.gov];
     for (const e of entries) args.push(e.quotaId, e.tenantId, fields[e.period][0], fields[e.period][1], String(e.window), e.used);
-    return (await this.scripts.restoreUsage([this.keys.usageRestored()], args)) === 1;
+    return (await this.scripts.restoreUsage(scriptKeys.restoreUsage(this.keys), args)) === 1;
   }
 
   /** Tells every gate's scheduler to look at these downstreams again. */

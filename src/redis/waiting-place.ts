@@ -7,9 +7,8 @@
  */
 import type { Redis } from 'ioredis';
 import { decodeAdmit, decodeHeld, decodeStore, type AdmitResult, type StoreOutcome } from './replies';
+import { scriptKeys } from './keys';
 import { GovernanceStore } from './store';
-
-export type { AdmitResult, StoreOutcome };
 
 export interface WaitItem {
   /** The job key intake gave it. */
@@ -55,7 +54,7 @@ export class WaitingPlace extends GovernanceStore {
       opts.leaseMs ?? 30_000,
     ];
     for (const it of items) args.push(it.key, it.stamp, it.tenantId, it.name, it.cost, it.priority, it.payload, it.deadline ?? '');
-    return decodeStore(await this.scripts.enqueue([this.keys.inflight(downstream)], args));
+    return decodeStore(await this.scripts.enqueue(scriptKeys.enqueue(this.keys, downstream), args));
   }
 
   async admit(
@@ -63,7 +62,7 @@ export class WaitingPlace extends GovernanceStore {
     opts: { capacity: number; maxAdmit: number; leaseMs: number; maxEvaluations: number; shedLow?: number },
   ): Promise<AdmitResult> {
     const args = [...this.context(), downstream, opts.capacity, opts.maxAdmit, opts.leaseMs, opts.maxEvaluations, opts.shedLow ?? ''];
-    return decodeAdmit((await this.scripts.admitWaiting([this.keys.inflight(downstream)], args)) as Array<string | number>);
+    return decodeAdmit((await this.scripts.admitWaiting(scriptKeys.admitWaiting(this.keys, downstream), args)) as Array<string | number>);
   }
 
   /** Drain (dead-letter) or replay (admit despite the breaker) held jobs; leased like the scheduler's. */
@@ -73,7 +72,7 @@ export class WaitingPlace extends GovernanceStore {
     opts: { limit: number; tenantId?: string; leaseMs: number; actor: string },
   ): Promise<{ taken: Array<{ id: string; payload: string }>; skipped: number }> {
     const raw = await this.scripts.releaseHeld(
-      [this.keys.inflight(downstream)],
+      scriptKeys.releaseHeld(this.keys, downstream),
       [...this.context(), downstream, mode, opts.limit, opts.tenantId ?? '', opts.leaseMs, opts.actor],
     );
     return decodeHeld(raw);

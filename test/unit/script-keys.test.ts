@@ -9,7 +9,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DOWNSTREAM_FAMILIES, DOWNSTREAM_KEYS, GOV_FAMILIES, GOV_KEYS } from '../../src/redis/keys';
+import { DOWNSTREAM_FAMILIES, DOWNSTREAM_KEYS, GOV_FAMILIES, GOV_KEYS, Keys, scriptKeys } from '../../src/redis/keys';
 import { keysInclude, scriptSources } from '../../src/redis/scripts';
 
 const ROOT = join(__dirname, '../..');
@@ -55,6 +55,26 @@ describe('each script', () => {
     expect(labels).toHaveLength(n);
     const words = (s: string) => s.toLowerCase().replace(/[^a-z]/g, '');
     labels!.forEach((label, k) => expect(words(declared[k]!.text)).toContain(words(label).replace(/dedup$/, 'deduplication').replace(/^pc$/, 'pc')));
+  });
+
+  it.each(scripts)('$file gets its KEYS from one builder in keys.ts (scriptKeys), n keys, all under the prefix', ({ name, n }) => {
+    const build = (scriptKeys as unknown as Record<string, (k: Keys, ...a: string[]) => string[]>)[name];
+    expect(build).toBeDefined();
+    const keys = build!(new Keys('pfx'), 'ds-or-queue', 'exec');
+    expect(keys).toHaveLength(n);
+    for (const key of keys) expect(key.startsWith('pfx:') || key.startsWith('ds-or-queue:')).toBe(true);
+  });
+
+  it('is called only with the KEYS its builder makes (no call site lists keys itself)', () => {
+    const walk = (dir: string): string[] =>
+      readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+    const names = scripts.map((s) => s.name).join('|');
+    const calls: string[] = [];
+    for (const f of walk('src')) {
+      const text = readFileSync(join(ROOT, f), 'utf8');
+      for (const m of text.matchAll(new RegExp(`\\.(${names})\\(\\s*\\[`, 'g'))) calls.push(`${f}: ${m[0]}`);
+    }
+    expect(calls).toEqual([]);
   });
 
   it('has a key tuple in the Scripts interface, and the interface names no script that does not exist', () => {
