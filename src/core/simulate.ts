@@ -198,7 +198,11 @@ export function* simulation(
   const totalCost = [...admitted.values()].reduce((s2, a) => s2 + a.cost, 0);
   const active = [...hadWork];
   const out: SimResult['tenants'] = {};
+  let summarized = 0;
   for (const t of tenants) {
+    // Each tenant's entitlement looks at every active tenant: with thousands of tenants the summary
+    // alone would hold the event loop, so it yields like the run does.
+    if (++summarized % SUMMARY_SLICE === 0 && sliceSteps !== Infinity) yield { at: now, steps };
     const w = [...waits.get(t.id)!].sort((a, b) => a - b);
     const a = admitted.get(t.id)!;
     out[t.id] = {
@@ -220,6 +224,9 @@ export function* simulation(
     ...(truncatedAtMs !== undefined ? { truncatedAtMs } : {}),
   };
 }
+
+/** Tenants summarized between two yields of a sliced run (see the summary loop in simulation). */
+const SUMMARY_SLICE = 250;
 
 export function simulate(policy: Policy, tenants: readonly SimTenant[], durationMs: number, maxOrder = 200): SimResult {
   const run = simulation(policy, tenants, durationMs, { maxOrder });
