@@ -19,7 +19,8 @@ import { PERIODS, windowsAt, type Period } from '../core/periods';
 import { rateOf } from '../core/quota';
 import type { Database } from '../db/client';
 import { allAlertRules } from '../db/alerts';
-import { scriptKeys, type Keys } from '../redis/keys';
+import type { Keys } from '../redis/keys';
+import { scriptKeys } from '../redis/script-keys';
 import { pipelineReplies } from '../redis/connection';
 import { scriptsFor } from '../redis/scripts';
 

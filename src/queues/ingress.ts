@@ -8,7 +8,8 @@
 import { Job, raw2NextJobData, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { scriptKeys, type Keys } from '../redis/keys';
+import type { Keys } from '../redis/keys';
+import { scriptKeys } from '../redis/script-keys';
 import { scriptsFor, type Scripts } from '../redis/scripts';
 
 export interface Claim {

@@ -8,7 +8,8 @@
 import { fieldsOf } from '../core/fields';
 import type { ExecEvent } from '../governance/breaker-events';
 import type { Outcome } from '../redis/governance';
-import { execJobId, jobKeyOf, parseJobKey, scriptKeys } from '../redis/keys';
+import { execJobId, jobKeyOf, parseJobKey } from '../redis/keys';
+import { scriptKeys } from '../redis/script-keys';
 import { scriptsFor } from '../redis/scripts';
 import type { ObserverDeps } from './observer';
 import { describeEvents, type BatchApplier } from './observer-batch';

@@ -5,7 +5,8 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, DownstreamConfig } from '../config/file';
-import { execJobId, jobKey, Keys, scriptKeys } from '../redis/keys';
+import { execJobId, jobKey, Keys } from '../redis/keys';
+import { scriptKeys } from '../redis/script-keys';
 import { scriptsFor } from '../redis/scripts';
 
 export class Topology {

@@ -3,7 +3,7 @@
  * changed by compare-and-set (breakerCas-3.lua) with its transitions pushed to an outbox in the same
  * step, the outbox the observers write to Postgres, and the state the scheduler reads.
  */
-import { scriptKeys } from './keys';
+import { scriptKeys } from './script-keys';
 import { type Arg, GovernanceStore } from './store';
 
 export class BreakerStore extends GovernanceStore {

@@ -6,7 +6,7 @@
 import type { Policy } from '../core/policy';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
 import { encodeQuota, encodeTenantPolicy, encodeThrottle } from './codec';
-import { scriptKeys } from './keys';
+import { scriptKeys } from './script-keys';
 import { GovernanceStore } from './store';
 
 export class DefinitionsMirror extends GovernanceStore {

@@ -7,7 +7,7 @@
  */
 import type { Redis } from 'ioredis';
 import { decodeAdmit, decodeHeld, decodeStore, type AdmitResult, type StoreOutcome } from './replies';
-import { scriptKeys } from './keys';
+import { scriptKeys } from './script-keys';
 import { GovernanceStore } from './store';
 
 export interface WaitItem {

@@ -9,7 +9,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DOWNSTREAM_FAMILIES, DOWNSTREAM_KEYS, GOV_FAMILIES, GOV_KEYS, Keys, scriptKeys } from '../../src/redis/keys';
+import { DOWNSTREAM_FAMILIES, DOWNSTREAM_KEYS, GOV_FAMILIES, GOV_KEYS, Keys } from '../../src/redis/keys';
+import { scriptKeys } from '../../src/redis/script-keys';
 import { keysInclude, scriptSources } from '../../src/redis/scripts';
 
 const ROOT = join(__dirname, '../..');

@@ -1,0 +1,52 @@
+/**
+ * The KEYS of each script, in its header's order: one builder per script from the layout in keys.ts
+ * (BullMQ's queue-keys.ts and its `*Args` builders are the model). Callers pass what a builder returns;
+ * the script derives the rest (records, quota states, flows) from the governance prefix, in the same
+ * hash tag. For the ingress scripts, `queue` is the BullMQ queue's name under `Keys.prefix`; the names
+ * of BullMQ's own keys (wait, prioritized, meta …) are BullMQ's layout (src/queues/bullmq-layout.ts).
+ */
+import type { Keys } from './keys';
+export const scriptKeys = {
+  intake: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
+  enqueue: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
+  admitWaiting: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
+  releaseHeld: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
+  release: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
+  abandon: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
+  confirm: (k: Keys, downstream: string, to: 'exec' | 'dead-letter') => [k.downstream(downstream, to === 'exec' ? 'promoting' : 'deadLetterPending')] as [promoting: string],
+  /** Scripts that touch many downstreams or tenants declare the slot with one key of it. */
+  wake: (k: Keys) => [k.throttles()] as [slot: string],
+  explain: (k: Keys) => [k.throttles()] as [slot: string],
+  adopt: (k: Keys) => [k.throttles()] as [slot: string],
+  deadLetter: (k: Keys, downstream: string | undefined) => [k.stats(downstream)] as [slot: string],
+  restoreStats: (k: Keys, downstream: string | undefined) => [k.stats(downstream), k.statsRestored(downstream)] as [stats: string, restored: string],
+  restoreUsage: (k: Keys) => [k.usageRestored()] as [marker: string],
+  advanceVersion: (k: Keys) => [k.mirrorVersion()] as [version: string],
+  breakerCas: (k: Keys, downstream: string) => [k.downstream(downstream, 'breaker'), k.breakerOutbox(), k.breakerTransitionCounts()] as [breaker: string, outbox: string, transitions: string],
+  evaluateAlerts: (k: Keys) => [k.alertsOpen(), k.alertsSince(), k.alertEvents()] as [open: string, since: string, events: string],
+  detectGap: (k: Keys, queue: string) => [k.events(queue)] as [stream: string],
+  ensureGroup: (k: Keys, queue: string) => [k.events(queue)] as [stream: string],
+  claimIngress: (k: Keys, queue: string) =>
+    [k.bullKey(queue, 'wait'), k.bullKey(queue, 'prioritized'), k.bullKey(queue, 'delayed'), k.bullKey(queue, 'meta'), k.bullKey(queue, 'marker'), k.events(queue), k.bullKey(queue, 'pc'), k.ingressClaims(queue)] as [
+      wait: string,
+      prioritized: string,
+      delayed: string,
+      meta: string,
+      marker: string,
+      events: string,
+      pc: string,
+      claims: string,
+    ],
+  finishIngress: (k: Keys, queue: string) =>
+    [k.ingressClaims(queue), k.events(queue), k.bullKey(queue, 'meta'), k.bullKey(queue, 'wait'), k.bullKey(queue, 'prioritized'), k.ingressHeldDedup(queue)] as [
+      claims: string,
+      events: string,
+      meta: string,
+      wait: string,
+      prioritized: string,
+      heldDedup: string,
+    ],
+  releaseDedup: (k: Keys, ingressQueue: string) => [k.ingressHeldDedup(ingressQueue)] as [held: string],
+  /** A flow parent's key is BullMQ's (`<queue key prefix>:<id>`), given as BullMQ names it in the child's options. */
+  detachChild: (_k: Keys, parentKey: string) => [`${parentKey}:dependencies`] as [dependencies: string],
+} as const;
