@@ -146,12 +146,15 @@ it('loses and duplicates nothing over 10,000 jobs while two gates are killed -9 
   const gates: Child[] = [];
   let kills = 0;
   const observer = spawnWorker('observer', gateEnv(run, config));
+  // Outside the try: a failed wait must stop the killing too, or the loop would go on spawning gates
+  // after the test (and slow every test after it).
+  let chaos = true;
+  let monkey: Promise<void> = Promise.resolve();
   try {
     const spawnGate = () => spawnWorker('gate', gateEnv(run, config));
     gates.push(spawnGate(), spawnGate());
     const producing = produce(run, 10_000);
-    let chaos = true;
-    const monkey = (async () => {
+    monkey = (async () => {
       while (chaos) {
         await new Promise((r) => setTimeout(r, 250 + Math.random() * 500));
         if (!chaos) break;
@@ -173,6 +176,8 @@ it('loses and duplicates nothing over 10,000 jobs while two gates are killed -9 
     expect(kills).toBeGreaterThanOrEqual(5);
     expect(result).toEqual({ jobs: 10_000, executed: 10_000, lost: 0, duplicated: 0, ingressFailed: 0 });
   } finally {
+    chaos = false;
+    await monkey.catch(() => undefined);
     [...gates, observer].forEach((g) => g.kill('SIGKILL'));
     await Promise.all([...gates, observer].map((g) => g.exited));
     await run.close();
