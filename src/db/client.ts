@@ -26,6 +26,10 @@ export function createDatabase(url: string, log: Logger, opts: { max?: number } 
   });
   // An idle client that loses its server emits here; without a listener the process would crash.
   pool.on('error', (err) => log.warn({ err: err.message }, 'Postgres connection lost; the pool reconnects on next use'));
+  // A checked-out client has no pool listener (pg-pool removes it at checkout): one that loses its server
+  // between two statements of a transaction (the relay, the outbox flush, migrations' lock) would emit an
+  // unhandled 'error' and crash the process. Its next query fails instead, and the caller retries.
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'Postgres connection of a running transaction lost; it fails and is retried')));
   const db = drizzle(pool, { schema });
   let closed = false;
   return {
