@@ -14,6 +14,7 @@ export class Topology {
   readonly deadLetter: Queue;
   readonly exec = new Map<string, Queue>();
   readonly downstreams = new Map<string, DownstreamConfig>();
+  private readonly keys: Keys;
 
   constructor(
     readonly config: Config,
@@ -21,6 +22,7 @@ export class Topology {
     private readonly connection: Redis,
   ) {
     const opts = { connection, prefix };
+    this.keys = new Keys(prefix);
     this.ingress = new Queue(config.queues.ingress, opts);
     this.deadLetter = new Queue(config.queues.deadLetter, opts);
     for (const d of config.downstreams) {
@@ -42,7 +44,7 @@ export class Topology {
    */
   async detachIngressChild(parent: { id: string; queue: string }, ingressJobId: string): Promise<void> {
     const parentKey = `${parent.queue}:${parent.id}`;
-    await scriptsFor(this.connection).detachChild(scriptKeys.detachChild(new Keys(this.prefix), parentKey), [parentKey, parent.queue, parent.id, this.ingress.toKey(ingressJobId), Date.now()]);
+    await scriptsFor(this.connection).detachChild(scriptKeys.detachChild(this.keys, parentKey), [parentKey, parent.queue, parent.id, this.ingress.toKey(ingressJobId), Date.now()]);
   }
 
   /**
@@ -67,13 +69,13 @@ export class Topology {
 
   /** The hash of simple-mode deduplication ids held for ingress jobs in flight (Keys.ingressHeldDedup). */
   get heldDedupKey(): string {
-    return new Keys(this.prefix).ingressHeldDedup(this.ingress.name);
+    return this.keys.ingressHeldDedup(this.ingress.name);
   }
 
   /** Ends the hold of the deduplication ids of these jobs (by job key), which ended (releaseDedup-1.lua). */
   async releaseHeldDedup(keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0;
-    return scriptsFor(this.connection).releaseDedup(scriptKeys.releaseDedup(new Keys(this.prefix), this.ingress.name), [this.ingress.toKey(''), ...keys]);
+    return scriptsFor(this.connection).releaseDedup(scriptKeys.releaseDedup(this.keys, this.ingress.name), [this.ingress.toKey(''), ...keys]);
   }
 
   /** Which of these jobs already exist in their queues (one round trip). */

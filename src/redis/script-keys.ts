@@ -2,10 +2,23 @@
  * The KEYS of each script, in its header's order: one builder per script from the layout in keys.ts
  * (BullMQ's queue-keys.ts and its `*Args` builders are the model). Callers pass what a builder returns;
  * the script derives the rest (records, quota states, flows) from the governance prefix, in the same
- * hash tag. For the ingress scripts, `queue` is the BullMQ queue's name under `Keys.prefix`; the names
- * of BullMQ's own keys (wait, prioritized, meta …) are BullMQ's layout (src/queues/bullmq-layout.ts).
+ * hash tag. For the ingress scripts, `queue` is the BullMQ queue's name under `Keys.prefix`, and BullMQ's
+ * own keys of it (wait, prioritized, meta …) come from BullMQ's QueueKeys, not spelled here.
  */
+import { QueueKeys } from 'bullmq';
 import type { Keys } from './keys';
+
+/** BullMQ's own keys of a queue, as BullMQ computes them (cached: the claim runs per batch). */
+const bullmqKeys = new Map<string, Record<string, string>>();
+function bullKeysOf(k: Keys, queue: string): Record<string, string> {
+  const id = `${k.prefix}\n${queue}`;
+  let keys = bullmqKeys.get(id);
+  if (!keys) {
+    keys = new QueueKeys(k.prefix).getKeys(queue);
+    bullmqKeys.set(id, keys);
+  }
+  return keys;
+}
 export const scriptKeys = {
   intake: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
   enqueue: (k: Keys, downstream: string) => [k.inflight(downstream)] as [inflight: string],
@@ -26,8 +39,9 @@ export const scriptKeys = {
   evaluateAlerts: (k: Keys) => [k.alertsOpen(), k.alertsSince(), k.alertEvents()] as [open: string, since: string, events: string],
   detectGap: (k: Keys, queue: string) => [k.events(queue)] as [stream: string],
   ensureGroup: (k: Keys, queue: string) => [k.events(queue)] as [stream: string],
-  claimIngress: (k: Keys, queue: string) =>
-    [k.bullKey(queue, 'wait'), k.bullKey(queue, 'prioritized'), k.bullKey(queue, 'delayed'), k.bullKey(queue, 'meta'), k.bullKey(queue, 'marker'), k.events(queue), k.bullKey(queue, 'pc'), k.ingressClaims(queue)] as [
+  claimIngress: (k: Keys, queue: string) => {
+    const b = bullKeysOf(k, queue);
+    return [b.wait!, b.prioritized!, b.delayed!, b.meta!, b.marker!, b.events!, b.pc!, k.ingressClaims(queue)] as [
       wait: string,
       prioritized: string,
       delayed: string,
@@ -36,16 +50,19 @@ export const scriptKeys = {
       events: string,
       pc: string,
       claims: string,
-    ],
-  finishIngress: (k: Keys, queue: string) =>
-    [k.ingressClaims(queue), k.events(queue), k.bullKey(queue, 'meta'), k.bullKey(queue, 'wait'), k.bullKey(queue, 'prioritized'), k.ingressHeldDedup(queue)] as [
+    ];
+  },
+  finishIngress: (k: Keys, queue: string) => {
+    const b = bullKeysOf(k, queue);
+    return [k.ingressClaims(queue), b.events!, b.meta!, b.wait!, b.prioritized!, k.ingressHeldDedup(queue)] as [
       claims: string,
       events: string,
       meta: string,
       wait: string,
       prioritized: string,
       heldDedup: string,
-    ],
+    ];
+  },
   releaseDedup: (k: Keys, ingressQueue: string) => [k.ingressHeldDedup(ingressQueue)] as [held: string],
   /** A flow parent's key is BullMQ's (`<queue key prefix>:<id>`), given as BullMQ names it in the child's options. */
   detachChild: (_k: Keys, parentKey: string) => [`${parentKey}:dependencies`] as [dependencies: string],
