@@ -37,7 +37,7 @@ import type { Delivery, Governance, IntakeItem } from '../redis/governance';
 import type { IntakeVerdict, StoreOutcome } from '../redis/replies';
 import type { WaitItem } from '../redis/waiting-place';
 import { addDeadLetter, type DeadLetterData } from './dead-letter';
-import { addExecJob, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
+import { addExecJobs, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure, type ExecJob } from './exec-add';
 import { execOptions } from './exec-options';
 import type { Ingress } from './ingress';
 import type { Scheduler } from './scheduler';
@@ -87,6 +87,8 @@ export class Gate {
   private readonly tracing: Tracing;
   private readonly intake: MicroBatcher<IntakeItem, IntakeVerdict>;
   private readonly enqueue: MicroBatcher<WaitItem, StoreOutcome>;
+  /** Execution adds of a tick, per downstream: one script call (addExecJobs); per job, its add's error. */
+  private readonly execAdds: MicroBatcher<ExecJob, unknown>;
   private readonly retentionMs: number;
   private consecutiveErrors = 0;
 
@@ -130,6 +132,7 @@ export class Gate {
       if (shed.length > 0) await deps.scheduler.deadLetter(d, shed.map((j) => ({ ...j, code: 'TG_ERR_SHED' as const })));
       return outcomes;
     }, config.gate.maxBatch);
+    this.execAdds = new MicroBatcher((d, items) => addExecJobs(topology, topology.execQueue(d), items), config.gate.maxBatch);
   }
 
   /** Starts the claim loops: `gate.concurrency` jobs in flight at most, claimed `gate.maxBatch` at a time. */
@@ -160,7 +163,7 @@ export class Gate {
           continue;
         }
         await failpoints.hit('gate.after-claim');
-        const outcomes = await Promise.all(claim.jobs.map((job) => this.handle(job, claim.dataBytes.get(job))));
+        const outcomes = await Promise.all(claim.jobs.map((job) => this.handle(job, claim.dataBytes.get(job), claim.rawData.get(job))));
         await failpoints.hit('gate.before-finish');
         const done = claim.jobs.filter((_, i) => outcomes[i]!.kind === 'done');
         const holds = new Map<Job, string>();
@@ -203,14 +206,14 @@ export class Gate {
   }
 
   /** One ingress job, in a span continuing its producer's trace when tracing is on. */
-  private handle(job: Job, dataBytes?: number): Promise<Outcome> {
-    if (!this.tracing.enabled) return this.decideJob(job, dataBytes, undefined, () => undefined);
+  private handle(job: Job, dataBytes?: number, rawData?: string): Promise<Outcome> {
+    if (!this.tracing.enabled) return this.decideJob(job, dataBytes, rawData, undefined, () => undefined);
     return this.tracing.span('tollgate.gate', job.opts, { 'messaging.message.id': job.id!, 'tollgate.job_name': job.name }, (metadata, annotate) =>
-      this.decideJob(job, dataBytes, metadata, annotate),
+      this.decideJob(job, dataBytes, rawData, metadata, annotate),
     );
   }
 
-  private async decideJob(job: Job, dataBytes: number | undefined, traceMetadata: string | undefined, annotate: (a: Attributes) => void): Promise<Outcome> {
+  private async decideJob(job: Job, dataBytes: number | undefined, rawData: string | undefined, traceMetadata: string | undefined, annotate: (a: Attributes) => void): Promise<Outcome> {
     const started = performance.now();
     // The producer's options are meant for the execution job (they pass through); the ingress copy
     // has done its work once handled, so it is always removed on completion.
@@ -263,7 +266,7 @@ export class Gate {
       let inFlight = true;
       switch (decision.kind) {
         case 'admitted':
-          inFlight = await this.promote(job, downstream, decision.key, producerOpts, original, traceMetadata);
+          inFlight = await this.promote(job, rawData, downstream, decision.key, producerOpts, original, traceMetadata);
           this.deps.metrics.promotionSeconds.observe({ downstream }, (performance.now() - started) / 1000);
           this.deps.metrics.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - job.timestamp) / 1000);
           break;
@@ -327,21 +330,25 @@ export class Gate {
    * admission back and dead-letters the job (`exec-refused`: false); an outage throws, and the job
    * returns to ingress.
    */
-  private async promote(job: Job, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job'], traceMetadata?: string): Promise<boolean> {
+  private async promote(job: Job, rawData: string | undefined, downstream: string, key: string, producerOpts: JobsOptions, original: DeadLetterData['job'], traceMetadata?: string): Promise<boolean> {
     const queue = this.deps.topology.execQueue(downstream);
     const opts = withTraceContext(execOptions(key, producerOpts, this.retentionMs), traceMetadata);
+    const err = await this.execAdds.submit(downstream, {
+      name: job.name,
+      data: job.data,
+      ...(rawData !== undefined ? { rawData } : {}),
+      opts,
+      ingressJobId: job.id!,
+      afterAdd: () => this.deps.failpoints.hit('gate.after-exec-add'),
+    });
+    if (err === undefined) return true;
     let failure: string;
     let refused = false;
-    try {
-      await addExecJob(this.deps.topology, queue, job.name, job.data, opts, job.id!, () => this.deps.failpoints.hit('gate.after-exec-add'));
-      return true;
-    } catch (err) {
-      // BullMQ's own option check says whether it refuses this job (and would on every attempt).
-      const refusal = bullmqRefusal(queue, job.name, job.data, opts);
-      if (refusal !== undefined) [failure, refused] = [refusal, true];
-      else if (isJobFailure(err)) failure = (err as Error).message;
-      else throw err;
-    }
+    // BullMQ's own option check says whether it refuses this job (and would on every attempt).
+    const refusal = bullmqRefusal(queue, job.name, job.data, opts);
+    if (refusal !== undefined) [failure, refused] = [refusal, true];
+    else if (isJobFailure(err)) failure = (err as Error).message;
+    else throw err;
     const message = `${queue.name} refused the job: ${failure}`;
     const [outcome] = await this.deps.governance.abandon(downstream, [{ key, code: 'TG_ERR_EXEC_REFUSED', message }], { attempts: refused ? 1 : EXEC_ADD_ATTEMPTS });
     this.deps.log.warn({ jobId: job.id, downstream, outcome, err: failure }, 'execution add failed for a reason of the job\'s own');

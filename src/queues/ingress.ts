@@ -16,6 +16,8 @@ export interface Claim {
   jobs: Job[];
   /** The size of each job's data as stored (bytes of JSON), by job. */
   dataBytes: WeakMap<Job, number>;
+  /** Each job's data as stored (JSON), passed on to its execution job unparsed. */
+  rawData: WeakMap<Job, string>;
   /** When the earliest delayed job falls due (ms), if there is one. */
   nextDelayedAt?: number;
 }
@@ -57,15 +59,17 @@ export class Ingress {
     const next = Number(raw[0]);
     const jobs: Job[] = [];
     const dataBytes = new WeakMap<Job, number>();
+    const rawData = new WeakMap<Job, string>();
     for (let i = 1; i < raw.length; i += 2) {
       const id = String(raw[i]);
       // BullMQ's own decoding of a job hash (as its workers do after moveToActive).
       const [json] = raw2NextJobData([raw[i + 1], id, 0, 0]);
       const job = Job.fromJSON(this.queue, json!, id);
       dataBytes.set(job, Buffer.byteLength(json!.data, 'utf8'));
+      rawData.set(job, json!.data);
       jobs.push(job);
     }
-    return { jobs, dataBytes, ...(next >= 0 ? { nextDelayedAt: next } : {}) };
+    return { jobs, dataBytes, rawData, ...(next >= 0 ? { nextDelayedAt: next } : {}) };
   }
 
   /** Gives claims back: each job may be claimed again (by any gate) from `at` (ms). */

@@ -15,7 +15,7 @@ import { decodePayload } from '../redis/codec';
 import type { Governance } from '../redis/governance';
 import { parseJobKey } from '../redis/keys';
 import { addDeadLetter } from './dead-letter';
-import { addExecJob, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
+import { addExecJob, addExecJobs, bullmqRefusal, EXEC_ADD_ATTEMPTS, isJobFailure } from './exec-add';
 import { execOptions } from './exec-options';
 import { type Tracing, withTraceContext } from '../observability/tracing';
 import type { Topology } from './topology';
@@ -42,28 +42,46 @@ export async function promoteLeased(
   const added: string[] = [];
   const failed: Array<{ id: string; payload: string; message: string; attempts: number }> = [];
   let outage: unknown;
-  await Promise.all(
-    admitted.map(async ({ id, payload }) => {
-      const p = decodePayload(payload);
-      let execOpts = execOptions(id, p.opts, opts.retentionMs);
-      const add = () => addExecJob(topology, queue, p.name, p.data, execOpts, parseJobKey(id).ingressJobId);
-      try {
-        if (opts.tracing?.enabled) {
-          await opts.tracing.span('tollgate.admit', p.opts, { 'messaging.message.id': parseJobKey(id).ingressJobId, 'tollgate.downstream': downstream }, (metadata) => {
-            execOpts = withTraceContext(execOpts, metadata);
-            return add();
+  const jobs = admitted.map(({ id, payload }) => {
+    const p = decodePayload(payload);
+    return { id, payload, p, execOpts: execOptions(id, p.opts, opts.retentionMs) };
+  });
+  const failedAdd = (j: (typeof jobs)[number], err: unknown) => {
+    const refusal = bullmqRefusal(queue, j.p.name, j.p.data, j.execOpts);
+    if (refusal !== undefined) failed.push({ id: j.id, payload: j.payload, message: refusal, attempts: 1 });
+    else if (isJobFailure(err)) failed.push({ id: j.id, payload: j.payload, message: (err as Error).message, attempts: EXEC_ADD_ATTEMPTS });
+    else outage = err;
+  };
+  const addedNow = (j: (typeof jobs)[number]) => {
+    added.push(j.id);
+    opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - j.p.addedAt) / 1000);
+  };
+  const tracing = opts.tracing;
+  if (tracing?.enabled) {
+    // Each add in a span of its own, continuing the job's trace.
+    await Promise.all(
+      jobs.map(async (j) => {
+        const ingressJobId = parseJobKey(j.id).ingressJobId;
+        try {
+          await tracing.span('tollgate.admit', j.p.opts, { 'messaging.message.id': ingressJobId, 'tollgate.downstream': downstream }, (metadata) => {
+            j.execOpts = withTraceContext(j.execOpts, metadata);
+            return addExecJob(topology, queue, j.p.name, j.p.data, j.execOpts, ingressJobId);
           });
-        } else await add();
-        added.push(id);
-        opts.metrics?.ingressToExecSeconds.observe({ downstream }, Math.max(0, Date.now() - p.addedAt) / 1000);
-      } catch (err) {
-        const refusal = bullmqRefusal(queue, p.name, p.data, execOpts);
-        if (refusal !== undefined) failed.push({ id, payload, message: refusal, attempts: 1 });
-        else if (isJobFailure(err)) failed.push({ id, payload, message: (err as Error).message, attempts: EXEC_ADD_ATTEMPTS });
-        else outage = err;
-      }
-    }),
-  );
+          addedNow(j);
+        } catch (err) {
+          failedAdd(j, err);
+        }
+      }),
+    );
+  } else {
+    // One script call for the batch (a flow's child, or a job BullMQ refuses, is added alone).
+    const errors = await addExecJobs(
+      topology,
+      queue,
+      jobs.map((j) => ({ name: j.p.name, data: j.p.data, opts: j.execOpts, ingressJobId: parseJobKey(j.id).ingressJobId })),
+    );
+    jobs.forEach((j, i) => (errors[i] === undefined ? addedNow(j) : failedAdd(j, errors[i])));
+  }
   await opts.beforeConfirm?.();
   await governance.confirm(downstream, added, 'exec');
   for (const attempts of new Set(failed.map((f) => f.attempts))) {

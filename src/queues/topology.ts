@@ -14,15 +14,20 @@ export class Topology {
   readonly deadLetter: Queue;
   readonly exec = new Map<string, Queue>();
   readonly downstreams = new Map<string, DownstreamConfig>();
-  private readonly keys: Keys;
+  readonly keys: Keys;
 
   constructor(
     readonly config: Config,
     readonly prefix: string,
-    private readonly connection: Redis,
+    /** The connection of its queues (BullMQ's adds, and tollgate's scripts on their keys). */
+    readonly connection: Redis,
   ) {
     const opts = { connection, prefix };
     this.keys = new Keys(prefix);
+    // tollgate's scripts are defined on the connection before anything uses it: ioredis copies a
+    // client's scripts into each auto-pipeline when it opens one, so a script defined while one is open
+    // is missing from it (the call fails, and the pipeline's other callbacks are lost).
+    scriptsFor(connection);
     this.ingress = new Queue(config.queues.ingress, opts);
     this.deadLetter = new Queue(config.queues.deadLetter, opts);
     for (const d of config.downstreams) {

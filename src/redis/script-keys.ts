@@ -52,6 +52,22 @@ export const scriptKeys = {
       claims: string,
     ];
   },
+  addExec: (k: Keys, queue: string) => {
+    const b = bullKeysOf(k, queue);
+    return [b.wait!, b.paused!, b.meta!, b.id!, b.completed!, b.delayed!, b.active!, b.events!, b.marker!, b.prioritized!, b.pc!] as [
+      wait: string,
+      paused: string,
+      meta: string,
+      id: string,
+      completed: string,
+      delayed: string,
+      active: string,
+      events: string,
+      marker: string,
+      prioritized: string,
+      pc: string,
+    ];
+  },
   finishIngress: (k: Keys, queue: string) => {
     const b = bullKeysOf(k, queue);
     return [k.ingressClaims(queue), b.events!, b.meta!, b.wait!, b.prioritized!, k.ingressHeldDedup(queue)] as [

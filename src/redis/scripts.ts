@@ -32,6 +32,7 @@ export interface Scripts {
   breakerCas(keys: [breaker: string, outbox: string, transitions: string], args: Arg[]): Promise<number>;
   releaseHeld(keys: [inflight: string], args: Arg[]): Promise<string[]>;
   claimIngress(keys: [wait: string, prioritized: string, delayed: string, meta: string, marker: string, events: string, pc: string, claims: string], args: Arg[]): Promise<Array<number | string | string[]>>;
+  addExec(keys: [wait: string, paused: string, meta: string, id: string, completed: string, delayed: string, active: string, events: string, marker: string, prioritized: string, pc: string], args: Arg[]): Promise<string[]>;
   finishIngress(keys: [claims: string, events: string, meta: string, wait: string, prioritized: string, heldDedup: string], args: Arg[]): Promise<number>;
   detachChild(keys: [dependencies: string], args: Arg[]): Promise<number>;
   releaseDedup(keys: [held: string], args: Arg[]): Promise<number>;
@@ -103,6 +104,6 @@ export function scriptsFor(client: Redis): Scripts {
   }
   const c = client as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   const call = (name: string, keys: string[], args: Arg[]) => c[`tg_${name}`]!.call(client, ...keys, ...args);
-  const names = ['intake', 'enqueue', 'admitWaiting', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'releaseHeld', 'claimIngress', 'finishIngress', 'detachChild', 'releaseDedup', 'evaluateAlerts'] as const;
+  const names = ['intake', 'enqueue', 'admitWaiting', 'confirm', 'release', 'wake', 'explain', 'deadLetter', 'abandon', 'restoreStats', 'detectGap', 'ensureGroup', 'advanceVersion', 'restoreUsage', 'adopt', 'breakerCas', 'releaseHeld', 'claimIngress', 'finishIngress', 'addExec', 'detachChild', 'releaseDedup', 'evaluateAlerts'] as const;
   return Object.fromEntries(names.map((n) => [n, (keys: string[], args: Arg[]) => call(n, keys, args)])) as unknown as Scripts;
 }
