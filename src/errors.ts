@@ -26,8 +26,21 @@ export const ERRORS = {
     status: 500,
     doc: 'The config file (TOLLGATE_CONFIG) is missing, not JSON, or invalid; the message names the file and the exact path inside it. The process exits 1.',
   },
+  TG_ERR_PG_SCHEMA_OWNED: {
+    status: 500,
+    doc: 'The Postgres schema (TOLLGATE_PG_SCHEMA, default derived from TOLLGATE_PREFIX) belongs to a deployment with another TOLLGATE_PREFIX; the message names both. Nothing in the schema was touched. Give this deployment a TOLLGATE_PG_SCHEMA of its own (docs/operations.md). The process exits 1.',
+  },
+  TG_ERR_PG_SEARCH_PATH: {
+    status: 500,
+    doc: "Postgres connections do not work inside the deployment's schema although tollgate sets their search_path at start-up: something between tollgate and Postgres (a pooler that drops the `options` startup parameter) removes it. The process exits 1 rather than read another schema's tables.",
+  },
 
   // Jobs the gate refuses: each lands in the dead-letter queue with `reason`.
+  TG_ERR_JOB_NAME_TOO_LONG: {
+    status: 400,
+    reason: 'job-name-too-long',
+    doc: 'The job name is longer than `limits.maxJobNameLength` of the config (default 256 characters); the dead-letter job keeps its first that many characters, its length and SHA-256 (`job.nameTruncated`).',
+  },
   TG_ERR_INVALID_PAYLOAD: {
     status: 400,
     reason: 'invalid-payload',
@@ -36,7 +49,7 @@ export const ERRORS = {
   TG_ERR_PAYLOAD_TOO_LARGE: {
     status: 413,
     reason: 'payload-too-large',
-    doc: 'The serialized job data is larger than `limits.maxPayloadBytes` of the config.',
+    doc: 'The serialized job data is larger than `limits.maxPayloadBytes` of the config; the dead-letter job keeps only an excerpt of it, its size and SHA-256 (`job.dataExcerpt`), and cannot be re-driven.',
   },
   TG_ERR_MISSING_TENANT: {
     status: 400,
@@ -134,14 +147,32 @@ export const ERRORS = {
   TG_ERR_WAIT_TIMEOUT: { status: 504, doc: '`waitForExecution` gave up after its `timeoutMs`; the job itself goes on (`details.state` says where it was).' },
 
   // API
-  TG_ERR_VALIDATION: { status: 400, doc: 'A request parameter, query or body is invalid; `details` names each field.' },
-  TG_ERR_UNAUTHORIZED: { status: 401, doc: 'The request has no bearer token, or the token is unknown.' },
+  TG_ERR_VALIDATION: { status: 400, doc: 'A request parameter, query or body is invalid (also: a body that is not valid JSON, an id or cursor past its range); `details` names each field.' },
+  TG_ERR_BAD_REQUEST: { status: 400, doc: 'The request is not well-formed HTTP, or its URL is not validly percent-encoded; nothing was read from it.' },
+  TG_ERR_REQUEST_TIMEOUT: { status: 408, doc: 'The request did not arrive completely in time (Node\'s `requestTimeout`); send it again.' },
+  TG_ERR_BODY_TOO_LARGE: { status: 413, doc: 'The request body is over 1 MiB, the largest the API reads.' },
+  TG_ERR_URI_TOO_LONG: { status: 414, doc: 'The request URI is too long: a path parameter over 1,024 characters, or a request line over 8 KiB.' },
+  TG_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The request body is not `application/json` (the only type the API reads).' },
+  TG_ERR_HEADERS_TOO_LARGE: { status: 431, doc: "The request's headers are over Node's limit (16 KiB in all)." },
+  TG_ERR_UNAUTHORIZED: { status: 401, doc: 'The request has no bearer token, or the token is unknown; the answer carries `WWW-Authenticate: Bearer realm="tollgate"`.' },
   TG_ERR_FORBIDDEN: { status: 403, doc: "The token's scopes do not allow this request." },
   TG_ERR_NOT_FOUND: { status: 404, doc: 'The route or the resource does not exist (or is outside the token\'s tenant).' },
   TG_ERR_CONFLICT: { status: 409, doc: 'The request conflicts with a concurrent change of the same resource; read it again and retry.' },
+  TG_ERR_PRECONDITION_FAILED: {
+    status: 412,
+    doc: "`If-Match` names no current `ETag` of the resource: someone changed it since you read it. Nothing was changed; GET it again (a new ETag), re-apply your change and retry.",
+  },
+  TG_ERR_NOT_REDRIVABLE: {
+    status: 422,
+    doc: "The dead-letter job does not hold its original job whole: its data was over `limits.maxPayloadBytes` (only an excerpt, its size and SHA-256 are kept: `job.dataExcerpt`) or its name over `limits.maxJobNameLength` (truncated: `job.nameTruncated`). Re-driving it would replay another job, so nothing was added; the producer must send the job again.",
+  },
+  TG_ERR_IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    doc: 'The `Idempotency-Key` was used in the last 24 hours for a request with another body (on the same route, by the same token). Nothing was created; send a new key for a new request.',
+  },
   TG_ERR_UNAVAILABLE: {
     status: 503,
-    doc: 'Redis or Postgres does not answer in time; the request was not applied. Retry after the service is back.',
+    doc: 'Redis or Postgres does not answer (refused, cut, timed out, the database gone), or the process is shutting down; the request was not applied. The answer carries `Retry-After` (seconds): retry then.',
   },
   TG_ERR_INTERNAL: { status: 500, doc: 'An unexpected error; the log line with the same request id has the cause.' },
 } as const satisfies Record<string, ErrorSpec>;

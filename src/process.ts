@@ -27,6 +27,7 @@ export async function runProcess(roles: readonly Role[]): Promise<void> {
   let tollgate: Awaited<ReturnType<typeof startTollgate>> | undefined;
   let requested: string | undefined;
   let stopping = false;
+  let exitCode = 0;
   const stop = (signal: string) => {
     if (!tollgate) {
       requested ??= signal;
@@ -44,7 +45,7 @@ export async function runProcess(roles: readonly Role[]): Promise<void> {
     running.close().then(
       () => {
         log.info('shut down cleanly');
-        process.exit(0);
+        process.exit(exitCode);
       },
       (err: unknown) => {
         log.error({ err }, 'error during shutdown');
@@ -61,4 +62,9 @@ export async function runProcess(roles: readonly Role[]): Promise<void> {
     process.exit(1);
   }
   if (requested) stop(requested);
+  // A start-up error no retry can fix (the Postgres schema is another deployment's): stop, exit 1.
+  void tollgate.fatal.then(() => {
+    exitCode = 1;
+    stop('fatal start-up error');
+  });
 }

@@ -11,7 +11,8 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config/file';
 import type { Env } from './config/env';
 import { createDatabase } from './db/client';
-import { runMigrations } from './db/migrate';
+import { FATAL_MIGRATION_ERRORS, runMigrations } from './db/migrate';
+import { TollgateError } from './errors';
 import { parseFailpoints } from './failpoints';
 import { BreakerService } from './governance/breakers';
 import { recordBreakerAlerts } from './notify/breaker-alerts';
@@ -53,6 +54,12 @@ export interface Tollgate {
   readonly observer?: Observer;
   /** Resolves once Redis answered and the gate / observer started. */
   readonly started: Promise<void>;
+  /**
+   * Resolves (never rejects) with a start-up error no retry can fix: the Postgres schema belongs to
+   * another deployment (TG_ERR_PG_SCHEMA_OWNED) or connections do not work inside it. Postgres is then
+   * left alone; the process entry exits 1 on it (src/process.ts).
+   */
+  readonly fatal: Promise<TollgateError>;
   close(): Promise<void>;
 }
 
@@ -72,12 +79,12 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
   const stopping = new AbortController();
 
   const redis = createRedis(env.redisUrl, 'worker', log, 'main');
-  const database = createDatabase(env.databaseUrl, log);
+  const database = createDatabase(env.databaseUrl, log, { schema: env.pgSchema });
   phases.connections.push(
     () => redis.quit().catch(() => redis.disconnect()),
     () => database.close(),
   );
-  const migrations = startMigrations(database, log, () => closing, stopping.signal);
+  const migrations = startMigrations(database, { schema: env.pgSchema, prefix: env.prefix }, log, () => closing, stopping.signal);
   const ctx: RoleContext = {
     env,
     config,
@@ -90,14 +97,14 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
     retentionMs: config.retention.decisionSeconds * 1000,
     database,
     migrated: migrations.done,
-    migrating: migrations.promise,
+    migrating: migrations.applied,
     closing: () => closing,
   };
 
   let http: Awaited<ReturnType<typeof startHttp>> | undefined;
   const httpPort = opts.port ?? (roles.includes('api') ? env.port : env.metricsPort);
   if (httpPort !== undefined) {
-    http = await startHttp(ctx, httpPort, roles.includes('api'));
+    http = await startHttp(ctx, httpPort, roles);
     phases.http.push(http.close);
   }
 
@@ -129,6 +136,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
       return observer;
     },
     started,
+    fatal: migrations.fatal,
     async close() {
       if (closing) return;
       closing = true;
@@ -150,23 +158,41 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
   };
 }
 
-/** Postgres: migrate in the background until it works; nothing in the gate path waits for it. */
-function startMigrations(database: RoleContext['database'], log: Logger, closing: () => boolean, signal: AbortSignal): { promise: Promise<void>; done: () => boolean } {
+/**
+ * Postgres: migrate in the background until it works; nothing in the gate path waits for it. An error
+ * no retry can fix (the schema is another deployment's) ends the attempts and resolves `fatal`;
+ * `applied` then never resolves, so nothing starts using the schema.
+ */
+function startMigrations(
+  database: RoleContext['database'],
+  target: Parameters<typeof runMigrations>[2],
+  log: Logger,
+  closing: () => boolean,
+  signal: AbortSignal,
+): { promise: Promise<void>; applied: Promise<void>; fatal: Promise<TollgateError>; done: () => boolean } {
   let migrated = false;
+  let reportFatal!: (err: TollgateError) => void;
+  const fatal = new Promise<TollgateError>((resolve) => (reportFatal = resolve));
   const promise = (async () => {
     for (let attempt = 0; !closing(); attempt++) {
       try {
-        await runMigrations(database.pool, log);
+        await runMigrations(database.pool, log, target);
         migrated = true;
         return;
       } catch (err) {
+        if (err instanceof TollgateError && FATAL_MIGRATION_ERRORS.has(err.code)) {
+          log.fatal({ code: err.code, err: err.message, ...(err.details as object) }, 'tollgate cannot use its Postgres schema');
+          reportFatal(err);
+          return;
+        }
         const wait = backoffDelay(attempt);
         log.warn({ err: (err as Error).message, retryInMs: wait }, 'Postgres not usable at DATABASE_URL; retrying');
         await sleep(wait, signal);
       }
     }
   })();
-  return { promise, done: () => migrated };
+  const applied = promise.then(() => (migrated ? undefined : new Promise<void>(() => undefined)));
+  return { promise, applied, fatal, done: () => migrated };
 }
 
 /**

@@ -6,6 +6,9 @@
 import { findToken, type ApiToken } from '../config/tokens';
 import { TollgateError } from '../errors';
 
+/** What a 401 answers in `WWW-Authenticate` (RFC 6750): a bearer token for this realm. */
+export const WWW_AUTHENTICATE = 'Bearer realm="tollgate"';
+
 /** public: no token; read: any reader (tenant tokens get their own view); admin: admin scope. */
 export type Access = 'public' | 'read' | 'admin';
 

@@ -1,4 +1,8 @@
-/** Opaque list cursors: base64url of the last id returned; `limit` is 1-200 (default 50). */
+/**
+ * Opaque list cursors: base64url of the last id (or offset) returned; `limit` is 1-200 (default 50).
+ * A cursor holds a whole number from 0 to 2^31 - 1 (Postgres's integer ids, the smallest id column
+ * a cursor walks): anything else is a 400 naming `query.cursor`, never a query that overflows.
+ */
 import { z } from 'zod';
 import { TollgateError } from '../errors';
 
@@ -11,11 +15,14 @@ export function encodeCursor(lastId: number): string {
   return Buffer.from(JSON.stringify({ after: lastId })).toString('base64url');
 }
 
+/** The largest Postgres `integer` (int4): serial ids, and so cursors, stay at or below it. */
+export const INT4_MAX = 2_147_483_647;
+
 export function decodeCursor(cursor: string | undefined): number | undefined {
   if (cursor === undefined) return undefined;
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown };
-    if (typeof v.after === 'number' && Number.isInteger(v.after) && v.after >= 0) return v.after;
+    if (typeof v.after === 'number' && Number.isInteger(v.after) && v.after >= 0 && v.after <= INT4_MAX) return v.after;
   } catch {
     /* fall through */
   }

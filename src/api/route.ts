@@ -21,7 +21,9 @@ export interface RouteDef<P = unknown, Q = unknown, B = unknown> {
   params?: ZodType<P>;
   query?: ZodType<Q>;
   body?: ZodType<B>;
-  responses: Record<number, { description: string; schema?: ZodType; contentType?: string }>;
+  /** Request headers the route reads itself (`If-Match`...), for the OpenAPI document. */
+  headers?: Record<string, ZodType>;
+  responses: Record<number, { description: string; schema?: ZodType; contentType?: string; headers?: Record<string, ZodType> }>;
   handler(input: { params: P; query: Q; body: B; auth: AuthContext; req: FastifyRequest; reply: FastifyReply }): Promise<unknown>;
 }
 

@@ -2,6 +2,7 @@
  * The process environment, parsed once at start (STYLE.md rule 6). Nothing else reads process.env.
  */
 import { z } from 'zod';
+import { schemaForPrefix, schemaNameProblem } from '../db/pg-schema';
 import { TollgateError } from '../errors';
 import { parseApiTokens, type ApiToken } from './tokens';
 
@@ -26,6 +27,15 @@ const EnvSchema = z.object({
     .trim()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters from [A-Za-z0-9_.-] (no braces or colons)')
     .default('tollgate'),
+  /** The deployment's Postgres schema; default derived from TOLLGATE_PREFIX (src/db/pg-schema.ts). */
+  TOLLGATE_PG_SCHEMA: z
+    .string()
+    .trim()
+    .superRefine((v, ctx) => {
+      const problem = schemaNameProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Bind address of the API. Default: 0.0.0.0 when tokens are configured, else loopback only. */
   HOST: z.string().trim().min(1).optional(),
@@ -44,6 +54,8 @@ export interface Env {
   databaseUrl: string;
   configPath: string;
   prefix: string;
+  /** Postgres schema holding this deployment's tables (TOLLGATE_PG_SCHEMA). */
+  pgSchema: string;
   port: number;
   host: string;
   apiTokens: ApiToken[];
@@ -81,6 +93,7 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     databaseUrl: e.DATABASE_URL,
     configPath: e.TOLLGATE_CONFIG,
     prefix: e.TOLLGATE_PREFIX,
+    pgSchema: e.TOLLGATE_PG_SCHEMA ?? schemaForPrefix(e.TOLLGATE_PREFIX),
     port: e.PORT,
     host,
     apiTokens,

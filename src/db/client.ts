@@ -1,23 +1,27 @@
 /**
- * Postgres access: one pg Pool per process, wrapped by drizzle. Queries fail fast (connection and
+ * Postgres access: one pg Pool per process, wrapped by drizzle, every connection inside the
+ * deployment's schema (search_path, see src/db/pg-schema.ts). Queries fail fast (connection and
  * statement timeouts) so an outage surfaces as an error the caller can retry or answer 503 to.
  */
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { Pool } from 'pg';
 import type { Logger } from 'pino';
+import { connectionInSchema } from './pg-schema';
 import * as schema from './schema';
 
 export type Db = NodePgDatabase<typeof schema>;
 
 export interface Database {
+  /** The Postgres schema every connection of the pool works in. */
+  schema: string;
   pool: Pool;
   db: Db;
   close(): Promise<void>;
 }
 
-export function createDatabase(url: string, log: Logger, opts: { max?: number } = {}): Database {
+export function createDatabase(url: string, log: Logger, opts: { schema: string; max?: number }): Database {
   const pool = new Pool({
-    connectionString: url,
+    ...connectionInSchema(url, opts.schema),
     max: opts.max ?? 5,
     connectionTimeoutMillis: 3000,
     statement_timeout: 5000,
@@ -33,6 +37,7 @@ export function createDatabase(url: string, log: Logger, opts: { max?: number } 
   const db = drizzle(pool, { schema });
   let closed = false;
   return {
+    schema: opts.schema,
     pool,
     db,
     async close() {

@@ -1,5 +1,5 @@
 /** Repository of quotas, throttles, the audit log and the definitions version (Postgres). */
-import { and, asc, eq, gt, isNull, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, sql, type SQL } from 'drizzle-orm';
 import type { QuotaDef, ThrottleDef } from '../core/quota';
 import type { Db } from './client';
 import { auditLog, definitionsVersion, policies, quotas, throttles } from './schema';
@@ -66,18 +66,22 @@ export async function quotasOfTenant(db: Tx, tenantId: string): Promise<QuotaRow
   return db.select().from(quotas).where(eq(quotas.tenantId, tenantId)).orderBy(asc(quotas.id));
 }
 
-export async function findQuota(db: Tx, tenantId: string, jobType: string | null, downstream: string | null): Promise<QuotaRow | undefined> {
-  const rows = await db
-    .select()
-    .from(quotas)
-    .where(
-      and(
-        eq(quotas.tenantId, tenantId),
-        jobType === null ? isNull(quotas.jobType) : eq(quotas.jobType, jobType),
-        downstream === null ? isNull(quotas.downstream) : eq(quotas.downstream, downstream),
-      ),
-    );
-  return rows[0];
+/**
+ * Serialises the changes of one resource (a tenant's quotas, a downstream's policy) until the
+ * transaction ends: a read-merge-write (PATCH) or a precondition (If-Match) then sees every change
+ * committed before it, and none lands between its read and its write. Keyed by the schema too, so
+ * deployments in other schemas of the same database do not wait on each other.
+ */
+export async function lockResource(tx: Tx, kind: 'quotas' | 'policy', key: string): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(coalesce(current_schema(), '') || ${`:${kind}:${key}`}, 0))`);
+}
+
+export async function findThrottleForUpdate(tx: Tx, id: number): Promise<ThrottleRow | undefined> {
+  return (await tx.select().from(throttles).where(eq(throttles.id, id)).for('update'))[0];
+}
+
+export async function findThrottle(db: Tx, id: number): Promise<ThrottleRow | undefined> {
+  return (await db.select().from(throttles).where(eq(throttles.id, id)))[0];
 }
 
 export async function allQuotas(db: Tx): Promise<QuotaRow[]> {

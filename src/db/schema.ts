@@ -20,6 +20,8 @@ import {
 } from 'drizzle-orm/pg-core';
 import { sql } from 'drizzle-orm';
 
+export { idempotencyKeys } from './idempotency';
+
 /** Snapshot of each downstream's decision and outcome counters, written by the observer. */
 export const downstreamCounters = pgTable('downstream_counters', {
   downstream: text('downstream').primaryKey(),

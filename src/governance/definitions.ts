@@ -14,11 +14,13 @@ import {
   findPolicy,
   bumpVersion,
   currentVersion,
-  findQuota,
+  findThrottleForUpdate,
   insertAudit,
+  lockResource,
   quotaDef,
   quotasOfTenant,
   throttleDef,
+  type PolicyRow,
   type QuotaRow,
   type ThrottleRow,
   type Tx,
@@ -30,7 +32,7 @@ import type { PolicyInput, PolicyParsed } from '../contracts/policies';
 import type { Policy } from '../core/policy';
 import { TollgateError } from '../errors';
 import type { Governance } from '../redis/governance';
-import { and, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 
 export interface Operator {
   actor: string;
@@ -42,6 +44,29 @@ export interface QuotaScope {
   jobType?: string;
   downstream?: string;
 }
+
+/**
+ * A check of the resource as it is now, run in the change's transaction under its lock before
+ * anything is written; it throws to refuse the change (If-Match: src/api/etag.ts).
+ */
+export type Precondition<T> = ((current: T) => void) | undefined;
+
+/** Runs in a creation's transaction: before anything is written, and with the row created (Idempotency-Key). */
+export interface CreationHooks<R> {
+  begin(tx: Tx): Promise<void>;
+  created(tx: Tx, row: R): Promise<void>;
+}
+
+/** A downstream's policy in force: set at runtime (a row), else the config file's. */
+export interface EffectivePolicy {
+  downstream: string;
+  policy: Policy;
+  source: 'config' | 'runtime';
+  updatedAt?: Date;
+}
+
+/** The scope's row among a tenant's quotas. */
+const inScope = (rows: QuotaRow[], jobType: string | null, downstream: string | null) => rows.find((r) => r.jobType === jobType && r.downstream === downstream);
 
 function limitColumns(l: QuotaLimitsParsed) {
   return {
@@ -85,17 +110,19 @@ export class Definitions {
   // ---- policies ----
 
   /** The policy in force for each downstream: set at runtime, else the config file's. */
-  async effectivePolicies(): Promise<Array<{ downstream: string; policy: Policy; source: 'config' | 'runtime'; updatedAt?: Date }>> {
+  async effectivePolicies(): Promise<EffectivePolicy[]> {
     const rows = new Map((await allPolicies(this.db)).map((r) => [r.downstream, r]));
-    return this.config.downstreams.map((d) => {
-      const row = rows.get(d.name);
-      return row
-        ? { downstream: d.name, policy: toPolicy(row.policy as PolicyInput, d.capacity), source: 'runtime' as const, updatedAt: row.updatedAt }
-        : { downstream: d.name, policy: d.policy, source: 'config' as const };
-    });
+    return this.config.downstreams.map((d) => this.effective(d.name, rows.get(d.name)));
   }
 
-  async putPolicy(downstream: string, input: PolicyParsed, op: Operator): Promise<Policy> {
+  private effective(downstream: string, row: PolicyRow | undefined): EffectivePolicy {
+    const ds = this.config.downstreams.find((d) => d.name === downstream)!;
+    return row
+      ? { downstream, policy: toPolicy(row.policy as PolicyInput, ds.capacity), source: 'runtime', updatedAt: row.updatedAt }
+      : { downstream, policy: ds.policy, source: 'config' };
+  }
+
+  async putPolicy(downstream: string, input: PolicyParsed, op: Operator, precondition?: Precondition<EffectivePolicy>): Promise<EffectivePolicy> {
     const ds = this.config.downstreams.find((d) => d.name === downstream);
     if (!ds) throw new TollgateError('TG_ERR_NOT_FOUND', `no downstream ${downstream}`);
     const policy = toPolicy(input, ds.capacity);
@@ -106,11 +133,14 @@ export class Definitions {
       ]);
     }
     const result = await this.db.transaction(async (tx) => {
+      await lockResource(tx, 'policy', downstream);
       const before = await findPolicy(tx, downstream);
-      await tx
+      precondition?.(this.effective(downstream, before));
+      const [row] = await tx
         .insert(policies)
         .values({ downstream, policy: input, updatedBy: op.actor })
-        .onConflictDoUpdate({ target: policies.downstream, set: { policy: input, updatedBy: op.actor, updatedAt: new Date() } });
+        .onConflictDoUpdate({ target: policies.downstream, set: { policy: input, updatedBy: op.actor, updatedAt: new Date() } })
+        .returning();
       const version = await bumpVersion(tx);
       await insertAudit(tx, {
         ...this.operatorFields(op),
@@ -120,13 +150,13 @@ export class Definitions {
         before: before?.policy ?? ds.policy,
         after: input,
       });
-      return { version };
+      return { version, row: row! };
     });
     await this.mirror(result.version, async () => {
       await this.governance.mirror.writePolicy(downstream, policy, 'runtime');
       await this.governance.repolicy(downstream);
     });
-    return policy;
+    return this.effective(downstream, result.row);
   }
 
   private get db() {
@@ -135,19 +165,31 @@ export class Definitions {
 
   // ---- quotas ----
 
-  async putQuota(tenantId: string, scope: QuotaScope, limits: QuotaLimitsParsed, op: Operator): Promise<{ row: QuotaRow; created: boolean }> {
+  /**
+   * Every change of a tenant's quotas runs under the tenant's lock and reads the rows after taking it,
+   * so changes of different fields at once (PATCH and PATCH, pause and PATCH) all land, and a
+   * precondition sees the tenant's quotas as they are. Each answers with them as they are after it.
+   */
+  async putQuota(
+    tenantId: string,
+    scope: QuotaScope,
+    limits: QuotaLimitsParsed,
+    op: Operator,
+    precondition?: Precondition<QuotaRow[]>,
+  ): Promise<{ row: QuotaRow; created: boolean; tenantRows: QuotaRow[] }> {
     const jobType = scope.jobType ?? null;
     const downstream = scope.downstream ?? null;
     const write = () =>
       this.db.transaction(async (tx) => {
-        const before = await findQuota(tx, tenantId, jobType, downstream);
+        const current = await this.lockTenant(tx, tenantId, precondition);
+        const before = inScope(current, jobType, downstream);
         const values = { ...limitColumns(limits), updatedAt: new Date() };
         const [row] = before
           ? await tx.update(quotas).set(values).where(eq(quotas.id, before.id)).returning()
           : await tx.insert(quotas).values({ tenantId, jobType, downstream, ...values }).returning();
         const version = await bumpVersion(tx);
         await this.audit(tx, op, before ? 'quota.replace' : 'quota.create', row!, before, row);
-        return { row: row!, created: !before, version };
+        return { row: row!, created: !before, version, tenantRows: await quotasOfTenant(tx, tenantId) };
       });
     let result;
     try {
@@ -158,13 +200,21 @@ export class Definitions {
       result = await write();
     }
     await this.mirrorTenant(tenantId, result.version);
-    return { row: result.row, created: result.created };
+    return { row: result.row, created: result.created, tenantRows: result.tenantRows };
   }
 
-  async patchQuota(tenantId: string, scope: QuotaScope, merge: (current: QuotaLimitsParsed) => QuotaLimitsParsed, op: Operator): Promise<QuotaRow> {
+  async patchQuota(
+    tenantId: string,
+    scope: QuotaScope,
+    merge: (current: QuotaLimitsParsed) => QuotaLimitsParsed,
+    op: Operator,
+    precondition?: Precondition<QuotaRow[]>,
+  ): Promise<{ row: QuotaRow; tenantRows: QuotaRow[] }> {
     const result = await this.db.transaction(async (tx) => {
-      const before = await findQuota(tx, tenantId, scope.jobType ?? null, scope.downstream ?? null);
+      const current = await this.lockTenant(tx, tenantId);
+      const before = inScope(current, scope.jobType ?? null, scope.downstream ?? null);
       if (!before) throw notFound(tenantId, scope);
+      precondition?.(current);
       const [row] = await tx
         .update(quotas)
         .set({ ...limitColumns(merge(limitsOf(before))), updatedAt: new Date() })
@@ -172,32 +222,35 @@ export class Definitions {
         .returning();
       const version = await bumpVersion(tx);
       await this.audit(tx, op, 'quota.update', row!, before, row);
-      return { row: row!, version };
+      return { row: row!, version, tenantRows: await quotasOfTenant(tx, tenantId) };
     });
     await this.mirrorTenant(tenantId, result.version);
-    return result.row;
+    return { row: result.row, tenantRows: result.tenantRows };
   }
 
-  async deleteQuota(tenantId: string, scope: QuotaScope, op: Operator): Promise<QuotaRow> {
+  async deleteQuota(tenantId: string, scope: QuotaScope, op: Operator, precondition?: Precondition<QuotaRow[]>): Promise<{ row: QuotaRow; tenantRows: QuotaRow[] }> {
     const result = await this.db.transaction(async (tx) => {
-      const before = await findQuota(tx, tenantId, scope.jobType ?? null, scope.downstream ?? null);
+      const current = await this.lockTenant(tx, tenantId);
+      const before = inScope(current, scope.jobType ?? null, scope.downstream ?? null);
       if (!before) throw notFound(tenantId, scope);
+      precondition?.(current);
       await tx.delete(quotas).where(eq(quotas.id, before.id));
       const version = await bumpVersion(tx);
       await this.audit(tx, op, 'quota.delete', before, before, null);
-      return { row: before, version };
+      return { row: before, version, tenantRows: await quotasOfTenant(tx, tenantId) };
     });
     await this.mirrorTenant(tenantId, result.version);
-    return result.row;
+    return { row: result.row, tenantRows: result.tenantRows };
   }
 
-  /** Pauses or resumes every quota of a tenant. */
-  async setPaused(tenantId: string, paused: boolean, op: Operator): Promise<QuotaRow[]> {
+  /** Pauses or resumes every quota of a tenant; answers all of them. */
+  async setPaused(tenantId: string, paused: boolean, op: Operator, precondition?: Precondition<QuotaRow[]>): Promise<QuotaRow[]> {
     const result = await this.db.transaction(async (tx) => {
-      const before = await quotasOfTenant(tx, tenantId);
+      const before = await this.lockTenant(tx, tenantId);
       if (before.length === 0) {
         throw new TollgateError('TG_ERR_NOT_FOUND', `tenant ${tenantId} has no quota of its own to ${paused ? 'pause' : 'resume'}; create one, or pause it with a throttle`);
       }
+      precondition?.(before);
       const rows = await tx.update(quotas).set({ paused, updatedAt: new Date() }).where(eq(quotas.tenantId, tenantId)).returning();
       const version = await bumpVersion(tx);
       for (const row of rows) {
@@ -209,13 +262,23 @@ export class Definitions {
     return result.rows.sort((a, b) => a.id - b.id);
   }
 
+  /** Takes the tenant's quota lock, checks the precondition if given; answers the tenant's quotas. */
+  private async lockTenant(tx: Tx, tenantId: string, precondition?: Precondition<QuotaRow[]>): Promise<QuotaRow[]> {
+    await lockResource(tx, 'quotas', tenantId);
+    const rows = await quotasOfTenant(tx, tenantId);
+    precondition?.(rows);
+    return rows;
+  }
+
   // ---- throttles ----
 
-  async createThrottle(values: Omit<typeof throttles.$inferInsert, 'id' | 'createdAt' | 'createdBy'>, op: Operator): Promise<ThrottleRow> {
+  async createThrottle(values: Omit<typeof throttles.$inferInsert, 'id' | 'createdAt' | 'createdBy'>, op: Operator, hooks?: CreationHooks<ThrottleRow>): Promise<ThrottleRow> {
     const result = await this.db.transaction(async (tx) => {
+      await hooks?.begin(tx);
       const [row] = await tx.insert(throttles).values({ ...values, createdBy: op.actor }).returning();
       const version = await bumpVersion(tx);
       await insertAudit(tx, { ...this.operatorFields(op), action: 'throttle.create', resourceType: 'throttle', resourceId: `t${row!.id}`, tenantId: row!.tenantId, after: row });
+      await hooks?.created(tx, row!);
       return { row: row!, version };
     });
     await this.mirror(result.version, async () => {
@@ -225,10 +288,12 @@ export class Definitions {
     return result.row;
   }
 
-  async deleteThrottle(id: number, op: Operator): Promise<ThrottleRow> {
+  async deleteThrottle(id: number, op: Operator, precondition?: Precondition<ThrottleRow>): Promise<ThrottleRow> {
     const result = await this.db.transaction(async (tx) => {
-      const [row] = await tx.delete(throttles).where(and(eq(throttles.id, id))).returning();
+      const row = await findThrottleForUpdate(tx, id);
       if (!row) throw new TollgateError('TG_ERR_NOT_FOUND', `no throttle t${id}`);
+      precondition?.(row);
+      await tx.delete(throttles).where(eq(throttles.id, id));
       const version = await bumpVersion(tx);
       await insertAudit(tx, { ...this.operatorFields(op), action: 'throttle.delete', resourceType: 'throttle', resourceId: `t${row.id}`, tenantId: row.tenantId, before: row });
       return { row, version };

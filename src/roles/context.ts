@@ -32,3 +32,16 @@ export interface RoleContext {
 
 /** Closes what a step opened; the runtime runs closers phase by phase (see src/runtime.ts). */
 export type Closer = () => Promise<unknown> | unknown;
+
+/** The roles of each process that finished starting (their loops run), for `/readyz` (src/roles/api.ts). */
+const startedRoles = new WeakMap<RoleContext, Set<'gate' | 'observer'>>();
+
+export function markStarted(ctx: RoleContext, role: 'gate' | 'observer'): void {
+  const set = startedRoles.get(ctx) ?? new Set();
+  set.add(role);
+  startedRoles.set(ctx, set);
+}
+
+export function hasStarted(ctx: RoleContext, role: 'gate' | 'observer'): boolean {
+  return startedRoles.get(ctx)?.has(role) ?? false;
+}

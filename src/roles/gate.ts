@@ -13,7 +13,7 @@ import { Scheduler } from '../queues/scheduler';
 import { Topology } from '../queues/topology';
 import { createRedis } from '../redis/connection';
 import { Governance } from '../redis/governance';
-import type { Closer, RoleContext } from './context';
+import { markStarted, type Closer, type RoleContext } from './context';
 
 export async function startGateRole(ctx: RoleContext, governance: Governance, topology: Topology, breakers: BreakerService): Promise<Closer> {
   const { env, config, log, metrics, failpoints, keys, now, database } = ctx;
@@ -51,6 +51,7 @@ export async function startGateRole(ctx: RoleContext, governance: Governance, to
   await scheduler.start();
   const gate = new Gate({ config, topology, governance, scheduler, ingress, log: gateLog, metrics, failpoints, now, mirror });
   gate.start();
+  markStarted(ctx, 'gate');
   // Intake first (its in-flight jobs may still go to the waiting place), then the scheduler's rounds.
   return async () => {
     mirror.close();

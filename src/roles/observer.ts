@@ -18,7 +18,7 @@ import { Observer } from '../queues/observer';
 import type { Topology } from '../queues/topology';
 import { createRedis } from '../redis/connection';
 import type { Governance } from '../redis/governance';
-import type { Closer, RoleContext } from './context';
+import { markStarted, type Closer, type RoleContext } from './context';
 
 export async function startObserverRole(
   ctx: RoleContext,
@@ -58,6 +58,7 @@ export async function startObserverRole(
   const relay = new AlertRelay({ redis, keys, database, targets, log: notifyLog, metrics, retentionDays: config.notifier.retentionDays, onQueued: () => deliverer.wake() });
   const detector = config.alerts.enabled ? new AlertDetector({ redis, keys, config, database, log: notifyLog, now, onEvents: () => void relay.tick() }) : undefined;
   detector?.start();
+  markStarted(ctx, 'observer');
   // Counters sync with Postgres once migrations are in; until then there is no table to use.
   void ctx.migrating.then(() => {
     if (ctx.closing()) return;

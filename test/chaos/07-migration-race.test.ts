@@ -3,13 +3,15 @@
  * others wait on the advisory lock, then find nothing left to do; each migration is applied exactly
  * once and nobody logs an error or retries.
  *
- * To make "at once" certain rather than likely, the test takes tollgate's migration lock itself
+ * To make "at once" certain rather than likely, the test takes tollgate's migration lock (that of the deployment's schema) itself
  * before the three processes (a gate, an observer, an API: every role migrates) start, waits until
  * all three are queued on it in pg_locks, and lets go: from that instant the three race.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { migrationLockId } from '../../src/db/migrate';
+import { schemaForPrefix } from '../../src/db/pg-schema';
 import { chaosConfigInput, expectConserved, startCluster } from './support/cluster';
 import { errorLines, levelOf, waitForLog } from './support/lifecycle';
 import { waitReady } from './support/ops';
@@ -18,10 +20,11 @@ import { waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
 
-/** src/db/migrate.ts's MIGRATION_LOCK_ID; pg_locks shows a bigint advisory key as (classid, objid). */
-const LOCK_ID = 7_461_290_113n;
-const LOCK_CLASSID = Number(LOCK_ID >> 32n);
-const LOCK_OBJID = Number(LOCK_ID & 0xffffffffn);
+/** pg_locks shows a bigint advisory key as (classid, objid): the unsigned high and low halves. */
+function lockParts(id: bigint): { classid: number; objid: number } {
+  const unsigned = BigInt.asUintN(64, id);
+  return { classid: Number(unsigned >> 32n), objid: Number(unsigned & 0xffffffffn) };
+}
 
 interface Journal {
   entries: Array<{ idx: number; tag: string; when: number }>;
@@ -29,14 +32,20 @@ interface Journal {
 
 it('three processes migrating an empty database at once: one applies, the others wait, each migration once', async () => {
   const c = await startCluster('migrate', chaosConfigInput());
+  // The migration lock of the deployment's schema (src/db/migrate.ts).
+  const schema = schemaForPrefix(c.prefix);
+  const LOCK_ID = migrationLockId(schema);
+  const { classid: LOCK_CLASSID, objid: LOCK_OBJID } = lockParts(LOCK_ID);
   const holder = new Client({ connectionString: c.dbUrl });
   const probe = new Client({ connectionString: c.dbUrl });
+  const schemaCount = async (name: string) =>
+    (await probe.query(`SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = $1`, [name])).rows[0].n as number;
   await holder.connect();
   await probe.connect();
   try {
-    // Empty database: no migrations table yet.
-    const before = await probe.query(`SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = 'drizzle'`);
-    expect(before.rows[0].n).toBe(0);
+    // Empty database: no deployment schema (nor drizzle's shared journal schema) yet.
+    expect(await schemaCount(schema)).toBe(0);
+    expect(await schemaCount('drizzle')).toBe(0);
 
     await holder.query('SELECT pg_advisory_lock($1)', [LOCK_ID.toString()]);
     const port = await freePort();
@@ -58,8 +67,7 @@ it('three processes migrating an empty database at once: one applies, the others
     // Hold a little longer: nobody gets past the lock, nothing is migrated meanwhile.
     await new Promise((r) => setTimeout(r, 300));
     expect(await waiters()).toBe(3);
-    const stillEmpty = await probe.query(`SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = 'drizzle'`);
-    expect(stillEmpty.rows[0].n).toBe(0);
+    expect(await schemaCount(schema)).toBe(0);
     // Jobs arrive meanwhile: with an empty Redis and no migrated Postgres the gate cannot know the
     // quotas, so they wait in ingress (none admitted blind, none lost) ...
     const exec = c.startExec();
@@ -82,14 +90,18 @@ it('three processes migrating an empty database at once: one applies, the others
     for (const t of appliedAt) expect(t).toBeGreaterThanOrEqual(releasedAt - 50);
 
     const journal = JSON.parse(readFileSync(join(__dirname, '..', '..', 'drizzle', 'meta', '_journal.json'), 'utf8')) as Journal;
-    const rows = (await probe.query('SELECT hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id')).rows as Array<{ hash: string; created_at: string }>;
+    // The journal lives in the deployment's schema; nothing went to a shared `drizzle` or `public`.
+    const rows = (await probe.query(`SELECT hash, created_at FROM "${schema}".__drizzle_migrations ORDER BY id`)).rows as Array<{ hash: string; created_at: string }>;
+    expect(await schemaCount('drizzle')).toBe(0);
+    expect((await probe.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'`)).rows[0].n).toBe(0);
     // Each migration of the journal applied exactly once, in order.
     expect(rows).toHaveLength(journal.entries.length);
     expect(new Set(rows.map((r) => r.hash)).size).toBe(journal.entries.length);
     expect(rows.map((r) => Number(r.created_at))).toEqual(journal.entries.map((e) => e.when));
     const tables = await probe.query(
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1
         AND table_name IN ('downstream_counters', 'breaker_snapshots', 'breaker_transitions', 'audit_log') ORDER BY table_name`,
+      [schema],
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual(['audit_log', 'breaker_snapshots', 'breaker_transitions', 'downstream_counters']);
 

@@ -244,7 +244,7 @@ it('resolves an alert Postgres has open after Redis lost the alert state, once i
 });
 
 it('deletes resolved alerts and delivered notifications past the retention, keeping open alerts and dead notifications', async () => {
-  const database = createDatabase(h.db.url, h.tollgate!.log);
+  const database = createDatabase(h.db.url, h.tollgate!.log, { schema: h.env.pgSchema });
   try {
     const [resolved] = await alertsOf('wobble', '&state=resolved');
     await sql(`UPDATE alerts SET resolved_at = now() - interval '40 days' WHERE id = ${resolved.id}`);

@@ -14,7 +14,8 @@ import { createHarness, type Harness } from '../support/harness';
 import { freePort } from '../support/net';
 import { startPrivateRedis } from '../support/private-redis';
 import { spawnWorker, writeConfigFile } from '../support/processes';
-import { createTestDatabase, testConfigInput, testRedis, uniquePrefix, waitFor } from '../support/services';
+import { schemaForPrefix } from '../../src/db/pg-schema';
+import { createTestDatabase, testConfigInput, testRedis, uniquePrefix, urlInSchema, waitFor } from '../support/services';
 
 jest.setTimeout(90_000);
 
@@ -205,7 +206,7 @@ it('survives kill -9 of every process and a flushed Redis while open: same openU
       return b.state === 'open' ? b : undefined;
     }, 'open', 10_000);
     // The transition and snapshot reach Postgres.
-    const pg = new Client({ connectionString: db.url });
+    const pg = new Client({ connectionString: urlInSchema(db.url, schemaForPrefix(prefix)) });
     await pg.connect();
     await waitFor(async () => (await pg.query(`SELECT count(*)::int AS n FROM breaker_snapshots WHERE downstream = 'scanner' AND state->>'state' = 'open'`)).rows[0].n === 1, 'snapshot in Postgres');
     await pg.end();

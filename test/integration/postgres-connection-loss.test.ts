@@ -20,7 +20,7 @@ afterAll(async () => {
 });
 
 it('fails the transaction, keeps the process up, and serves the next query', async () => {
-  const database = createDatabase(tdb.url, pino({ level: 'silent' }));
+  const database = createDatabase(tdb.url, pino({ level: 'silent' }), { schema: 'pgloss' });
   const uncaught: unknown[] = [];
   const onUncaught = (err: unknown) => uncaught.push(err);
   process.on('uncaughtException', onUncaught);

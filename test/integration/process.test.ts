@@ -7,6 +7,7 @@ import { Queue, Worker } from 'bullmq';
 import { Client } from 'pg';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { schemaForPrefix } from '../../src/db/pg-schema';
 import { execJobId } from '../../src/redis/keys';
 import { spawnWorker, writeConfigFile, type Child } from '../support/processes';
 import { freePort, LateForwarder } from '../support/net';
@@ -122,10 +123,12 @@ it('serializes three processes migrating an empty database at once', async () =>
     try {
       // Each migration of the journal applied exactly once.
       const journal = JSON.parse(readFileSync(join(__dirname, '..', '..', 'drizzle', 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] };
-      const { rows } = await pg.query('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations');
+      // ... in the deployment's schema: its journal, its tables, and nothing in public or drizzle.
+      const schema = schemaForPrefix(prefix);
+      const { rows } = await pg.query(`SELECT count(*)::int AS n FROM "${schema}".__drizzle_migrations`);
       expect(rows[0].n).toBe(journal.entries.length);
-      const tables = await pg.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name = 'downstream_counters'`);
-      expect(tables.rows[0].n).toBe(1);
+      const tables = await pg.query(`SELECT table_schema FROM information_schema.tables WHERE table_name IN ('downstream_counters', '__drizzle_migrations')`);
+      expect(tables.rows.map((r) => r.table_schema)).toEqual([schema, schema]);
     } finally {
       await pg.end();
     }

@@ -6,6 +6,7 @@ import { Queue, Worker, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Env } from '../../src/config/env';
 import type { Config, ConfigInput } from '../../src/config/file';
+import { schemaForPrefix } from '../../src/db/pg-schema';
 import { Keys } from '../../src/redis/keys';
 import { startTollgate, type Role, type Tollgate } from '../../src/runtime';
 import {
@@ -45,10 +46,12 @@ export interface Harness {
 
 export async function createHarness(
   label: string,
-  opts: { config?: Partial<ConfigInput>; env?: Partial<Env> } = {},
+  /** `db`: a database the test shares between harnesses (its own to drop; `close()` leaves it). */
+  opts: { config?: Partial<ConfigInput>; env?: Partial<Env>; db?: TestDatabase } = {},
 ): Promise<Harness> {
   const prefix = uniquePrefix(label);
-  const db = await createTestDatabase(label);
+  // The database URL works inside the deployment's schema, so tests' raw SQL reads its tables.
+  const db = opts.db ?? (await createTestDatabase(label, { schema: opts.env?.pgSchema ?? schemaForPrefix(prefix) }));
   const config = testConfig(opts.config);
   const env = testEnv({ prefix, databaseUrl: db.url, ...opts.env });
   const redis = testRedis(env.redisUrl);
@@ -115,7 +118,7 @@ export async function createHarness(
       await cleanupPrefix(redis, prefix);
       redis.disconnect();
       for (const c of workerConnections) c.disconnect();
-      await db.drop();
+      if (!opts.db) await db.drop();
     },
   };
   return h;

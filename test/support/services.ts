@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import type { Env } from '../../src/config/env';
 import { parseConfig, type Config, type ConfigInput } from '../../src/config/file';
+import { schemaForPrefix } from '../../src/db/pg-schema';
 import { deleteKeysWithPrefix } from '../../src/redis/maintenance';
 
 export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -26,8 +27,21 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh database on the test server; `drop()` removes it (terminating stray connections). */
-export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
+/**
+ * A Postgres URL whose connections work inside `schema` (search_path in the startup options), as
+ * tollgate's own pool does: raw SQL in tests then reads the deployment's tables, never `public`.
+ */
+export function urlInSchema(url: string, schema: string): string {
+  const u = new URL(url);
+  u.searchParams.set('options', `-c search_path=${schema}`);
+  return u.toString();
+}
+
+/**
+ * A fresh database on the test server; `drop()` removes it (terminating stray connections). With
+ * `schema`, `url` works inside that schema (urlInSchema): the harness passes its deployment's.
+ */
+export async function createTestDatabase(label = 't', opts: { schema?: string } = {}): Promise<TestDatabase> {
   const name = `tgtest_${label.replace(/[^a-z0-9_]/gi, '_')}_${randomBytes(4).toString('hex')}`.toLowerCase();
   const admin = new Client({ connectionString: DATABASE_URL });
   await admin.connect();
@@ -39,7 +53,7 @@ export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
   const url = new URL(DATABASE_URL);
   url.pathname = `/${name}`;
   return {
-    url: url.toString(),
+    url: opts.schema ? urlInSchema(url.toString(), opts.schema) : url.toString(),
     name,
     async drop() {
       const c = new Client({ connectionString: DATABASE_URL });
@@ -69,6 +83,7 @@ export function testEnv(overrides: Partial<Env> & { prefix: string; databaseUrl:
     failpoints: undefined,
     metricsPort: undefined,
     shutdownGraceMs: 10_000,
+    pgSchema: schemaForPrefix(overrides.prefix),
     ...overrides,
   };
 }

@@ -71,6 +71,7 @@ describe('environment', () => {
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
       configPath: './tollgate.config.json',
       prefix: 'tollgate',
+      pgSchema: 'tollgate',
       port: 8080,
       host: '127.0.0.1',
       logLevel: 'info',
@@ -84,10 +85,25 @@ describe('environment', () => {
     [{ PORT: 'eighty' }, 'PORT'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ TOLLGATE_PREFIX: 'a{b}' }, 'TOLLGATE_PREFIX'],
+    [{ TOLLGATE_PG_SCHEMA: 'Acme' }, 'TOLLGATE_PG_SCHEMA'],
+    [{ TOLLGATE_PG_SCHEMA: '1acme' }, 'TOLLGATE_PG_SCHEMA'],
+    [{ TOLLGATE_PG_SCHEMA: 'a-b' }, 'TOLLGATE_PG_SCHEMA'],
+    [{ TOLLGATE_PG_SCHEMA: 'x'.repeat(64) }, 'TOLLGATE_PG_SCHEMA'],
+    [{ TOLLGATE_PG_SCHEMA: 'public' }, 'TOLLGATE_PG_SCHEMA'],
+    [{ TOLLGATE_PG_SCHEMA: 'pg_tollgate' }, 'TOLLGATE_PG_SCHEMA'],
     [{ TOLLGATE_API_TOKENS: 'ops:short:admin' }, 'TOLLGATE_API_TOKENS'],
     [{ HOST: '0.0.0.0' }, 'HOST'],
   ])('stops with a message naming the bad variable (%#)', (vars, name) => {
     expect(() => loadEnv(vars)).toThrow(new RegExp(`invalid environment: ${name}: `));
+  });
+
+  it('derives the Postgres schema from the prefix as a valid identifier unless TOLLGATE_PG_SCHEMA names one', () => {
+    expect(loadEnv({ TOLLGATE_PREFIX: 'Acme-prod.eu' }).pgSchema).toBe('acme_prod_eu');
+    expect(loadEnv({ TOLLGATE_PREFIX: '42' }).pgSchema).toBe('tg_42');
+    expect(loadEnv({ TOLLGATE_PREFIX: 'public' }).pgSchema).toBe('tg_public');
+    expect(loadEnv({ TOLLGATE_PREFIX: 'pg_x' }).pgSchema).toBe('tg_pg_x');
+    expect(loadEnv({ TOLLGATE_PREFIX: 'p'.repeat(64) }).pgSchema).toBe('p'.repeat(63));
+    expect(loadEnv({ TOLLGATE_PREFIX: 'acme', TOLLGATE_PG_SCHEMA: 'acme_v2' }).pgSchema).toBe('acme_v2');
   });
 
   it('binds to all interfaces only when tokens protect the API', () => {

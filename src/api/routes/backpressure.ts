@@ -1,6 +1,7 @@
 /**
  * `GET /api/v1/backpressure`: per downstream and per tenant, `ok` / `slow-down` / `shed` with a
- * suggested retry-after. A tenant token sees the downstreams and its own tenant only.
+ * suggested retry-after. A tenant token sees the downstreams' levels without their waiting counts
+ * (other tenants' work), and its own tenant only.
  */
 import { z } from 'zod';
 import { TENANT_ID } from '../../core/classify';
@@ -16,7 +17,7 @@ const BackpressureSchema = z
       z.object({
         downstream: z.string(),
         level: Level,
-        waiting: z.number(),
+        waiting: z.number().optional().describe("Jobs waiting on the downstream, all tenants; not shown to a tenant token (its own are in `tenants`)"),
         shedding: z.boolean(),
         slowDownAt: z.number().describe('Waiting jobs from which producers should slow down'),
         shedAt: z.number().optional().describe('Waiting jobs above which the gate sheds'),
@@ -54,7 +55,8 @@ export function backpressureRoutes(ctx: ApiContext): RouteDef[] {
           throw new TollgateError('TG_ERR_NOT_FOUND', `no backpressure data for tenant ${query.tenantId}`);
         }
         const tenantFilter = auth.tenantId ?? query.tenantId;
-        const downstreams = await Promise.all(ctx.config.downstreams.map((d) => downstreamPressure(ctx.governance, d)));
+        const all = await Promise.all(ctx.config.downstreams.map((d) => downstreamPressure(ctx.governance, d)));
+        const downstreams = auth.tenantId === undefined ? all : all.map(({ waiting: _othersToo, ...d }) => d);
         const tenants = [];
         for (const d of ctx.config.downstreams) {
           const ids = tenantFilter !== undefined ? [tenantFilter] : Object.keys(await ctx.governance.waiting.byTenant(d.name)).slice(0, 1000);

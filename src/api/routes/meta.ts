@@ -1,10 +1,11 @@
-/** `/metrics` (Prometheus) and `/api/v1/openapi.json`. */
+/** `/metrics` (Prometheus), `/api/v1/whoami` and `/api/v1/openapi.json`. */
 import { z } from 'zod';
 import { authorize, requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
 import { defineRoute, type RouteDef } from '../route';
 
-export function metaRoutes(ctx: ApiContext, openapi: () => Record<string, unknown>): RouteDef[] {
+/** `/metrics` alone: also what METRICS_PORT serves beside health (src/api/server.ts, buildHealthApi). */
+export function metricsRoutes(ctx: Pick<ApiContext, 'metrics'>): RouteDef[] {
   return [
     defineRoute({
       method: 'GET',
@@ -19,6 +20,12 @@ export function metaRoutes(ctx: ApiContext, openapi: () => Record<string, unknow
         return reply.header('content-type', ctx.metrics.registry.contentType).send(body);
       },
     }),
+  ];
+}
+
+export function metaRoutes(ctx: ApiContext, openapi: () => Record<string, unknown>): RouteDef[] {
+  return [
+    ...metricsRoutes(ctx),
     defineRoute({
       method: 'GET',
       url: '/api/v1/whoami',

@@ -1,15 +1,19 @@
 /**
  * `/api/v1/policies`: each downstream's allocation policy (who goes next when capacity binds), changes
  * to it (admin, audited), and a what-if simulation of a candidate policy on the current waiting work.
+ * A policy has an ETag (its definition, source and update time; not the live effective capacity), and
+ * PUT honours If-Match.
  */
 import { z } from 'zod';
 import { PolicyInputSchema, PolicyViewSchema } from '../../contracts/policies';
 import { toPolicy } from '../../config/policies';
 import type { Policy } from '../../core/policy';
+import type { EffectivePolicy } from '../../governance/definitions';
 import { simulateInSlices, type SimResult, type SimTenant } from '../../core/simulate';
 import { TollgateError } from '../../errors';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
+import { ETAG_HEADER, etagOf, IF_MATCH_HEADER, PRECONDITION_FAILED, preconditionOf, withETag } from '../etag';
 import { operatorOf } from '../operator';
 import { defineRoute, ErrorBody, type RouteDef } from '../route';
 
@@ -86,11 +90,15 @@ function withCapped(r: SimResult, capped: Record<string, number>): SimResult {
   return r;
 }
 
+export function policyTag(p: EffectivePolicy): string {
+  return etagOf({ downstream: p.downstream, policy: p.policy, source: p.source, updatedAt: p.updatedAt?.toISOString() ?? null });
+}
+
 export function policyRoutes(ctx: ApiContext): RouteDef[] {
   const Downstream = z.strictObject({
     downstream: z.string().refine((d) => ctx.config.downstreams.some((x) => x.name === d), 'not a declared downstream'),
   });
-  const view = async (d: { downstream: string; policy: Policy; source: 'config' | 'runtime'; updatedAt?: Date }) => ({
+  const view = async (d: EffectivePolicy) => ({
     downstream: d.downstream,
     kind: d.policy.kind,
     capacity: d.policy.capacity,
@@ -118,6 +126,21 @@ export function policyRoutes(ctx: ApiContext): RouteDef[] {
       },
     }),
     defineRoute({
+      method: 'GET',
+      url: '/api/v1/policies/:downstream',
+      summary: "A downstream's allocation policy in force, with its ETag",
+      tag: 'policies',
+      access: 'read',
+      postgres: true,
+      params: Downstream,
+      responses: { 200: { description: 'The policy in force', schema: PolicyViewSchema, headers: ETAG_HEADER } },
+      handler: async ({ params, auth, reply }) => {
+        requireGlobalReader(auth);
+        const p = (await ctx.definitions.effectivePolicies()).find((e) => e.downstream === params.downstream)!;
+        return withETag(reply, policyTag(p), await view(p));
+      },
+    }),
+    defineRoute({
       method: 'PUT',
       url: '/api/v1/policies/:downstream',
       summary: "Replace a downstream's allocation policy (overrides the config file; audited)",
@@ -125,11 +148,17 @@ export function policyRoutes(ctx: ApiContext): RouteDef[] {
       access: 'admin',
       postgres: true,
       params: Downstream,
+      headers: IF_MATCH_HEADER,
       body: PolicyInputSchema,
-      responses: { 200: { description: 'The policy in force', schema: PolicyViewSchema }, 400: { description: 'Invalid policy', schema: ErrorBody } },
-      handler: async ({ params, body, auth, req }) => {
-        const policy = await ctx.definitions.putPolicy(params.downstream, body, operatorOf(req, auth));
-        return view({ downstream: params.downstream, policy, source: 'runtime', updatedAt: new Date() });
+      responses: {
+        200: { description: 'The policy in force', schema: PolicyViewSchema, headers: ETAG_HEADER },
+        400: { description: 'Invalid policy', schema: ErrorBody },
+        412: { description: PRECONDITION_FAILED, schema: ErrorBody },
+      },
+      handler: async ({ params, body, auth, req, reply }) => {
+        const op = operatorOf(req, auth);
+        const p = await ctx.definitions.putPolicy(params.downstream, body, op, preconditionOf(req, `the policy of downstream ${params.downstream}`, policyTag));
+        return withETag(reply, policyTag(p), await view(p));
       },
     }),
     defineRoute({

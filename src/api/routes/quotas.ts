@@ -1,7 +1,8 @@
 /**
  * `/api/v1/quotas`: tenant quotas (one per scope: tenant-wide, a job type, a downstream, or both),
  * their live usage, pause and resume. Reads need `read` (a tenant token sees its own tenant only);
- * changes need `admin` and an `X-Operator-Reason` header, and are audited.
+ * changes need `admin` and an `X-Operator-Reason` header, and are audited. The tenant's quotas share
+ * one ETag (GET /quotas/:tenantId): every change of them honours If-Match and answers the new one.
  */
 import { z } from 'zod';
 import { defaultQuota } from '../../config/quotas';
@@ -13,6 +14,7 @@ import { TollgateError } from '../../errors';
 import { tenantUsage } from '../../governance/usage';
 import { requireGlobalReader, type AuthContext } from '../auth';
 import type { ApiContext } from '../context';
+import { ETAG_HEADER, etagOf, IF_MATCH_HEADER, PRECONDITION_FAILED, preconditionOf, withETag } from '../etag';
 import { operatorOf } from '../operator';
 import { decodeCursor, page, PageQuery } from '../pagination';
 import { defineRoute, ErrorBody, type RouteDef } from '../route';
@@ -57,7 +59,7 @@ const UsageSchema = z
         z.string(),
         z.object({
           policy: z.string(),
-          entitlement: z.number().nullable().describe('Capacity units the policy entitles the tenant to now (null: unlimited)'),
+          entitlement: z.number().nullable().optional().describe('Capacity units the policy entitles the tenant to now (null: unlimited); not shown to a tenant token (it depends on how many tenants have work)'),
           inFlight: z.number(),
           share: z.number().describe('inFlight / capacity'),
           borrowed: z.number().describe('Units beyond its reserve (reserved policy)'),
@@ -100,6 +102,14 @@ export function quotaView(r: QuotaRow): z.infer<typeof QuotaSchema> {
   };
 }
 
+/**
+ * The tag of a tenant's quotas, all together: a change of any of them (or a new one) changes it, so
+ * If-Match on one scope also refuses a change based on a stale view of the others.
+ */
+export function tenantQuotasTag(tenantId: string, rows: QuotaRow[]): string {
+  return etagOf({ tenantId, quotas: rows.map(quotaView) });
+}
+
 /** A tenant token reads its own tenant only; anything else looks like a missing tenant. */
 function requireTenantReader(auth: AuthContext, tenantId: string): void {
   if (auth.tenantId !== undefined && auth.tenantId !== tenantId) {
@@ -116,6 +126,9 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
   });
   const scopeDoc = 'Scope: no query = the tenant-wide quota; `jobType` and/or `downstream` select a narrower one';
   const db = () => ctx.database.db;
+  const ifMatch = (req: Parameters<typeof preconditionOf>[0], tenantId: string) =>
+    preconditionOf(req, `the quotas of tenant ${tenantId}`, (rows: QuotaRow[]) => tenantQuotasTag(tenantId, rows));
+  const precondition412 = { 412: { description: PRECONDITION_FAILED, schema: ErrorBody } };
 
   return [
     defineRoute({
@@ -188,12 +201,15 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       access: 'read',
       postgres: true,
       params: TenantParams,
-      responses: { 200: { description: 'The tenant\'s quotas', schema: TenantQuotas }, 404: { description: 'Another tenant\'s (tenant tokens)', schema: ErrorBody } },
-      handler: async ({ params, auth }) => {
+      responses: {
+        200: { description: 'The tenant\'s quotas; the ETag covers them all', schema: TenantQuotas, headers: ETAG_HEADER },
+        404: { description: 'Another tenant\'s (tenant tokens)', schema: ErrorBody },
+      },
+      handler: async ({ params, auth, reply }) => {
         requireTenantReader(auth, params.tenantId);
         const rows = await quotasOfTenant(db(), params.tenantId);
         const { id: _id, ...defaults } = defaultQuota(ctx.config);
-        return { tenantId: params.tenantId, quotas: rows.map(quotaView), default: defaults };
+        return withETag(reply, tenantQuotasTag(params.tenantId, rows), { tenantId: params.tenantId, quotas: rows.map(quotaView), default: defaults });
       },
     }),
     defineRoute({
@@ -205,16 +221,18 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       postgres: true,
       params: TenantParams,
       query: Scope,
+      headers: IF_MATCH_HEADER,
       body: QuotaLimitsSchema,
       responses: {
-        200: { description: 'Replaced', schema: QuotaSchema },
-        201: { description: 'Created', schema: QuotaSchema },
+        200: { description: 'Replaced; the ETag is the tenant\'s quotas\' new one', schema: QuotaSchema, headers: ETAG_HEADER },
+        201: { description: 'Created', schema: QuotaSchema, headers: ETAG_HEADER },
         400: { description: 'Invalid body, scope or missing X-Operator-Reason; `details` names each field', schema: ErrorBody },
+        ...precondition412,
       },
       handler: async ({ params, query, body, auth, req, reply }) => {
         const op = operatorOf(req, auth);
-        const { row, created } = await ctx.definitions.putQuota(params.tenantId, query, body as QuotaLimitsParsed, op);
-        return reply.status(created ? 201 : 200).send(quotaView(row));
+        const { row, created, tenantRows } = await ctx.definitions.putQuota(params.tenantId, query, body as QuotaLimitsParsed, op, ifMatch(req, params.tenantId));
+        return reply.status(created ? 201 : 200).header('etag', tenantQuotasTag(params.tenantId, tenantRows)).send(quotaView(row));
       },
     }),
     defineRoute({
@@ -226,11 +244,16 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       postgres: true,
       params: TenantParams,
       query: Scope,
+      headers: IF_MATCH_HEADER,
       body: QuotaPatchSchema,
-      responses: { 200: { description: 'Updated', schema: QuotaSchema }, 404: { description: 'No such quota', schema: ErrorBody } },
-      handler: async ({ params, query, body, auth, req }) => {
+      responses: {
+        200: { description: 'Updated; the ETag is the tenant\'s quotas\' new one', schema: QuotaSchema, headers: ETAG_HEADER },
+        404: { description: 'No such quota', schema: ErrorBody },
+        ...precondition412,
+      },
+      handler: async ({ params, query, body, auth, req, reply }) => {
         const op = operatorOf(req, auth);
-        const row = await ctx.definitions.patchQuota(
+        const { row, tenantRows } = await ctx.definitions.patchQuota(
           params.tenantId,
           query,
           (current) => {
@@ -255,8 +278,9 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
             return parsed.data;
           },
           op,
+          ifMatch(req, params.tenantId),
         );
-        return quotaView(row);
+        return withETag(reply, tenantQuotasTag(params.tenantId, tenantRows), quotaView(row));
       },
     }),
     defineRoute({
@@ -268,10 +292,16 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
       postgres: true,
       params: TenantParams,
       query: Scope,
-      responses: { 200: { description: 'The deleted quota', schema: z.object({ deleted: QuotaSchema }) }, 404: { description: 'No such quota', schema: ErrorBody } },
-      handler: async ({ params, query, auth, req }) => {
-        const row = await ctx.definitions.deleteQuota(params.tenantId, query, operatorOf(req, auth));
-        return { deleted: quotaView(row) };
+      headers: IF_MATCH_HEADER,
+      responses: {
+        200: { description: 'The deleted quota; the ETag is the tenant\'s quotas\' new one', schema: z.object({ deleted: QuotaSchema }), headers: ETAG_HEADER },
+        404: { description: 'No such quota', schema: ErrorBody },
+        ...precondition412,
+      },
+      handler: async ({ params, query, auth, req, reply }) => {
+        const op = operatorOf(req, auth);
+        const { row, tenantRows } = await ctx.definitions.deleteQuota(params.tenantId, query, op, ifMatch(req, params.tenantId));
+        return withETag(reply, tenantQuotasTag(params.tenantId, tenantRows), { deleted: quotaView(row) });
       },
     }),
     ...(['pause', 'resume'] as const).map((action) =>
@@ -282,10 +312,16 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
         tag: 'quotas',
         access: 'admin',
         params: TenantParams,
-        responses: { 200: { description: 'The tenant\'s quotas', schema: z.object({ tenantId: z.string(), quotas: z.array(QuotaSchema) }) }, 404: { description: 'The tenant has no quota', schema: ErrorBody } },
-        handler: async ({ params, auth, req }) => {
-          const rows = await ctx.definitions.setPaused(params.tenantId, action === 'pause', operatorOf(req, auth));
-          return { tenantId: params.tenantId, quotas: rows.map(quotaView) };
+        headers: IF_MATCH_HEADER,
+        responses: {
+          200: { description: 'The tenant\'s quotas, and their new ETag', schema: z.object({ tenantId: z.string(), quotas: z.array(QuotaSchema) }), headers: ETAG_HEADER },
+          404: { description: 'The tenant has no quota', schema: ErrorBody },
+          ...precondition412,
+        },
+        handler: async ({ params, auth, req, reply }) => {
+          const op = operatorOf(req, auth);
+          const rows = await ctx.definitions.setPaused(params.tenantId, action === 'pause', op, ifMatch(req, params.tenantId));
+          return withETag(reply, tenantQuotasTag(params.tenantId, rows), { tenantId: params.tenantId, quotas: rows.map(quotaView) });
         },
       }),
     ),
@@ -302,7 +338,10 @@ export function quotaRoutes(ctx: ApiContext): RouteDef[] {
         requireTenantReader(auth, params.tenantId);
         const rows = await quotasOfTenant(db(), params.tenantId);
         const policies = await ctx.definitions.effectivePolicies();
-        return tenantUsage(ctx.redis, ctx.governance, params.tenantId, rows.map(quotaDef), defaultQuota(ctx.config), policies);
+        const usage = await tenantUsage(ctx.redis, ctx.governance, params.tenantId, rows.map(quotaDef), defaultQuota(ctx.config), policies);
+        // A tenant token does not learn how many other tenants have work.
+        if (auth.tenantId !== undefined) for (const a of Object.values(usage.allocation)) delete (a as { entitlement?: number | null }).entitlement;
+        return usage;
       },
     }),
   ];

@@ -32,8 +32,10 @@ const TenantRow = z
     paused: z.boolean().describe('Every quota of its own is paused'),
     throttles: z.number().describe('Throttles in force naming it'),
     share: z
-      .record(z.string(), z.object({ share: z.number(), entitlement: z.number() }))
-      .describe("Per downstream where it has work: its share of the capacity in use now, and its entitlement (its policy weight over the weights of the tenants with work there; a reserve counts at least its reserve)"),
+      .record(z.string(), z.object({ share: z.number(), entitlement: z.number().optional() }))
+      .describe(
+        "Per downstream where it has work: its share of the capacity in use now, and its entitlement (its policy weight over the weights of the tenants with work there; a reserve counts at least its reserve). A tenant token gets no entitlement: it would tell how many tenants have work",
+      ),
   })
   .meta({ id: 'TenantRow' });
 const TenantList = z.object({ total: z.number(), items: z.array(TenantRow), nextCursor: z.string().optional() }).meta({ id: 'TenantList' });
@@ -128,7 +130,10 @@ export function tenantRoutes(ctx: ApiContext): RouteDef[] {
           }
         });
         let list = [...rows.values()];
-        if (auth.tenantId !== undefined) list = list.filter((r) => r.tenantId === auth.tenantId);
+        if (auth.tenantId !== undefined) {
+          list = list.filter((r) => r.tenantId === auth.tenantId);
+          for (const r of list) for (const s of Object.values(r.share)) delete s.entitlement;
+        }
         if (query.q) list = list.filter((r) => r.tenantId.includes(query.q!));
         const byId = (a: Row, b: Row) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0);
         const key: Record<(typeof SORTS)[number], (a: Row, b: Row) => number> = {

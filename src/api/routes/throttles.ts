@@ -1,14 +1,17 @@
 /**
  * `/api/v1/throttles`: pause or slow a tenant, a job type, or a tenant's job type, until a time or until
- * removed. Paused jobs wait; none is dropped. Changes need `admin` and `X-Operator-Reason`.
+ * removed. Paused jobs wait; none is dropped. Changes need `admin` and `X-Operator-Reason`. A throttle
+ * has an ETag (DELETE honours If-Match); POST honours Idempotency-Key.
  */
 import { z } from 'zod';
 import { ThrottleInputSchema, ThrottleSchema } from '../../contracts/quotas';
 import { TENANT_ID } from '../../core/classify';
-import { listThrottles, throttleDef, type ThrottleRow } from '../../db/quotas';
+import { findThrottle, listThrottles, throttleDef, type ThrottleRow } from '../../db/quotas';
 import { TollgateError } from '../../errors';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
+import { ETAG_HEADER, etagOf, IF_MATCH_HEADER, PRECONDITION_FAILED, preconditionOf, withETag } from '../etag';
+import { IDEMPOTENCY_KEY_HEADER, idempotentCreate } from '../idempotency';
 import { operatorOf } from '../operator';
 import { decodeCursor, page, PageQuery } from '../pagination';
 import { defineRoute, ErrorBody, type RouteDef } from '../route';
@@ -23,6 +26,19 @@ export function throttleView(r: ThrottleRow, now = Date.now()): z.infer<typeof T
     createdBy: r.createdBy,
   };
 }
+
+/** The tag of a stored throttle (`active` follows from `until` and the clock, so it is left out). */
+export function throttleTag(r: ThrottleRow): string {
+  return etagOf({ ...throttleDef(r), createdAt: r.createdAt.toISOString(), createdBy: r.createdBy });
+}
+
+/** `t<n>`; n within Postgres's integer ids (a larger one is a 400, not a failed query). */
+const ThrottleParams = z.strictObject({
+  id: z
+    .string()
+    .regex(/^t\d{1,10}$/, 'must be a throttle id like t12')
+    .refine((id) => Number(id.slice(1)) <= 2_147_483_647, 'is past the largest throttle id (t2147483647)'),
+});
 
 export function throttleRoutes(ctx: ApiContext): RouteDef[] {
   return [
@@ -54,26 +70,44 @@ export function throttleRoutes(ctx: ApiContext): RouteDef[] {
       tag: 'throttles',
       access: 'admin',
       postgres: true,
+      headers: IDEMPOTENCY_KEY_HEADER,
       body: ThrottleInputSchema,
-      responses: { 201: { description: 'Created', schema: ThrottleSchema }, 400: { description: 'Invalid body or missing X-Operator-Reason', schema: ErrorBody } },
+      responses: {
+        201: { description: 'Created (or, for a retry with the same Idempotency-Key, the first answer again)', schema: ThrottleSchema, headers: ETAG_HEADER },
+        400: { description: 'Invalid body or missing X-Operator-Reason', schema: ErrorBody },
+        422: { description: 'The Idempotency-Key was used with another body', schema: ErrorBody },
+      },
       handler: async ({ body, auth, req, reply }) => {
         const op = operatorOf(req, auth);
         const until = body.until !== undefined ? new Date(body.until) : null;
         if (until !== null && until.getTime() <= Date.now()) {
           throw new TollgateError('TG_ERR_VALIDATION', 'invalid body: body.until: must be in the future', [{ field: 'body.until', message: 'must be in the future' }]);
         }
-        const row = await ctx.definitions.createThrottle(
-          {
-            tenantId: body.tenantId ?? null,
-            jobType: body.jobType ?? null,
-            action: body.action,
-            rate: body.rate ?? null,
-            burst: body.burst ?? null,
-            until,
-          },
-          op,
+        const values = { tenantId: body.tenantId ?? null, jobType: body.jobType ?? null, action: body.action, rate: body.rate ?? null, burst: body.burst ?? null, until };
+        return idempotentCreate<ThrottleRow>(
+          ctx,
+          req,
+          reply,
+          { principal: auth.identity, endpoint: 'POST /api/v1/throttles', body },
+          (hooks) => ctx.definitions.createThrottle(values, op, hooks),
+          (row) => ({ status: 201, body: throttleView(row), headers: { etag: throttleTag(row) } }),
         );
-        return reply.status(201).send(throttleView(row));
+      },
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/api/v1/throttles/:id',
+      summary: 'One throttle, with its ETag',
+      tag: 'throttles',
+      access: 'read',
+      postgres: true,
+      params: ThrottleParams,
+      responses: { 200: { description: 'The throttle', schema: ThrottleSchema, headers: ETAG_HEADER }, 404: { description: 'No such throttle', schema: ErrorBody } },
+      handler: async ({ params, auth, reply }) => {
+        requireGlobalReader(auth);
+        const row = await findThrottle(ctx.database.db, Number(params.id.slice(1)));
+        if (!row) throw new TollgateError('TG_ERR_NOT_FOUND', `no throttle ${params.id}`);
+        return withETag(reply, throttleTag(row), throttleView(row));
       },
     }),
     defineRoute({
@@ -83,10 +117,16 @@ export function throttleRoutes(ctx: ApiContext): RouteDef[] {
       tag: 'throttles',
       access: 'admin',
       postgres: true,
-      params: z.strictObject({ id: z.string().regex(/^t\d{1,12}$/, 'must be a throttle id like t12') }),
-      responses: { 200: { description: 'The removed throttle', schema: z.object({ deleted: ThrottleSchema }) }, 404: { description: 'No such throttle', schema: ErrorBody } },
+      params: ThrottleParams,
+      headers: IF_MATCH_HEADER,
+      responses: {
+        200: { description: 'The removed throttle', schema: z.object({ deleted: ThrottleSchema }) },
+        404: { description: 'No such throttle', schema: ErrorBody },
+        412: { description: PRECONDITION_FAILED, schema: ErrorBody },
+      },
       handler: async ({ params, auth, req }) => {
-        const row = await ctx.definitions.deleteThrottle(Number(params.id.slice(1)), operatorOf(req, auth));
+        const op = operatorOf(req, auth);
+        const row = await ctx.definitions.deleteThrottle(Number(params.id.slice(1)), op, preconditionOf(req, `throttle ${params.id}`, throttleTag));
         return { deleted: throttleView(row) };
       },
     }),

@@ -11,11 +11,12 @@ import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { ConfigInput } from '../../../src/config/file';
+import { schemaForPrefix } from '../../../src/db/pg-schema';
 import { execJobId, jobKey, Keys } from '../../../src/redis/keys';
 import { startPrivatePostgres, type PrivatePostgres } from '../../support/private-postgres';
 import { startPrivateRedis, type PrivateRedis } from '../../support/private-redis';
 import { spawnWorker, writeConfigFile, type Child } from '../../support/processes';
-import { testConfigInput, waitFor } from '../../support/services';
+import { testConfigInput, urlInSchema, waitFor } from '../../support/services';
 
 export const DOWNSTREAMS = ['scanner', 'attestor', 'policy'] as const;
 export type Downstream = (typeof DOWNSTREAMS)[number];
@@ -72,6 +73,7 @@ export interface Cluster {
   readonly redis: PrivateRedis;
   readonly pg: PrivatePostgres;
   readonly prefix: string;
+  /** The cluster's database, its connections inside the deployment's schema (raw SQL reads its tables). */
   readonly dbUrl: string;
   readonly configFile: string;
   readonly keys: Keys;
@@ -106,8 +108,8 @@ export function chaosConfigInput(overrides: Partial<ConfigInput> = {}): ConfigIn
 export async function startCluster(label: string, config: ConfigInput = chaosConfigInput()): Promise<Cluster> {
   const [redis, pg] = await Promise.all([startPrivateRedis(), startPrivatePostgres()]);
   const dbName = `chaos_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
-  const dbUrl = await pg.createDatabase(dbName);
   const prefix = `chaos-${label}-${randomBytes(3).toString('hex')}`;
+  const dbUrl = urlInSchema(await pg.createDatabase(dbName), schemaForPrefix(prefix));
   const keys = new Keys(prefix);
   const configFile = writeConfigFile(config);
   const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
