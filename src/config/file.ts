@@ -124,6 +124,12 @@ const ConfigSchema = z
     limits: z
       .strictObject({
         maxPayloadBytes: z.number().int().positive().max(512 * 1_048_576).default(1_048_576),
+        /** Longer job names are dead-lettered (`job-name-too-long`) before any key or record is built from them. */
+        maxJobNameLength: z.number().int().min(1).max(4096).default(256),
+        /** A dead-lettered job's data over maxPayloadBytes is kept as its first this many bytes (with its size and SHA-256). */
+        deadLetterExcerptBytes: z.number().int().min(0).max(65_536).default(4096),
+        /** Dead-letter jobs kept at most; each add past it removes the oldest. */
+        deadLetterMaxJobs: z.number().int().min(1).max(10_000_000).default(50_000),
       })
       .prefault({}),
     gate: z
@@ -136,6 +142,14 @@ const ConfigSchema = z
         stalledIntervalMs: ms(50).default(30_000),
         /** Promotion is idempotent, so a job may stall (its gate died) many times without harm. */
         maxStalledCount: z.number().int().min(1).max(1_000_000).default(1000),
+      })
+      .prefault({}),
+    metrics: z
+      .strictObject({
+        /** Tenants per downstream with series of their own on /metrics (most waiting, then in flight); the rest are summed as tenant="(other)". */
+        tenantSeries: z.number().int().min(0).max(10_000).default(50),
+        /** Whether this process's API /metrics carries the cluster-wide series (also served alone at /metrics/cluster). */
+        clusterSeries: z.boolean().default(true),
       })
       .prefault({}),
     dashboard: z

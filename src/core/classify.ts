@@ -10,6 +10,8 @@ import { readPath } from './paths';
 export const TENANT_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 /** BullMQ's own priority range: 0 (none) to 2^21 - 1 (BullMQ refuses 2097152 on add). */
 export const MAX_PRIORITY = 2_097_151;
+/** `limits.maxJobNameLength`'s default: longer names are refused before anything is built from them. */
+export const DEFAULT_MAX_JOB_NAME_LENGTH = 256;
 
 export interface RoutingConfig {
   rules: ReadonlyArray<{ jobName: string; downstream: string }>;
@@ -27,6 +29,8 @@ export interface JobRulesConfig {
 export interface ClassifyConfig {
   tenantIdPath: string;
   maxPayloadBytes: number;
+  /** Characters (UTF-16 code units) a job name may have; default DEFAULT_MAX_JOB_NAME_LENGTH. */
+  maxJobNameLength?: number;
   routing: RoutingConfig;
   jobs?: JobRulesConfig;
 }
@@ -89,7 +93,12 @@ export function createClassifier(cfg: ClassifyConfig): (job: IngressJobView) => 
   const router = createRouter(cfg.routing);
   const costRules = (cfg.jobs?.costs ?? []).map((r) => ({ re: compileGlob(r.jobName), cost: r.cost }));
   const ttlRules = (cfg.jobs?.ttls ?? []).map((r) => ({ re: compileGlob(r.jobName), ttlMs: r.ttlMs }));
+  const maxName = cfg.maxJobNameLength ?? DEFAULT_MAX_JOB_NAME_LENGTH;
   return (job) => {
+    // First: the name reaches Redis keys (waiting flows), records and globs once the job is routed.
+    if (job.name.length > maxName) {
+      return reject('TG_ERR_JOB_NAME_TOO_LONG', `job name is ${job.name.length} characters, over the limit of ${maxName} (limits.maxJobNameLength)`);
+    }
     const data = job.data;
     if (data === null || typeof data !== 'object' || Array.isArray(data)) {
       const kind = data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data;

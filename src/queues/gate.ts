@@ -98,7 +98,7 @@ export class Gate {
     this.tracing = new Tracing(config.telemetry);
     this.classify = createClassifier({
       tenantIdPath: config.tenant.idPath,
-      maxPayloadBytes: config.limits.maxPayloadBytes,
+      maxPayloadBytes: config.limits.maxPayloadBytes, maxJobNameLength: config.limits.maxJobNameLength,
       routing: { rules: config.routing.rules, dataField: config.routing.dataField, downstreams: [...topology.downstreams.keys()] },
       jobs: config.jobs,
     });
@@ -208,7 +208,7 @@ export class Gate {
   /** One ingress job, in a span continuing its producer's trace when tracing is on. */
   private handle(job: Job, dataBytes?: number, rawData?: string): Promise<Outcome> {
     if (!this.tracing.enabled) return this.decideJob(job, dataBytes, rawData, undefined, () => undefined);
-    return this.tracing.span('tollgate.gate', job.opts, { 'messaging.message.id': job.id!, 'tollgate.job_name': job.name }, (metadata, annotate) =>
+    return this.tracing.span('tollgate.gate', job.opts, { 'messaging.message.id': job.id!, 'tollgate.job_name': job.name.slice(0, this.deps.config.limits.maxJobNameLength) }, (metadata, annotate) =>
       this.decideJob(job, dataBytes, rawData, metadata, annotate),
     );
   }

@@ -51,6 +51,8 @@ function variants(i: number): Spec[] {
     { name: 'scan.image', data: exactly(MAX_PAYLOAD + 1, { tenantId: t }), reason: 'payload-too-large' },
     { name: 'policy.eval', data: { tenantId: t, blob: 'x'.repeat(20_000) }, reason: 'payload-too-large' },
     { name: 'attest.sbom', data: { tenantId: t, blob: 'é'.repeat(2100) }, reason: 'payload-too-large' },
+    // job-name-too-long: one character over limits.maxJobNameLength (256)
+    { name: `scan.${'n'.repeat(252)}`, data: { tenantId: t }, reason: 'job-name-too-long' },
     // missing-tenant
     { name: 'scan.image', data: { image: 'x' }, reason: 'missing-tenant' },
     { name: 'scan.image', data: { tenantId: '' }, reason: 'missing-tenant' },
@@ -206,15 +208,23 @@ it('a bad input storm mixed with good jobs: each bad job dead-lettered with its 
       const id = ids[k]!;
       const [name, data] = dead[k]!;
       if (s.reason !== undefined) {
-        const d = data ? (JSON.parse(data) as { reason: string; code: string; message: string; ingressJobId: string; job: { name: string; data: unknown } }) : undefined;
+        const d = data
+          ? (JSON.parse(data) as { reason: string; code: string; message: string; ingressJobId: string; job: { name: string; data: unknown; dataExcerpt?: { bytes: number; sha256: string } } })
+          : undefined;
+        // Data over the payload limit is kept as an excerpt with its size and hash; a name over the name limit, truncated.
+        const json = JSON.stringify(s.data);
+        const kept =
+          s.reason === 'payload-too-large'
+            ? d?.job.data === null && d.job.dataExcerpt?.bytes === Buffer.byteLength(json) && d.job.dataExcerpt.sha256 === createHash('sha256').update(json).digest('hex')
+            : JSON.stringify(d?.job.data) === json;
         const ok =
           d !== undefined &&
-          name === s.name &&
+          name === s.name.slice(0, 256) &&
           d.reason === s.reason &&
           d.code === codeOf[s.reason] &&
           d.ingressJobId === id &&
-          d.job.name === s.name &&
-          JSON.stringify(d.job.data) === JSON.stringify(s.data) &&
+          d.job.name === s.name.slice(0, 256) &&
+          kept &&
           d.message.length > 10;
         if (!ok) wrong.push({ id, expected: s.reason, got: d ? { name, reason: d.reason, code: d.code, message: d.message } : 'not dead-lettered' });
       } else {

@@ -6,12 +6,14 @@
  * Re-drive is idempotent: the ingress job id derives from the dead-letter job (or is the producer's own
  * custom id), a marker remembers what a dead-letter job became for `retention.decisionSeconds`, and
  * the dead-letter job is removed only after the add. A second call answers with the first one's job.
+ * A dead-letter job that keeps only an excerpt of its data or a truncated name (src/queues/dead-letter.ts)
+ * is not re-driven (TG_ERR_NOT_REDRIVABLE): its original job is gone, and a replay would be another job.
  */
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 import { insertAudit } from '../../db/quotas';
 import { TollgateError } from '../../errors';
-import type { DeadLetterData } from '../../queues/dead-letter';
+import { isWhole, type DeadLetterData } from '../../queues/dead-letter';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
 import { operatorOf } from '../operator';
@@ -35,7 +37,19 @@ const DeadLetterItem = z
     tenantId: z.string().optional(),
     downstream: z.string().optional(),
     rejectedAt: z.string(),
-    job: z.object({ name: z.string(), data: z.unknown(), opts: z.record(z.string(), z.unknown()) }),
+    job: z.object({
+      name: z.string(),
+      data: z.unknown().describe('The original data; null when it was over limits.maxPayloadBytes (see dataExcerpt)'),
+      opts: z.record(z.string(), z.unknown()),
+      dataExcerpt: z
+        .object({ excerpt: z.string(), bytes: z.number(), sha256: z.string() })
+        .optional()
+        .describe("Data over limits.maxPayloadBytes: the first limits.deadLetterExcerptBytes bytes of its JSON, its size in bytes and its SHA-256 (hex); the job cannot be re-driven"),
+      nameTruncated: z
+        .object({ length: z.number(), sha256: z.string() })
+        .optional()
+        .describe('A name over limits.maxJobNameLength: `name` is its first characters; its length and SHA-256 (hex); the job cannot be re-driven'),
+    }),
   })
   .meta({ id: 'DeadLetterItem' });
 
@@ -138,6 +152,7 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
           schema: z.object({ ingressJobId: z.string(), redriven: z.boolean().describe('False when an earlier call re-drove it already') }).meta({ id: 'Redrive' }),
         },
         404: { description: 'No such dead-letter job', schema: ErrorBody },
+        422: { description: 'The dead-letter job keeps only an excerpt of its data or a truncated name (TG_ERR_NOT_REDRIVABLE)', schema: ErrorBody },
       },
       handler: async ({ params, auth, req }) => {
         const op = operatorOf(req, auth);
@@ -146,6 +161,15 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
         const job = await dlq().getJob(params.id);
         if (!job) throw new TollgateError('TG_ERR_NOT_FOUND', `no dead-letter job ${params.id}`);
         const d = job.data as DeadLetterData;
+        if (!isWhole(d.job)) {
+          const what = d.job.dataExcerpt
+            ? `its data was ${d.job.dataExcerpt.bytes} bytes, over limits.maxPayloadBytes: only an excerpt, its size and SHA-256 ${d.job.dataExcerpt.sha256} are kept`
+            : `its name was ${d.job.nameTruncated!.length} characters, over limits.maxJobNameLength: only its first characters are kept`;
+          throw new TollgateError('TG_ERR_NOT_REDRIVABLE', `dead-letter job ${params.id} cannot be re-driven: ${what}; the producer must send the job again`, {
+            ...(d.job.dataExcerpt ? { bytes: d.job.dataExcerpt.bytes, sha256: d.job.dataExcerpt.sha256 } : {}),
+            ...(d.job.nameTruncated ? { nameLength: d.job.nameTruncated.length, nameSha256: d.job.nameTruncated.sha256 } : {}),
+          });
+        }
         const opts: Record<string, unknown> = { ...d.job.opts };
         for (const k of DROPPED_OPTS) delete opts[k];
         // The producer's custom id, if it had one, so the job keeps its identity; else one derived from
@@ -154,7 +178,8 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
         const jobId = typeof custom === 'string' && !/^\d+$/.test(custom) ? custom : `redrive-${params.id}`;
         const added = await ctx.topology.ingress.add(d.job.name, d.job.data, { ...(opts as JobsOptions), jobId });
         await ctx.redis.set(markerKey(params.id), added.id!, 'PX', retentionMs);
-        await job.remove();
+        // By id, not job.remove(): the job may be gone by now (the queue trims its oldest, limits.deadLetterMaxJobs).
+        await dlq().remove(params.id);
         await insertAudit(ctx.database.db, {
           actor: op.actor,
           action: 'dead-letter.redrive',
