@@ -1,9 +1,14 @@
 /**
- * The producer helper: `checkBackpressure(tenantId, jobName)` tells a producer, before it adds a job,
- * whether the job's downstream and tenant are `ok`, should `slow-down`, or are shedding (`shed`), with
- * a suggested retry-after, reading the same state the gate uses (Redis), without a call to the API.
+ * The producer entry, `tollgate/client` (dist/client.js): what a producer or an execution worker uses,
+ * without the server. It loads bullmq, ioredis and zod and nothing else (no pg, drizzle-orm, fastify,
+ * prom-client, pino: test/unit/client-entry.test.ts checks the module graph), so keep its imports that
+ * way: config and Redis adapters only, never src/db, src/api, src/queues or src/observability.
  *
- *   import { createBackpressureClient } from 'tollgate';
+ * `checkBackpressure(tenantId, jobName)` tells a producer, before it adds a job, whether the job's
+ * downstream and tenant are `ok`, should `slow-down`, or are shedding (`shed`), with a suggested
+ * retry-after, reading the same state the gate uses (Redis), without a call to the API.
+ *
+ *   import { createBackpressureClient, waitForExecution } from 'tollgate/client';
  *   const bp = createBackpressureClient();            // REDIS_URL, TOLLGATE_PREFIX, TOLLGATE_CONFIG
  *   const { level, retryAfterMs } = await bp.check('acme', 'scan.image');
  *   if (level !== 'ok') await sleep(retryAfterMs ?? 1000);
@@ -15,6 +20,12 @@ import { createRouter } from './core/classify';
 import { tenantPressure, type Level } from './governance/backpressure';
 import { Governance } from './redis/governance';
 import { Keys } from './redis/keys';
+
+export { waitForExecution, type WaitForExecutionOptions } from './wait';
+export { ERRORS, TollgateError, type ErrorCode } from './errors';
+export { execJobId, ingressIdOf } from './redis/keys';
+export type { Level as BackpressureLevel } from './governance/backpressure';
+export { parseConfig, type Config, type ConfigInput } from './config/file';
 
 export interface BackpressureCheck {
   level: Level;

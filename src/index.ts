@@ -1,6 +1,8 @@
 /**
- * The package's public surface: run tollgate from code (tests, embedding) and the helpers producers
- * and execution workers may use. Producers need none of it: they add to `ingress` with plain BullMQ.
+ * The package's main entry (`tollgate`, dist/index.js): run tollgate from code (tests, embedding) and
+ * everything of the producer entry. Producers and execution workers should import `tollgate/client`
+ * (src/client.ts) instead: it has the same helpers without the server's dependencies (pg, drizzle-orm,
+ * fastify, prom-client, pino). Producers need neither to add jobs: they add to `ingress` with plain BullMQ.
  */
 export { startTollgate, type Role, type StartOptions, type Tollgate } from './runtime';
 export { loadEnv, type Env } from './config/env';
@@ -10,4 +12,4 @@ export { ERRORS, TollgateError, type ErrorCode } from './errors';
 export type { DeadLetterData } from './queues/gate';
 export type { JobLocation, Place } from './queues/locate';
 export { waitForExecution, type WaitForExecutionOptions } from './wait';
-export { checkBackpressure, createBackpressureClient, type BackpressureCheck, type BackpressureClient } from './client';
+export { checkBackpressure, createBackpressureClient, type BackpressureCheck, type BackpressureClient, type BackpressureLevel } from './client';

@@ -2,6 +2,7 @@
  * The producer's counterpart of BullMQ's `waitUntilFinished`, across the gate: waits for what became of
  * an ingress job, and settles the way the producer would expect of a plain queue.
  *
+ *   import { waitForExecution } from 'tollgate/client';   // no server dependencies (src/client.ts)
  *   const job = await ingress.add('scan.image', { tenantId: 'acme' });
  *   const result = await waitForExecution(job, { timeoutMs: 60_000 });
  *
