@@ -4,7 +4,7 @@
  * the fairness metrics, job explanations and backpressure.
  */
 import { percentile } from '../core/stats';
-import { entitlementOf, reserveOf, weightOf, type Policy } from '../core/policy';
+import { entitlementOf, entitlements, reserveOf, weightOf, type Policy } from '../core/policy';
 import { jainIndex } from '../core/simulate';
 import type { Governance } from '../redis/governance';
 
@@ -34,7 +34,17 @@ export function recentRate(samples: ReadonlyArray<{ at: number }>, now: number, 
   return span > 0 ? (recent.length - 1) / span : undefined;
 }
 
-export async function allocation(governance: Governance, downstream: string, policy: Policy, tenants?: readonly string[]): Promise<Record<string, TenantAllocation>> {
+/** What an allocation is computed from: one read of a downstream's live state (every tenant at once). */
+export interface AllocationInputs {
+  waiting: Record<string, number>;
+  inFlight: Record<string, number>;
+  queued: Array<{ tenantId: string; since: number }>;
+  /** The current minute first, then the five before. */
+  minutes: Array<{ minute: number; byTenant: Record<string, number> }>;
+  capacity: number | undefined;
+}
+
+export async function allocationInputs(governance: Governance, downstream: string): Promise<AllocationInputs> {
   const [waiting, inFlight, queued, minutes, capacity] = await Promise.all([
     governance.waiting.byTenant(downstream),
     governance.reads.inFlightByTenant(downstream),
@@ -42,15 +52,42 @@ export async function allocation(governance: Governance, downstream: string, pol
     governance.reads.admissionsByMinute(downstream, 5),
     governance.mirror.effectiveCapacity(downstream),
   ]);
+  return { waiting, inFlight, queued, minutes, capacity };
+}
+
+/** Tenants with work on the downstream: waiting, in flight or queued for service. */
+export function activeTenants(inputs: AllocationInputs): string[] {
+  const set = new Set(Object.keys(inputs.waiting));
+  for (const t of Object.keys(inputs.inFlight)) set.add(t);
+  for (const q of inputs.queued) set.add(q.tenantId);
+  return [...set];
+}
+
+/**
+ * Allocation of `tenants` (default: every active one). Linear in the active tenants: entitlements in
+ * one pass, and the wait samples of the reported tenants read at once.
+ */
+export async function allocation(
+  governance: Governance,
+  downstream: string,
+  policy: Policy,
+  tenants?: readonly string[],
+  given?: AllocationInputs,
+): Promise<Record<string, TenantAllocation>> {
+  const inputs = given ?? (await allocationInputs(governance, downstream));
+  const { waiting, inFlight, minutes, capacity } = inputs;
   const effective: Policy = { ...policy, capacity: capacity ?? policy.capacity };
-  const active = [...new Set([...Object.keys(waiting), ...Object.keys(inFlight), ...queued.map((q) => q.tenantId)])];
+  const active = activeTenants(inputs);
+  const shares = entitlements(effective, active);
+  const report = tenants ?? active;
+  const samples = await Promise.all(report.map((t) => governance.waiting.waitSamples(downstream, t)));
   const out: Record<string, TenantAllocation> = {};
-  for (const t of tenants ?? active) {
-    const waits = (await governance.waiting.waitSamples(downstream, t)).map((w) => w.waitMs);
+  report.forEach((t, i) => {
+    const waits = samples[i]!.map((w) => w.waitMs);
     const held = inFlight[t] ?? 0;
     const perMinute = minutes.slice(1).reduce((s, m) => s + (m.byTenant[t] ?? 0), 0) / 5;
     out[t] = {
-      entitlement: entitlementOf(effective, t, active),
+      entitlement: shares.has(t) ? shares.get(t)! : entitlementOf(effective, t, active),
       inFlight: held,
       share: effective.capacity > 0 ? held / effective.capacity : 0,
       borrowed: effective.kind === 'reserved' ? Math.max(0, held - reserveOf(effective, t)) : 0,
@@ -59,7 +96,7 @@ export async function allocation(governance: Governance, downstream: string, pol
       waitP99Ms: percentile(waits, 0.99),
       admittedPerMinute: perMinute,
     };
-  }
+  });
   return out;
 }
 

@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics (prom-client). One registry per process; components register what they own.
  * Cluster-wide figures (decision counters, queue depths) are read from Redis at scrape time by the
- * API (src/api/cluster-metrics.ts), so they are right whichever process made the decision.
+ * API (src/api/cluster-metrics.ts), so they are right whichever process made the decision; they have
+ * a registry of their own, so that one process exports them (`metrics.clusterSeries`), not every one.
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -9,7 +10,10 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 const DECISION_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
 export class Metrics {
+  /** This process's own series. */
   readonly registry = new Registry();
+  /** Cluster-wide series, the same from every process (filled by the API: src/api/cluster-metrics.ts). */
+  readonly clusterRegistry = new Registry();
 
   /** Gate decision latency: ingress job active in the gate → execution job added. */
   readonly promotionSeconds = new Histogram({

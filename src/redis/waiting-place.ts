@@ -134,6 +134,13 @@ export class WaitingPlace extends GovernanceStore {
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]).filter(([, n]) => (n as number) > 0));
   }
 
+  /** Waiting jobs of the given tenants on a downstream (one HMGET, not the whole hash). */
+  async waitingOf(downstream: string, tenantIds: readonly string[]): Promise<Record<string, number>> {
+    if (tenantIds.length === 0) return {};
+    const raw = await this.redis.hmget(this.keys.downstream(downstream, 'waitingCounts'), ...tenantIds);
+    return Object.fromEntries(tenantIds.map((t, i) => [t, Math.max(0, Number(raw[i] ?? 0))]));
+  }
+
   /** Tenants queued for service on a downstream, with when they were last served or became eligible. */
   async queuedTenants(downstream: string): Promise<Array<{ tenantId: string; since: number }>> {
     const raw = await this.redis.zrange(this.keys.downstream(downstream, 'since'), '0', '-1', 'WITHSCORES');

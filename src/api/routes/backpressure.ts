@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { TENANT_ID } from '../../core/classify';
-import { downstreamPressure, tenantPressure } from '../../governance/backpressure';
+import { downstreamPressure, tenantPressures } from '../../governance/backpressure';
 import { TollgateError } from '../../errors';
 import type { ApiContext } from '../context';
 import { defineRoute, type RouteDef } from '../route';
@@ -37,6 +37,16 @@ const BackpressureSchema = z
   })
   .meta({ id: 'Backpressure' });
 
+/** Tenants reported per downstream without a tenantId: those with the most waiting. */
+const MAX_TENANTS = 1000;
+
+function mostWaiting(byTenant: Record<string, number>, n: number): string[] {
+  return Object.entries(byTenant)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .slice(0, n)
+    .map(([t]) => t);
+}
+
 export function backpressureRoutes(ctx: ApiContext): RouteDef[] {
   return [
     defineRoute({
@@ -46,7 +56,7 @@ export function backpressureRoutes(ctx: ApiContext): RouteDef[] {
       tag: 'backpressure',
       access: 'read',
       query: z.strictObject({
-        tenantId: z.string().regex(TENANT_ID).optional().describe('A tenant to report on (default: every tenant with waiting work)'),
+        tenantId: z.string().regex(TENANT_ID).optional().describe('A tenant to report on (default: the 1000 tenants with the most waiting work, per downstream)'),
         jobName: z.string().min(1).optional().describe("With tenantId: also consider that job type's holds"),
       }),
       responses: { 200: { description: 'Levels', schema: BackpressureSchema } },
@@ -57,12 +67,14 @@ export function backpressureRoutes(ctx: ApiContext): RouteDef[] {
         const tenantFilter = auth.tenantId ?? query.tenantId;
         const all = await Promise.all(ctx.config.downstreams.map((d) => downstreamPressure(ctx.governance, d)));
         const downstreams = auth.tenantId === undefined ? all : all.map(({ waiting: _othersToo, ...d }) => d);
-        const tenants = [];
-        for (const d of ctx.config.downstreams) {
-          const ids = tenantFilter !== undefined ? [tenantFilter] : Object.keys(await ctx.governance.waiting.byTenant(d.name)).slice(0, 1000);
-          for (const t of ids) tenants.push(await tenantPressure(ctx.governance, ctx.config, d, t, query.jobName));
-        }
-        return { downstreams, tenants };
+        // Per downstream, one read of its state for all the tenants reported (not one per tenant).
+        const perDownstream = await Promise.all(
+          ctx.config.downstreams.map(async (d) => {
+            const ids = tenantFilter !== undefined ? [tenantFilter] : mostWaiting(await ctx.governance.waiting.byTenant(d.name), MAX_TENANTS);
+            return tenantPressures(ctx.governance, ctx.config, d, ids, query.jobName);
+          }),
+        );
+        return { downstreams, tenants: perDownstream.flat() };
       },
     }),
   ];

@@ -1,11 +1,15 @@
-/** `/metrics` (Prometheus), `/api/v1/whoami` and `/api/v1/openapi.json`. */
+/** `/metrics` and `/metrics/cluster` (Prometheus), `/api/v1/whoami` and `/api/v1/openapi.json`. */
 import { z } from 'zod';
 import { authorize, requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
 import { defineRoute, type RouteDef } from '../route';
 
-/** `/metrics` alone: also what METRICS_PORT serves beside health (src/api/server.ts, buildHealthApi). */
-export function metricsRoutes(ctx: Pick<ApiContext, 'metrics'>): RouteDef[] {
+/**
+ * `/metrics` alone: also what METRICS_PORT serves beside health (src/api/server.ts, buildHealthApi).
+ * `cluster`: whether it carries the cluster-wide series too (the API with metrics.clusterSeries on).
+ */
+export function metricsRoutes(ctx: Pick<ApiContext, 'metrics'>, opts: { cluster?: boolean } = {}): RouteDef[] {
+  const { registry, clusterRegistry } = ctx.metrics;
   return [
     defineRoute({
       method: 'GET',
@@ -16,16 +20,33 @@ export function metricsRoutes(ctx: Pick<ApiContext, 'metrics'>): RouteDef[] {
       responses: { 200: { description: 'Prometheus text format', schema: z.string(), contentType: 'text/plain' } },
       handler: async ({ auth, reply }) => {
         requireGlobalReader(auth);
-        const body = await ctx.metrics.registry.metrics();
-        return reply.header('content-type', ctx.metrics.registry.contentType).send(body);
+        const [own, cluster] = await Promise.all([registry.metrics(), opts.cluster ? clusterRegistry.metrics() : '']);
+        return reply.header('content-type', registry.contentType).send(own + cluster);
       },
     }),
   ];
 }
 
+/** `/metrics/cluster`: the cluster-wide series alone, on every API process (for one scrape through a load balancer). */
+function clusterMetricsRoute(ctx: Pick<ApiContext, 'metrics'>): RouteDef {
+  return defineRoute({
+    method: 'GET',
+    url: '/metrics/cluster',
+    summary: 'Prometheus metrics read from Redis, the same from every API process: queue depths, waiting and in flight, decisions, outcomes, fairness, breakers',
+    tag: 'meta',
+    access: 'read',
+    responses: { 200: { description: 'Prometheus text format', schema: z.string(), contentType: 'text/plain' } },
+    handler: async ({ auth, reply }) => {
+      requireGlobalReader(auth);
+      return reply.header('content-type', ctx.metrics.clusterRegistry.contentType).send(await ctx.metrics.clusterRegistry.metrics());
+    },
+  });
+}
+
 export function metaRoutes(ctx: ApiContext, openapi: () => Record<string, unknown>): RouteDef[] {
   return [
-    ...metricsRoutes(ctx),
+    ...metricsRoutes(ctx, { cluster: ctx.config.metrics.clusterSeries }),
+    clusterMetricsRoute(ctx),
     defineRoute({
       method: 'GET',
       url: '/api/v1/whoami',
