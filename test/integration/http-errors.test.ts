@@ -454,6 +454,15 @@ describe('a tenant token sees its own figures only', () => {
     for (const a of Object.values(own.body.allocation)) expect(a).not.toHaveProperty('entitlement');
   });
 
+  it('dead-letter list: no count of every tenant\'s jobs looked at', async () => {
+    const admin = await call(base, 'GET', '/api/v1/dead-letter', { token: ADMIN });
+    expect(admin.status).toBe(200);
+    expect(typeof admin.body.scanned).toBe('number');
+    const own = await call(base, 'GET', '/api/v1/dead-letter', { token: ACME });
+    expect(own.status).toBe(200);
+    expect(own.body).not.toHaveProperty('scanned');
+  });
+
   it('no read route a tenant token may use names another tenant', async () => {
     for (const r of everyRoute().filter((x) => x.method === 'GET')) {
       const res = await call(base, 'GET', r.path, { token: ACME });

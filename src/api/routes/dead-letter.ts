@@ -103,12 +103,12 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
       responses: {
         200: {
           description: 'A page of dead-lettered jobs',
-          schema: z.object({ items: z.array(DeadLetterItem), nextCursor: z.string().optional(), scanned: z.number().describe('Jobs looked at for this page') }).meta({ id: 'DeadLetterList' }),
+          schema: z.object({ items: z.array(DeadLetterItem), nextCursor: z.string().optional(), scanned: z.number().optional().describe('Jobs looked at for this page (every tenant\'s; not shown to a tenant token)') }).meta({ id: 'DeadLetterList' }),
         },
       },
       handler: async ({ query, auth }) => {
         const tenantId = auth.tenantId ?? query.tenantId;
-        if (auth.tenantId !== undefined && query.tenantId !== undefined && query.tenantId !== auth.tenantId) return { items: [], scanned: 0 };
+        if (auth.tenantId !== undefined && query.tenantId !== undefined && query.tenantId !== auth.tenantId) return { items: [] };
         const items: Array<z.infer<typeof DeadLetterItem>> = [];
         let offset = decodeCursor(query.cursor) ?? 0;
         let scanned = 0;
@@ -135,7 +135,8 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
             break;
           }
         }
-        return { items, scanned, ...(exhausted ? {} : { nextCursor: encodeCursor(offset) }) };
+        // How many jobs were looked at counts every tenant's: a tenant token does not see it.
+        return { items, ...(auth.tenantId === undefined ? { scanned } : {}), ...(exhausted ? {} : { nextCursor: encodeCursor(offset) }) };
       },
     }),
     defineRoute({
