@@ -59,19 +59,30 @@ export class StarvationWatch {
     const now = this.now();
     for (const s of this.streams) {
       const starving = new Set((await governance.waiting.queuedTenants(s.downstream)).filter((q) => isStarving(q.since, now, config.observer.starvationMs)).map((q) => q.tenantId));
+      // One line per tenant up to LOGGED_TENANTS a check, then one line with the count: 20,000 starving
+      // tenants would otherwise be 20,000 lines written in one turn of the event loop.
+      let logged = 0;
+      let more = 0;
       for (const tenant of starving) {
         const key = `${s.downstream}/${tenant}`;
         if (!this.starving.has(key)) {
           this.starving.add(key);
-          log.warn({ downstream: s.downstream, tenant, boundMs: config.observer.starvationMs }, 'tenant starving: waiting work and no admission for longer than the bound');
+          if (logged++ < LOGGED_TENANTS) log.warn({ downstream: s.downstream, tenant, boundMs: config.observer.starvationMs }, 'tenant starving: waiting work and no admission for longer than the bound');
+          else more++;
         }
       }
+      if (more > 0) log.warn({ downstream: s.downstream, tenants: more, boundMs: config.observer.starvationMs }, 'more tenants starving (not named one by one)');
+      let recovered = 0;
       for (const key of [...this.starving]) {
         if (key.startsWith(`${s.downstream}/`) && !starving.has(key.slice(s.downstream.length + 1))) {
           this.starving.delete(key);
-          log.info({ downstream: s.downstream, tenant: key.slice(s.downstream.length + 1) }, 'tenant no longer starving');
+          if (recovered++ < LOGGED_TENANTS) log.info({ downstream: s.downstream, tenant: key.slice(s.downstream.length + 1) }, 'tenant no longer starving');
         }
       }
+      if (recovered > LOGGED_TENANTS) log.info({ downstream: s.downstream, tenants: recovered - LOGGED_TENANTS }, 'more tenants no longer starving (not named one by one)');
     }
   }
 }
+
+/** Tenants named one by one in a check's starving / recovered lines; the rest are counted in one line. */
+const LOGGED_TENANTS = 20;
