@@ -71,8 +71,12 @@ export async function quotasOfTenant(db: Tx, tenantId: string): Promise<QuotaRow
  * transaction ends: a read-merge-write (PATCH) or a precondition (If-Match) then sees every change
  * committed before it, and none lands between its read and its write. Keyed by the schema too, so
  * deployments in other schemas of the same database do not wait on each other.
+ *
+ * Kind 'mirror' (one key) serialises the writes of the Redis definitions mirror: a change mirroring
+ * itself after its commit, and a rebuild of the whole mirror from Postgres reads taken under the lock,
+ * so a rebuild never writes a read older than a change already mirrored.
  */
-export async function lockResource(tx: Tx, kind: 'quotas' | 'policy', key: string): Promise<void> {
+export async function lockResource(tx: Tx, kind: 'quotas' | 'policy' | 'mirror', key: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(coalesce(current_schema(), '') || ${`:${kind}:${key}`}, 0))`);
 }
 

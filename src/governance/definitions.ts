@@ -110,8 +110,8 @@ export class Definitions {
   // ---- policies ----
 
   /** The policy in force for each downstream: set at runtime, else the config file's. */
-  async effectivePolicies(): Promise<EffectivePolicy[]> {
-    const rows = new Map((await allPolicies(this.db)).map((r) => [r.downstream, r]));
+  async effectivePolicies(db: Tx = this.db): Promise<EffectivePolicy[]> {
+    const rows = new Map((await allPolicies(db)).map((r) => [r.downstream, r]));
     return this.config.downstreams.map((d) => this.effective(d.name, rows.get(d.name)));
   }
 
@@ -308,17 +308,24 @@ export class Definitions {
   // ---- the Redis mirror ----
 
   private async mirrorTenant(tenantId: string, version: number): Promise<void> {
-    await this.mirror(version, async () => {
-      const rows = await quotasOfTenant(this.db, tenantId);
+    await this.mirror(version, async (tx) => {
+      const rows = await quotasOfTenant(tx, tenantId);
       await this.governance.mirror.writeTenantQuotas(tenantId, rows.map(quotaDef));
       await this.governance.wake(tenantId);
     });
   }
 
-  private async mirror(version: number, write: () => Promise<void>): Promise<void> {
+  /**
+   * Mirrors a committed change into Redis under the mirror lock (see lockResource): a rebuild from an
+   * older Postgres read cannot land after it and undo it.
+   */
+  private async mirror(version: number, write: (tx: Tx) => Promise<void>): Promise<void> {
     try {
-      await write();
-      await this.governance.mirror.advance(version - 1, version);
+      await this.db.transaction(async (tx) => {
+        await lockResource(tx, 'mirror', '');
+        await write(tx);
+        await this.governance.mirror.advance(version - 1, version);
+      });
       await this.governance.publishWake();
     } catch (err) {
       this.log.warn({ err: (err as Error).message, version }, 'change saved in Postgres but not yet mirrored to Redis; the sync will mirror it');
@@ -331,24 +338,41 @@ export class Definitions {
    * if rebuilt.
    */
   async repairMirror(): Promise<boolean> {
-    const [pgVersion, redisVersion, present] = await Promise.all([currentVersion(this.db), this.governance.mirror.version(), this.governance.mirror.exists()]);
-    if (pgVersion === redisVersion && present) return false;
-    const [quotaRows, throttleRows] = await Promise.all([allQuotas(this.db), allThrottles(this.db)]);
-    const byTenant = new Map<string, ReturnType<typeof quotaDef>[]>();
-    for (const r of quotaRows) {
-      const list = byTenant.get(r.tenantId) ?? [];
-      list.push(quotaDef(r));
-      byTenant.set(r.tenantId, list);
-    }
-    await this.governance.mirror.replaceDefinitions(byTenant, throttleRows.map(throttleDef), pgVersion);
-    for (const { downstream, policy, source } of await this.effectivePolicies()) {
-      await this.governance.mirror.writePolicy(downstream, policy, source, { force: true });
-      await this.governance.repolicy(downstream);
-    }
+    if (await this.mirrorCurrent(this.db)) return false;
+    // Under the mirror lock, with every read taken after it: a change that committed and mirrored
+    // itself before is in these reads; one mirroring after waits for this rebuild, then writes over it.
+    const rebuilt = await this.db.transaction(async (tx) => {
+      await lockResource(tx, 'mirror', '');
+      const redisVersion = await this.governance.mirror.version();
+      if (await this.mirrorCurrent(tx)) return undefined; // another process rebuilt it meanwhile
+      const pgVersion = await currentVersion(tx);
+      const quotaRows = await allQuotas(tx);
+      const throttleRows = await allThrottles(tx);
+      const effective = await this.effectivePolicies(tx);
+      const byTenant = new Map<string, ReturnType<typeof quotaDef>[]>();
+      for (const r of quotaRows) {
+        const list = byTenant.get(r.tenantId) ?? [];
+        list.push(quotaDef(r));
+        byTenant.set(r.tenantId, list);
+      }
+      await this.governance.mirror.replaceDefinitions(byTenant, throttleRows.map(throttleDef), pgVersion);
+      for (const { downstream, policy, source } of effective) {
+        await this.governance.mirror.writePolicy(downstream, policy, source, { force: true });
+        await this.governance.repolicy(downstream);
+      }
+      return { from: redisVersion, to: pgVersion, quotas: quotaRows.length, throttles: throttleRows.length };
+    });
+    if (!rebuilt) return false;
     await this.governance.wake();
     await this.governance.publishWake();
-    this.log.info({ from: redisVersion, to: pgVersion, quotas: quotaRows.length, throttles: throttleRows.length }, 'quota and throttle definitions mirrored from Postgres into Redis');
+    this.log.info(rebuilt, 'quota and throttle definitions mirrored from Postgres into Redis');
     return true;
+  }
+
+  /** Redis holds the mirror at Postgres's version. */
+  private async mirrorCurrent(db: Tx): Promise<boolean> {
+    const [pgVersion, redisVersion, present] = await Promise.all([currentVersion(db), this.governance.mirror.version(), this.governance.mirror.exists()]);
+    return pgVersion === redisVersion && present;
   }
 
   private operatorFields(op: Operator) {
