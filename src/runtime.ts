@@ -205,7 +205,7 @@ function openShared(ctx: RoleContext, redis: Redis, phases: Record<'queues' | 'c
   const { env, config, log, metrics, now } = ctx;
   const governance = new Governance(redis, ctx.keys, ctx.retentionMs, ctx.downstreamNames, now);
   const queueRedis = createRedis(env.redisUrl, 'worker', log, 'queues');
-  const topology = new Topology(config, env.prefix, queueRedis);
+  const topology = new Topology(config, env.prefix, queueRedis, log);
   phases.queues.push(() => topology.close());
   phases.connections.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
   const targets = notificationTargets(config);

@@ -4,6 +4,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import type { Config, DownstreamConfig } from '../config/file';
 import { execJobId, jobKey, Keys } from '../redis/keys';
 import { scriptKeys } from '../redis/script-keys';
@@ -21,6 +22,12 @@ export class Topology {
     readonly prefix: string,
     /** The connection of its queues (BullMQ's adds, and tollgate's scripts on their keys). */
     readonly connection: Redis,
+    /**
+     * Where the queues' 'error' events go. BullMQ re-emits its connection's errors on every Queue and,
+     * with no listener, prints each one's raw stack trace to stderr; the connection's own listener
+     * (redis/connection.ts) already logs the outage once, so these go to debug.
+     */
+    log?: Pick<Logger, 'debug'>,
   ) {
     const opts = { connection, prefix };
     this.keys = new Keys(prefix);
@@ -34,6 +41,9 @@ export class Topology {
       this.downstreams.set(d.name, d);
       // A longer event stream than BullMQ's default gives the observer more slack across outages.
       this.exec.set(d.name, new Queue(d.queue, { ...opts, streams: { events: { maxLen: config.observer.eventsMaxLen } } }));
+    }
+    for (const q of [this.ingress, this.deadLetter, ...this.exec.values()]) {
+      q.on('error', (err: Error) => log?.debug({ err: err.message, queue: q.name }, 'queue connection error'));
     }
   }
 

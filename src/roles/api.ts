@@ -27,7 +27,7 @@ export async function startHttp(ctx: RoleContext, port: number, roles: readonly 
   const withPostgres = needsPostgres(roles);
   const { env, config, log, metrics, keys, now, database } = ctx;
   const apiRedis = createRedis(env.redisUrl, 'api', log, 'api');
-  const apiTopology = new Topology(config, env.prefix, apiRedis);
+  const apiTopology = new Topology(config, env.prefix, apiRedis, log);
   const apiGovernance = new Governance(apiRedis, keys, ctx.retentionMs, ctx.downstreamNames, now);
   // A gate or observer is ready once its loops run (after Redis answered and it restored what it must).
   const loops = (['gate', 'observer'] as const).filter((r) => roles.includes(r));

@@ -45,7 +45,7 @@ export async function startGateRole(ctx: RoleContext, governance: Governance, to
   // would wait for them.
   const schedulerRedis = createRedis(env.redisUrl, 'worker', log, 'scheduler');
   const schedulerQueueRedis = createRedis(env.redisUrl, 'worker', log, 'scheduler-queues');
-  const schedulerTopology = new Topology(config, env.prefix, schedulerQueueRedis);
+  const schedulerTopology = new Topology(config, env.prefix, schedulerQueueRedis, gateLog);
   const schedulerGovernance = new Governance(schedulerRedis, keys, ctx.retentionMs, ctx.downstreamNames, now);
   const scheduler = new Scheduler({ config, topology: schedulerTopology, governance: schedulerGovernance, subscriber, log: gateLog, metrics, failpoints, now });
   await scheduler.start();

@@ -54,7 +54,7 @@ describe('bad configuration', () => {
 });
 
 describe('services that appear late', () => {
-  it('is healthy but not ready until Redis and Postgres answer, then works normally', async () => {
+  it('is healthy but not ready until Redis and Postgres answer, then works normally, and logs a later Redis outage as JSON lines only', async () => {
     const db = await createTestDatabase('late');
     const prefix = uniquePrefix('late');
     const pgTarget = new URL(db.url);
@@ -92,6 +92,13 @@ describe('services that appear late', () => {
         'promotion once Redis is there',
       );
       await ingress.close();
+
+      // Redis vanishes mid-run: the outage is logged as JSON lines, never as raw stack traces (BullMQ
+      // prints those for a Queue's connection errors when the Queue has no 'error' listener).
+      await redisProxy.close();
+      await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503 || undefined, '/readyz to turn not ready', 15_000, 100);
+      await new Promise((r) => setTimeout(r, 1500)); // a few reconnection attempts
+      expect(child.logs.filter((l) => 'raw' in l).slice(0, 3)).toEqual([]);
     } finally {
       child.kill('SIGKILL');
       await child.exited;
