@@ -85,6 +85,13 @@ it('opens within 1 s of the tripping failure, promotes nothing but probes while 
   const heldList = (await h.api('GET', '/api/v1/breakers/scanner/held?limit=5', { token: ADMIN })).body;
   expect(heldList).toMatchObject({ state: 'open', total: 30, byTenant: { t0: 10, t1: 10, t2: 10 } });
   expect(heldList.items).toHaveLength(5);
+  expect(heldList.tenantCount).toBe(3);
+  // Bounded to the tenants holding the most (ties by id); one tenant's own count when asked for it.
+  const top = (await h.api('GET', '/api/v1/breakers/scanner/held?tenants=2', { token: ADMIN })).body;
+  expect(top).toMatchObject({ total: 30, tenantCount: 3, byTenant: { t0: 10, t1: 10 } });
+  expect(Object.keys(top.byTenant)).toEqual(['t0', 't1']);
+  expect((await h.api('GET', '/api/v1/breakers/scanner/held?tenantId=t2', { token: ADMIN })).body).toMatchObject({ total: 10, tenantCount: 1, byTenant: { t2: 10 } });
+  expect((await h.api('GET', '/api/v1/breakers/scanner/held?tenants=0', { token: ADMIN })).status).toBe(400);
   const loc = (await h.api('GET', `/api/v1/jobs/${held[0]!.id}`, { token: ADMIN })).body;
   expect(loc).toMatchObject({ place: 'waiting', waiting: { reason: 'breaker-open' } });
 

@@ -81,13 +81,22 @@ async function measure(label: string, limitMs: number): Promise<void> {
   expect(tenants.value.body.total).toBe(TENANTS);
   expect(tenants.ms).toBeLessThan(limitMs);
 
+  // The held list (the jobs waiting on a downstream): its per-tenant counts bounded to the tenants holding the most.
+  const held = await timed(`${label}: GET /api/v1/breakers/scanner/held`, () => h.api('GET', '/api/v1/breakers/scanner/held?tenants=20'));
+  expect(held.value.status).toBe(200);
+  expect(held.value.body).toMatchObject({ total: TENANTS - 1, tenantCount: TENANTS - 1 });
+  expect(Object.keys(held.value.body.byTenant)).toHaveLength(20);
+  expect(held.value.body.items).toHaveLength(50);
+  expect(JSON.stringify(held.value.body).length).toBeLessThan(20_000);
+  expect(held.ms).toBeLessThan(limitMs);
+
   const summary = await timed(`${label}: GET /api/v1/quotas/summary`, () => h.api('GET', '/api/v1/quotas/summary'));
   expect(summary.value.status).toBe(200);
   expect(summary.value.body.waiting.total).toBe(TENANTS - 1);
   expect(summary.ms).toBeLessThan(limitMs);
 }
 
-it('answers /metrics, /backpressure, /tenants and /quotas/summary in under 2 s from an API process with 20,000 waiting tenants (beside a gate and an observer: reported)', async () => {
+it('answers /metrics, /backpressure, /tenants, the held list and /quotas/summary in under 2 s from an API process with 20,000 waiting tenants (beside a gate and an observer: reported)', async () => {
   h = await createHarness('metrics-scale', {
     config: { downstreams: [{ name: 'scanner', capacity: 1 }, { name: 'attestor', capacity: 20 }, { name: 'policy', capacity: 20 }] },
   });

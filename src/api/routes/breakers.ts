@@ -132,18 +132,23 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
     defineRoute({
       method: 'GET',
       url: '/api/v1/breakers/:downstream/held',
-      summary: 'Jobs held on the downstream (waiting while its breaker is not closed): counts per tenant and the first ones',
+      summary: 'Jobs held on the downstream (waiting while its breaker is not closed): counts of the tenants holding the most, and the first jobs',
       tag: 'breakers',
       access: 'read',
       params: Downstream,
-      query: z.strictObject({ tenantId: z.string().regex(TENANT_ID).optional(), limit: z.coerce.number().int().min(1).max(200).default(50) }),
+      query: z.strictObject({
+        tenantId: z.string().regex(TENANT_ID).optional(),
+        limit: z.coerce.number().int().min(1).max(200).default(50).describe('Jobs listed in items'),
+        tenants: z.coerce.number().int().min(1).max(1000).default(100).describe('Tenants listed in byTenant: the ones holding the most jobs'),
+      }),
       responses: {
         200: {
           description: 'Held jobs',
           schema: z.object({
             state: z.enum(['closed', 'open', 'half-open']),
-            total: z.number(),
-            byTenant: z.record(z.string(), z.number()),
+            total: z.number().describe('Held jobs of every tenant (of tenantId when given)'),
+            tenantCount: z.number().describe('Tenants holding jobs (byTenant lists at most `tenants` of them)'),
+            byTenant: z.record(z.string(), z.number()).describe('Held jobs of the tenants holding the most, largest first'),
             items: z.array(z.object({ id: z.string(), tenantId: z.string(), name: z.string(), since: z.string() })),
           }),
         },
@@ -151,13 +156,18 @@ export function breakerRoutes(ctx: ApiContext): RouteDef[] {
       handler: async ({ params, query, auth }) => {
         requireGlobalReader(auth);
         const { state } = await ctx.breakers.read(params.downstream);
-        const byTenant = await ctx.governance.waiting.byTenant(params.downstream);
+        const counts = query.tenantId
+          ? await ctx.governance.waiting.waitingOf(params.downstream, [query.tenantId])
+          : await ctx.governance.waiting.byTenant(params.downstream);
+        const entries = Object.entries(counts).filter(([, n]) => n > 0);
         const items = await ctx.governance.waiting.jobs(params.downstream, { limit: query.limit, ...(query.tenantId ? { tenantId: query.tenantId } : {}) });
-        const filtered = query.tenantId ? { [query.tenantId]: byTenant[query.tenantId] ?? 0 } : byTenant;
+        // Largest first, ties by tenant id: a stable page whatever the hash order.
+        const top = entries.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, query.tenants);
         return {
           state: state.state,
-          total: Object.values(filtered).reduce((a, b) => a + b, 0),
-          byTenant: filtered,
+          total: entries.reduce((a, [, n]) => a + n, 0),
+          tenantCount: entries.length,
+          byTenant: Object.fromEntries(query.tenantId && top.length === 0 ? [[query.tenantId, 0]] : top),
           items: items.map((j) => ({ id: j.id, tenantId: j.tenantId, name: j.name, since: new Date(j.since).toISOString() })),
         };
       },
