@@ -78,28 +78,47 @@ export class WaitingPlace extends GovernanceStore {
     return decodeHeld(raw);
   }
 
-  /** Up to `limit` jobs waiting on a downstream (one tenant's, or anyone's), in each tenant's order. */
+  /**
+   * Up to `limit` jobs waiting on a downstream (one tenant's, or anyone's), in each tenant's order.
+   * Tenants are read `limit` at a time (each has a job waiting), three pipelined round trips per batch
+   * whatever their number of flows: their flows, the flows' heads, the heads' enqueue times. (One
+   * tenant after the other, the list took 150 round trips at 20,000 tenants: 10 s in a busy process.)
+   */
   async jobs(downstream: string, opts: { tenantId?: string; limit: number }): Promise<Array<{ id: string; tenantId: string; name: string; since: number }>> {
     const tenants = opts.tenantId !== undefined ? [opts.tenantId] : Object.keys(await this.byTenant(downstream));
     const out: Array<{ id: string; tenantId: string; name: string; since: number }> = [];
     const results = async (pipe: ReturnType<Redis['pipeline']>) => ((await pipe.exec()) ?? []).map(([, v]) => v);
-    // Three round trips per tenant, whatever its number of flows: its flows, their heads, the heads' enqueue times.
-    for (const t of tenants) {
-      if (out.length >= opts.limit) break;
-      const flows = await this.redis.smembers(this.keys.downstreamOf(downstream, 'tenantFlows', t));
+    for (let from = 0; from < tenants.length && out.length < opts.limit; from += opts.limit) {
+      const batch = tenants.slice(from, from + opts.limit);
+      const flowsPipe = this.redis.pipeline();
+      for (const t of batch) flowsPipe.smembers(this.keys.downstreamOf(downstream, 'tenantFlows', t));
+      const flowsOf = (await results(flowsPipe)) as Array<string[] | null>;
       const heads = this.redis.pipeline();
-      for (const f of flows) heads.zrange(this.keys.flow(downstream, f), '0', String(opts.limit - 1), 'WITHSCORES');
-      const ids: Array<{ id: string; score: number; name: string }> = [];
-      (await results(heads)).forEach((raw, k) => {
-        const r = (raw ?? []) as string[];
-        for (let i = 0; i < r.length; i += 2) ids.push({ id: r[i]!, score: Number(r[i + 1]), name: flows[k]!.slice(t.length + 1) });
+      const owners: Array<{ tenant: number; flow: string }> = [];
+      batch.forEach((t, i) => {
+        for (const f of flowsOf[i] ?? []) {
+          heads.zrange(this.keys.flow(downstream, f), '0', String(opts.limit - 1), 'WITHSCORES');
+          owners.push({ tenant: i, flow: f });
+        }
       });
-      ids.sort((a, b) => a.score - b.score);
-      const take = ids.slice(0, opts.limit - out.length);
+      const perTenant = batch.map(() => [] as Array<{ id: string; score: number; name: string }>);
+      if (owners.length > 0) {
+        (await results(heads)).forEach((raw, k) => {
+          const { tenant, flow } = owners[k]!;
+          const r = (raw ?? []) as string[];
+          for (let i = 0; i < r.length; i += 2) perTenant[tenant]!.push({ id: r[i]!, score: Number(r[i + 1]), name: flow.slice(batch[tenant]!.length + 1) });
+        });
+      }
+      const take: Array<{ id: string; name: string; tenantId: string }> = [];
+      batch.forEach((t, i) => {
+        const ids = perTenant[i]!.sort((a, b) => a.score - b.score);
+        for (const j of ids.slice(0, opts.limit - out.length - take.length)) take.push({ id: j.id, name: j.name, tenantId: t });
+      });
+      if (take.length === 0) continue;
       const enqueued = this.redis.pipeline();
       for (const j of take) enqueued.hget(this.keys.record(j.id), 'enq');
       const enq = (await results(enqueued)).map((v) => Number(v ?? 0));
-      take.forEach((j, k) => out.push({ id: j.id, tenantId: t, name: j.name, since: enq[k]! }));
+      take.forEach((j, k) => out.push({ ...j, since: enq[k]! }));
     }
     return out;
   }
