@@ -65,6 +65,13 @@ describe('the tarball', () => {
     expect(packed).toEqual(expect.arrayContaining([...migrations.map((f) => `drizzle/${f}`), 'drizzle/meta/_journal.json']));
   });
 
+  it('depends on no build or test tool at run time (tsx, esbuild, typescript, jest stay dev dependencies)', () => {
+    const manifest = JSON.parse(readFileSync(join(INSTALLED, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    const runtime = Object.keys(manifest.dependencies ?? {});
+    expect(runtime.filter((d) => ['tsx', 'esbuild', 'typescript', 'jest', 'ts-node', '@swc/core'].includes(d))).toEqual([]);
+    expect(packed.filter((f) => f.endsWith('.js')).filter((f) => /require\("(tsx|esbuild)/.test(readFileSync(join(INSTALLED, f), 'utf8')))).toEqual([]);
+  });
+
   it('holds no sources, tests, source maps or drizzle snapshots', () => {
     expect(packed.filter((p) => !p.startsWith('dist/') && !p.startsWith('drizzle/') && p !== 'package.json' && p !== 'README.md')).toEqual([]);
     expect(packed.filter((p) => (p.endsWith('.ts') && !p.endsWith('.d.ts')) || p.endsWith('.map') || (p.startsWith('drizzle/meta/') && p !== 'drizzle/meta/_journal.json'))).toEqual([]);
