@@ -49,6 +49,48 @@ it('counts and lists dead-lettered jobs by reason and tenant, paged; a tenant to
   expect((await h.api('GET', '/api/v1/dead-letter/summary', { token: ACME })).status).toBe(403);
 });
 
+it('pages without repeating or skipping while new dead letters arrive and while a page\'s last job leaves; a tenant token\'s cursor tells nothing of other tenants', async () => {
+  const mark = (d: { job: { data: unknown } }) => (d.job.data as { mark: string }).mark;
+  // One at a time, each dead-lettered before the next is sent: distinct dead-letter times (a page whose
+  // last job left the queue resumes by time, where jobs of the same millisecond may show twice).
+  const send = async (marks: string[], tenantId?: string) => {
+    for (const m of marks) {
+      const before = await h.queue('dead-letter').getWaitingCount();
+      await h.ingress.add('scan.image', { tenantId: tenantId ?? 'paging', mark: m, cost: 'bad' });
+      await waitFor(async () => (await h.queue('dead-letter').getWaitingCount()) === before + 1 || undefined, `${m} dead-lettered`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  await send(['p1', 'p2', 'p3', 'p4', 'p5', 'p6']);
+  const seen: string[] = [];
+  const page1 = await list('?reason=invalid-cost&limit=2');
+  seen.push(...page1.items.map(mark));
+  // Newer dead letters arrive at the head of the queue between pages: the next page still starts right after page 1.
+  await send(['n1', 'n2', 'n3']);
+  const page2 = await list(`?reason=invalid-cost&limit=2&cursor=${page1.nextCursor}`);
+  seen.push(...page2.items.map(mark));
+  // The job page 2 ended on is re-driven (removed from dead-letter): page 3 resumes by its time.
+  await h.queue('dead-letter').remove(page2.items[1]!.id);
+  const page3 = await list(`?reason=invalid-cost&limit=10&cursor=${page2.nextCursor}`);
+  seen.push(...page3.items.map(mark));
+  expect(seen).toEqual(['p6', 'p5', 'p4', 'p3', 'p2', 'p1']);
+  expect(page3.nextCursor).toBeUndefined();
+
+  // A tenant token: its pages end on other tenants' jobs too, but its cursor is sealed (no offset, no job id).
+  await send(['a1'], 'acme');
+  await send(['g1', 'g2', 'g3'], 'globex');
+  await send(['a2'], 'acme');
+  const t1 = (await h.api('GET', '/api/v1/dead-letter?reason=invalid-cost&limit=1', { token: ACME })).body;
+  expect(t1.items.map(mark)).toEqual(['a2']);
+  expect(t1.nextCursor).toMatch(/^s\./);
+  expect(Buffer.from(t1.nextCursor.slice(2), 'base64url').toString('latin1')).not.toMatch(/job|after|ts|[{}]/);
+  const t2 = (await h.api('GET', `/api/v1/dead-letter?reason=invalid-cost&limit=1&cursor=${t1.nextCursor}`, { token: ACME })).body;
+  expect(t2.items.map(mark)).toEqual(['a1']);
+  // A tampered sealed cursor is refused like any cursor this API did not return.
+  const bad = await h.api('GET', `/api/v1/dead-letter?cursor=${t1.nextCursor.slice(0, -2)}xx`, { token: ACME });
+  expect([bad.status, bad.body.error]).toEqual([400, 'TG_ERR_VALIDATION']);
+});
+
 it('re-drives a drained job through ingress once the downstream is back; a second re-drive is the same job; the re-drive audited', async () => {
   const ran: string[] = [];
   h.worker('exec.scanner', async (job) => void ran.push(job.data.mark));

@@ -10,6 +10,7 @@
  * is not re-driven (TG_ERR_NOT_REDRIVABLE): its original job is gone, and a replay would be another job.
  */
 import type { JobsOptions } from 'bullmq';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { insertAudit } from '../../db/quotas';
 import { TollgateError } from '../../errors';
@@ -17,12 +18,63 @@ import { isWhole, type DeadLetterData } from '../../queues/dead-letter';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
 import { operatorOf } from '../operator';
-import { decodeCursor, encodeCursor, PageQuery } from '../pagination';
+import { decodeCursor, PageQuery } from '../pagination';
 import { defineRoute, ErrorBody, type RouteDef } from '../route';
 
 /** Dead-letter jobs looked at per list call, at most: a filter over a huge queue answers in bounded time. */
 const MAX_SCANNED = 20_000;
 const CHUNK = 1000;
+
+/**
+ * A list page's cursor names the last dead-letter job the page looked at (and its time): the next page
+ * starts right after that job, wherever new dead letters pushed it, and says nothing of how many other
+ * jobs (other tenants') lie before it. If the job left the queue meanwhile (re-driven, trimmed), the
+ * next page resumes at the first job not newer than it (a job of the same millisecond may show twice,
+ * none is skipped). Cursors of the earlier `{after: offset}` form are still read.
+ *
+ * A tenant token's cursors are sealed (AES-256-GCM, `s.` prefix): the job a page ended on may be
+ * another tenant's, and BullMQ's job ids count every job. The key derives from the digests of the
+ * configured API tokens, so every replica with the same TOLLGATE_API_TOKENS reads the others' cursors.
+ */
+type DeadLetterCursor = { job: string; ts: number } | { after: number };
+
+function cursorKey(tokens: ReadonlyArray<{ digest: Buffer }>): Buffer {
+  const h = createHash('sha256').update('tollgate dead-letter cursor v1');
+  for (const t of tokens) h.update(t.digest);
+  return h.digest();
+}
+
+function encodeDeadLetterCursor(job: { id?: string; timestamp: number }, sealWith?: Buffer): string {
+  const plain = Buffer.from(JSON.stringify({ job: job.id, ts: job.timestamp }));
+  if (!sealWith) return plain.toString('base64url');
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', sealWith, iv);
+  const body = Buffer.concat([c.update(plain), c.final()]);
+  return `s.${Buffer.concat([iv, c.getAuthTag(), body]).toString('base64url')}`;
+}
+
+function unseal(cursor: string, key: Buffer): string | undefined {
+  try {
+    const raw = Buffer.from(cursor.slice(2), 'base64url');
+    const d = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+    d.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeDeadLetterCursor(cursor: string | undefined, key: Buffer): DeadLetterCursor | undefined {
+  if (cursor === undefined) return undefined;
+  try {
+    const text = cursor.startsWith('s.') ? unseal(cursor, key) : Buffer.from(cursor, 'base64url').toString('utf8');
+    const v = JSON.parse(text ?? 'null') as { job?: unknown; ts?: unknown };
+    if (typeof v.job === 'string' && v.job.length > 0 && v.job.length <= 200 && typeof v.ts === 'number' && Number.isSafeInteger(v.ts) && v.ts >= 0) return { job: v.job, ts: v.ts };
+  } catch {
+    /* the shared decoder below names the error */
+  }
+  return { after: decodeCursor(cursor.startsWith('s.') ? '!' : cursor)! };
+}
 
 /** Options of the original job that do not carry over to its re-drive. */
 const DROPPED_OPTS = ['jobId', 'repeat', 'repeatJobKey', 'delay', 'timestamp', 'prevMillis', 'parent', 'telemetry'] as const;
@@ -61,6 +113,7 @@ const ListQuery = z.strictObject({
 
 export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
   const dlq = () => ctx.topology.deadLetter;
+  const sealKey = cursorKey(ctx.tokens);
   const markerKey = (id: string) => dlq().toKey(`tg-redriven:${id}`);
   const retentionMs = ctx.config.retention.decisionSeconds * 1000;
   return [
@@ -110,9 +163,19 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
         const tenantId = auth.tenantId ?? query.tenantId;
         if (auth.tenantId !== undefined && query.tenantId !== undefined && query.tenantId !== auth.tenantId) return { items: [] };
         const items: Array<z.infer<typeof DeadLetterItem>> = [];
-        let offset = decodeCursor(query.cursor) ?? 0;
+        const cursor = decodeDeadLetterCursor(query.cursor, sealKey);
+        let offset = 0;
+        /** Resuming by time: jobs newer than this were on earlier pages. */
+        let newerThan: number | undefined;
+        if (cursor && 'after' in cursor) offset = cursor.after;
+        else if (cursor) {
+          const pos = await ctx.topology.connection.lpos(dlq().keys.wait!, cursor.job);
+          if (pos !== null) offset = pos + 1;
+          else newerThan = cursor.ts;
+        }
         let scanned = 0;
         let exhausted = false;
+        let last: { id?: string; timestamp: number } | undefined;
         while (items.length < query.limit && scanned < MAX_SCANNED) {
           const jobs = await dlq().getJobs(['waiting'], offset, offset + CHUNK - 1, false);
           if (jobs.length === 0) {
@@ -123,6 +186,8 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
           for (const j of jobs) {
             used++;
             scanned++;
+            last = j;
+            if (newerThan !== undefined && j.timestamp > newerThan) continue;
             const d = j.data as DeadLetterData;
             if (query.reason !== undefined && d.reason !== query.reason) continue;
             if (tenantId !== undefined && d.tenantId !== tenantId) continue;
@@ -136,7 +201,7 @@ export function deadLetterRoutes(ctx: ApiContext): RouteDef[] {
           }
         }
         // How many jobs were looked at counts every tenant's: a tenant token does not see it.
-        return { items, ...(auth.tenantId === undefined ? { scanned } : {}), ...(exhausted ? {} : { nextCursor: encodeCursor(offset) }) };
+        return { items, ...(auth.tenantId === undefined ? { scanned } : {}), ...(exhausted || !last ? {} : { nextCursor: encodeDeadLetterCursor(last, auth.tenantId !== undefined ? sealKey : undefined) }) };
       },
     }),
     defineRoute({
