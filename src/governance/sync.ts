@@ -9,6 +9,9 @@
  * - period usage: snapshotted to the usage ledger; restored once into a Redis that lost it. Drift on
  *   a loss is bounded by one interval of admissions (they are counted again from zero meanwhile).
  *
+ * - idempotency keys past their day: deleted (500 a round), so keys of a burst of creating POSTs do not
+ *   stay in Postgres until the next keyed request happens to prune them.
+ *
  * A Postgres outage only delays the next round; nothing here stops the gate.
  */
 import type { Logger } from 'pino';
@@ -16,6 +19,7 @@ import { windowsAt } from '../core/periods';
 import type { QuotaDef } from '../core/quota';
 import type { Database } from '../db/client';
 import { loadCounters, saveCounters } from '../db/counters';
+import { pruneKeys } from '../db/idempotency';
 import { loadUsage, saveUsage } from '../db/ledger';
 import type { Governance } from '../redis/governance';
 import type { Definitions } from './definitions';
@@ -66,6 +70,7 @@ export class GovernanceSync {
         ['definitions', () => this.definitions.repairMirror()],
         ['counters', () => this.syncCounters()],
         ['usage', () => this.syncUsage()],
+        ['idempotency keys', () => pruneKeys(this.database.db)],
       ] as const) {
         try {
           await step();

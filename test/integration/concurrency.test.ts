@@ -249,6 +249,20 @@ describe('Idempotency-Key on creating POSTs', () => {
     expect(await throttlesOf('retry-old')).toHaveLength(2);
   });
 
+  it('keys past their day are deleted by the observer, with no keyed request to prune them', async () => {
+    const body = { tenantId: 'retry-prune', action: 'pause' };
+    for (const k of ['prune-1', 'prune-2']) expect((await a('POST', '/api/v1/throttles', { body, headers: { 'idempotency-key': k } })).status).toBe(201);
+    await sql(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'prune-1'`);
+    const observer = await startTollgate({ roles: ['observer'], env: h.env, config: h.config });
+    try {
+      await observer.started;
+      await waitFor(async () => (await sql(`SELECT 1 FROM idempotency_keys WHERE key = 'prune-1'`)).length === 0 || undefined, 'the expired key deleted', 15_000, 100);
+      expect(await sql(`SELECT key FROM idempotency_keys WHERE key LIKE 'prune-%'`)).toEqual([{ key: 'prune-2' }]);
+    } finally {
+      await observer.close();
+    }
+  });
+
   it('an invalid key is a 400 naming the header', async () => {
     const r = await a('POST', '/api/v1/throttles', { body: { tenantId: 'retry-bad', action: 'pause' }, headers: { 'idempotency-key': 'x'.repeat(256) } });
     expect(r.status).toBe(400);
