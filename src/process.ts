@@ -4,7 +4,7 @@
  * finish, nothing is left active; past the grace period the process exits 1.
  */
 import { loadEnv } from './config/env';
-import { loadConfigFile } from './config/file';
+import { checkClusterQueueNames, loadConfigFile } from './config/file';
 import { TollgateError } from './errors';
 import { createLogger } from './observability/log';
 import { startTollgate, type Role } from './runtime';
@@ -15,6 +15,7 @@ export async function runProcess(roles: readonly Role[]): Promise<void> {
   try {
     env = loadEnv();
     config = loadConfigFile(env.configPath);
+    if (env.redisClusterNodes) checkClusterQueueNames(config, env.configPath);
   } catch (err) {
     const e = err as TollgateError;
     // Before the logger exists: one structured line on stderr, then exit.

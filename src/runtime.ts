@@ -8,7 +8,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
-import type { Config } from './config/file';
+import { checkClusterQueueNames, type Config } from './config/file';
 import type { Env } from './config/env';
 import { createDatabase } from './db/client';
 import { FATAL_MIGRATION_ERRORS, runMigrations } from './db/migrate';
@@ -70,6 +70,7 @@ function backoffDelay(attempt: number): number {
 export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
   const { env, config, roles } = opts;
   checkBullmqLayout();
+  if (env.redisClusterNodes) checkClusterQueueNames(config);
   const log = opts.log ?? createLogger(env.logLevel, roles.join('+'));
   // Shutdown runs these phases in order: stop HTTP, finish in-flight gate work, stop the observer,
   // then close queues and connections.
@@ -78,7 +79,7 @@ export async function startTollgate(opts: StartOptions): Promise<Tollgate> {
   let startDone = false;
   const stopping = new AbortController();
 
-  const redis = createRedis(env.redisUrl, 'worker', log, 'main');
+  const redis = createRedis(env, 'worker', log, 'main');
   const database = createDatabase(env.databaseUrl, log, { schema: env.pgSchema });
   phases.connections.push(
     () => redis.quit().catch(() => redis.disconnect()),
@@ -204,7 +205,7 @@ function startMigrations(
 function openShared(ctx: RoleContext, redis: Redis, phases: Record<'queues' | 'connections', Closer[]>) {
   const { env, config, log, metrics, now } = ctx;
   const governance = new Governance(redis, ctx.keys, ctx.retentionMs, ctx.downstreamNames, now);
-  const queueRedis = createRedis(env.redisUrl, 'worker', log, 'queues');
+  const queueRedis = createRedis(env, 'worker', log, 'queues');
   const topology = new Topology(config, env.prefix, queueRedis, log);
   phases.queues.push(() => topology.close());
   phases.connections.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));

@@ -20,6 +20,17 @@ const urlWithScheme = (schemes: string[]) =>
 
 const EnvSchema = z.object({
   REDIS_URL: urlWithScheme(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  /** Redis Cluster seed nodes, `host:port,host:port,…`: when set, every client is a cluster client (REDIS_URL is then ignored). */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .trim()
+    .min(1)
+    .superRefine((v, ctx) => {
+      for (const entry of v.split(',')) {
+        if (!clusterNode(entry.trim())) ctx.addIssue({ code: 'custom', message: `"${entry.trim()}" is not host:port (port 1-65535)` });
+      }
+    })
+    .optional(),
   DATABASE_URL: urlWithScheme(['postgres:', 'postgresql:']).default('postgres://postgres@127.0.0.1:5432/postgres'),
   TOLLGATE_CONFIG: z.string().trim().min(1).default('./tollgate.config.json'),
   TOLLGATE_PREFIX: z
@@ -51,6 +62,8 @@ const EnvSchema = z.object({
 
 export interface Env {
   redisUrl: string;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); absent for a single Redis at redisUrl. */
+  redisClusterNodes?: Array<{ host: string; port: number }>;
   databaseUrl: string;
   configPath: string;
   prefix: string;
@@ -90,6 +103,7 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
   }
   return {
     redisUrl: e.REDIS_URL,
+    ...(e.REDIS_CLUSTER_NODES !== undefined ? { redisClusterNodes: e.REDIS_CLUSTER_NODES.split(',').map((n) => clusterNode(n.trim())!) } : {}),
     databaseUrl: e.DATABASE_URL,
     configPath: e.TOLLGATE_CONFIG,
     prefix: e.TOLLGATE_PREFIX,
@@ -102,6 +116,15 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     metricsPort: e.METRICS_PORT,
     shutdownGraceMs: Math.round(e.TOLLGATE_SHUTDOWN_GRACE_SECONDS * 1000),
   };
+}
+
+/** `host:port` (IPv6 in brackets: `[::1]:7000`) → its parts; undefined when malformed. */
+function clusterNode(entry: string): { host: string; port: number } | undefined {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
 function isLoopback(host: string): boolean {

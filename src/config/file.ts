@@ -10,6 +10,7 @@ import { BreakerConfigSchema } from '../contracts/breakers';
 import { PolicyInputSchema } from '../contracts/policies';
 import { QuotaLimitsSchema } from '../contracts/quotas';
 import { TollgateError } from '../errors';
+import { hashTagOf, queueName } from './queue-name';
 import type { Policy } from '../core/policy';
 import type { AimdConfig } from '../core/aimd';
 import { toPolicy } from '../config/policies';
@@ -18,8 +19,6 @@ import { MAX_CAPACITY, MAX_DURATION_MS } from '../core/limits';
 /** A duration in ms, at most ten years (src/core/limits.ts). */
 const ms = (min: number) => z.number().int().min(min).max(MAX_DURATION_MS);
 
-const QUEUE_NAME = /^[A-Za-z0-9._-]{1,100}$/;
-const queueName = z.string().regex(QUEUE_NAME, 'must be 1-100 characters from [A-Za-z0-9._-]');
 const dataPath = z
   .string()
   .regex(/^data(\.[A-Za-z0-9_$-]+)+$/, 'must be a dotted path into the job data, like data.tenantId');
@@ -309,4 +308,25 @@ export function loadConfigFile(path: string): Config {
     throw new TollgateError('TG_ERR_CONFIG', `${file}: not valid JSON: ${(err as Error).message}`);
   }
   return parseConfig(json, file);
+}
+
+/**
+ * On Redis Cluster (REDIS_CLUSTER_NODES), every queue tollgate uses must carry a hash tag in its name,
+ * so that all of one queue's keys fall in one slot, as BullMQ needs; without one, BullMQ's scripts
+ * would fail with CROSSSLOT at the first job. Refused at start, naming each queue and its config path.
+ */
+export function checkClusterQueueNames(config: Config, source = 'the config'): void {
+  const queues: Array<[string, string]> = [
+    ['queues.ingress', config.queues.ingress],
+    ['queues.deadLetter', config.queues.deadLetter],
+    ...config.downstreams.map((d, i): [string, string] => [`downstreams[${i}].queue`, d.queue]),
+  ];
+  if (config.notifier.queue.enabled) queues.push(['notifier.queue.name', config.notifier.queue.name]);
+  const untagged = queues.filter(([, q]) => hashTagOf(q) === undefined);
+  if (untagged.length === 0) return;
+  throw new TollgateError(
+    'TG_ERR_CONFIG',
+    `${source}: on Redis Cluster (REDIS_CLUSTER_NODES) every queue name needs a hash tag so each queue's keys share one slot: ` +
+      untagged.map(([path, q]) => `${path} "${q}" (e.g. "{${q}}")`).join(', '),
+  );
 }

@@ -5,6 +5,7 @@
  * the OpenAPI document.
  */
 import { z } from 'zod';
+import { queueName } from '../config/queue-name';
 import { MAX_DURATION_MS } from '../core/limits';
 import { ALERT_KINDS } from '../core/alerts';
 
@@ -67,7 +68,7 @@ export const NotifierConfigSchema = z
     queue: z
       .strictObject({
         enabled: z.boolean().default(true),
-        name: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'must be 1-100 characters from [A-Za-z0-9._-]').default('notifications'),
+        name: queueName.default('notifications'),
       })
       .prefault({}),
     retry: z

@@ -38,6 +38,12 @@ export interface ObserverDeps {
   redis: Redis;
   /** A connection of its own for the blocking XREADGROUP. */
   blockingRedis: Redis;
+  /**
+   * Opens another blocking connection. On Redis Cluster each execution queue's event stream is in its
+   * own slot and one XREADGROUP reads streams of one slot only: the observer reads each stream in a
+   * loop of its own, each on its own connection (a blocked read holds its node's connection).
+   */
+  openBlocking?: (label: string) => Redis;
   log: Logger;
   metrics: Metrics;
   failpoints: Failpoints;
@@ -57,7 +63,9 @@ export class Observer {
   private readonly batches: BatchApplier;
   private readonly reconciler: Reconciler;
   private readonly starvation: StarvationWatch;
-  private loop?: Promise<void>;
+  private loops: Array<Promise<void>> = [];
+  /** Blocking connections opened for the read loops after the first (closed with the observer). */
+  private readonly extraBlocking: Redis[] = [];
   private timer?: NodeJS.Timeout;
   private flowTimer?: NodeJS.Timeout;
   private sweeping?: Promise<unknown>;
@@ -77,7 +85,18 @@ export class Observer {
   async start(): Promise<void> {
     await this.ensureGroups();
     this.running = true;
-    this.loop = this.readLoop();
+    // One XREADGROUP for every stream on a single Redis; one per stream (slot) on a cluster.
+    const cluster = (this.deps.blockingRedis as { isCluster?: boolean }).isCluster === true;
+    const groups = cluster ? this.streams.map((s) => [s]) : [this.streams];
+    groups.forEach((streams, i) => {
+      let conn = this.deps.blockingRedis;
+      if (i > 0) {
+        if (!this.deps.openBlocking) throw new Error('the observer needs openBlocking to read several slots on Redis Cluster');
+        conn = this.deps.openBlocking(`observer-read-${i}`);
+        this.extraBlocking.push(conn);
+      }
+      this.loops.push(this.readLoop(streams, conn));
+    });
     const every = this.deps.config.observer.reconcileIntervalMs;
     this.timer = setInterval(() => void this.maintain(), every);
     this.timer.unref();
@@ -91,9 +110,10 @@ export class Observer {
     this.running = false;
     if (this.timer) clearInterval(this.timer);
     if (this.flowTimer) clearInterval(this.flowTimer);
-    await this.loop;
+    await Promise.all(this.loops);
     await this.sweeping;
     await this.batches.settled();
+    for (const c of this.extraBlocking) c.disconnect();
   }
 
   private async ensureGroups(): Promise<void> {
@@ -101,8 +121,8 @@ export class Observer {
     for (const s of this.streams) await scripts.ensureGroup(scriptKeys.ensureGroup(this.deps.keys, s.queue), [OBSERVER_GROUP]);
   }
 
-  private async readLoop(): Promise<void> {
-    const { blockingRedis, config, log } = this.deps;
+  private async readLoop(streams: readonly StreamInfo[], blockingRedis: Redis): Promise<void> {
+    const { config, log } = this.deps;
     let backoff = 100;
     while (this.running) {
       try {
@@ -115,8 +135,8 @@ export class Observer {
           'BLOCK',
           config.observer.blockMs,
           'STREAMS',
-          ...this.streams.map((s) => s.key),
-          ...this.streams.map(() => '>'),
+          ...streams.map((s) => s.key),
+          ...streams.map(() => '>'),
         )) as ReadReply;
         if (reply) for (const [key, entries] of reply) await this.batches.apply(this.byKey.get(key)!, entries);
         // A batch's tail that failed leaves its events pending (reclaimed and re-applied later, which is

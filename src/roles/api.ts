@@ -26,7 +26,7 @@ export async function startHttp(ctx: RoleContext, port: number, roles: readonly 
   const asApi = roles.includes('api');
   const withPostgres = needsPostgres(roles);
   const { env, config, log, metrics, keys, now, database } = ctx;
-  const apiRedis = createRedis(env.redisUrl, 'api', log, 'api');
+  const apiRedis = createRedis(env, 'api', log, 'api');
   const apiTopology = new Topology(config, env.prefix, apiRedis, log);
   const apiGovernance = new Governance(apiRedis, keys, ctx.retentionMs, ctx.downstreamNames, now);
   // A gate or observer is ready once its loops run (after Redis answered and it restored what it must).

@@ -25,13 +25,13 @@ export async function startGateRole(ctx: RoleContext, governance: Governance, to
   for (const d of config.downstreams) await governance.mirror.writePolicy(d.name, d.policy, 'config');
   await governance.mirror.writeExecQueues(Object.fromEntries(config.downstreams.map((d) => [d.name, d.queue])));
   // Its own connection for the blocking wait on the ingress marker (no auto-pipelining under a block).
-  const blockingConnection = createRedis(env.redisUrl, 'worker', log, 'gate-wait');
+  const blockingConnection = createRedis(env, 'worker', log, 'gate-wait');
   blockingConnection.options.enableAutoPipelining = false;
   // Claims and finishes on a connection of their own: on the decisions' one they would queue behind
   // other loops' intake calls (a client's commands run one after the other), and the reverse.
-  const ingressRedis = createRedis(env.redisUrl, 'worker', log, 'gate-ingress');
+  const ingressRedis = createRedis(env, 'worker', log, 'gate-ingress');
   const ingress = new Ingress(ingressRedis, blockingConnection, topology.ingress, keys);
-  const subscriber = createRedis(env.redisUrl, 'worker', log, 'gate-wake');
+  const subscriber = createRedis(env, 'worker', log, 'gate-wake');
   const gateLog = log.child({ component: 'gate' });
   const mirror = new MirrorGuard(database, new Definitions(database, governance, config, gateLog), gateLog, () => ctx.migrated());
   mirror.start();
@@ -43,8 +43,8 @@ export async function startGateRole(ctx: RoleContext, governance: Governance, to
   // The scheduler's admissions and execution adds have connections of their own: on the intake's they
   // would queue behind its batches (a client's commands run in order), and a slot that came back
   // would wait for them.
-  const schedulerRedis = createRedis(env.redisUrl, 'worker', log, 'scheduler');
-  const schedulerQueueRedis = createRedis(env.redisUrl, 'worker', log, 'scheduler-queues');
+  const schedulerRedis = createRedis(env, 'worker', log, 'scheduler');
+  const schedulerQueueRedis = createRedis(env, 'worker', log, 'scheduler-queues');
   const schedulerTopology = new Topology(config, env.prefix, schedulerQueueRedis, gateLog);
   const schedulerGovernance = new Governance(schedulerRedis, keys, ctx.retentionMs, ctx.downstreamNames, now);
   const scheduler = new Scheduler({ config, topology: schedulerTopology, governance: schedulerGovernance, subscriber, log: gateLog, metrics, failpoints, now });

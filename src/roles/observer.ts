@@ -30,7 +30,7 @@ export async function startObserverRole(
   setDeliverer: (d: Deliverer) => void,
 ): Promise<{ observer: Observer; close: Closer }> {
   const { env, config, log, metrics, failpoints, keys, now, database } = ctx;
-  const blockingRedis = createRedis(env.redisUrl, 'worker', log, 'observer-read');
+  const blockingRedis = createRedis(env, 'worker', log, 'observer-read');
   const obsLog = log.child({ component: 'observer' });
   const sync = new GovernanceSync(
     governance,
@@ -44,7 +44,8 @@ export async function startObserverRole(
     now,
   );
   const onRedisReset = () => (ctx.migrated() ? sync.tick() : Promise.resolve());
-  const observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, log: obsLog, metrics, failpoints, onRedisReset, breakers });
+  const openBlocking = (label: string) => createRedis(env, 'worker', log, label);
+  const observer = new Observer({ config, topology, governance, keys, redis, blockingRedis, openBlocking, log: obsLog, metrics, failpoints, onRedisReset, breakers });
   await observer.start();
   const adaptive = new AdaptiveCapacity(redis, governance, config.downstreams, obsLog, metrics, now);
   await adaptive.start();
@@ -52,7 +53,7 @@ export async function startObserverRole(
   // Alerts: detection here (every observer; Redis decides each crossing once), the relay of alert
   // events into Postgres, and delivery of the notification outbox (src/notify/).
   const notifyLog = log.child({ component: 'notifier' });
-  const notifierRedis = createRedis(env.redisUrl, 'worker', log, 'notifier');
+  const notifierRedis = createRedis(env, 'worker', log, 'notifier');
   const deliverer = new Deliverer({ database, config, redis: notifierRedis, prefix: env.prefix, log: notifyLog, metrics });
   setDeliverer(deliverer);
   const relay = new AlertRelay({ redis, keys, database, targets, log: notifyLog, metrics, retentionDays: config.notifier.retentionDays, onQueued: () => deliverer.wake() });

@@ -15,6 +15,7 @@ import { execJobId, Keys } from '../../src/redis/keys';
 import { spawnWorker, writeConfigFile, type Child } from '../support/processes';
 import {
   cleanupPrefix,
+  clusterQueueName,
   createTestDatabase,
   REDIS_URL,
   testConfigInput,
@@ -43,13 +44,13 @@ async function setUp(label: string): Promise<Run> {
   const prefix = uniquePrefix(label);
   const db = await createTestDatabase(label);
   const redis = testRedis();
-  const ingress = new Queue('ingress', { connection: redis, prefix });
+  const ingress = new Queue(clusterQueueName('ingress'), { connection: redis, prefix });
   const executions = new Map<string, number>();
   const conns: Redis[] = [];
   const workers = DOWNSTREAMS.map((d) => {
     const conn = testRedis();
     conns.push(conn);
-    const w = new Worker(`exec.${d}`, async (job) => void executions.set(job.id!, (executions.get(job.id!) ?? 0) + 1), {
+    const w = new Worker(clusterQueueName(`exec.${d}`), async (job) => void executions.set(job.id!, (executions.get(job.id!) ?? 0) + 1), {
       connection: conn,
       prefix,
       concurrency: 100,
@@ -218,7 +219,7 @@ it('loses and duplicates nothing when gates die exactly at each promotion failpo
     // Refused jobs take the dead-letter path, which has its own failpoint.
     const bad = await run.ingress.addBulk(Array.from({ length: 100 }, (_, i) => ({ name: 'scan.image', data: { seq: i } })));
     const result = await settle(run, ids);
-    await waitFor(async () => (await new Queue('dead-letter', { connection: run.redis, prefix: run.prefix }).count()) === bad.length, 'all refused jobs dead-lettered');
+    await waitFor(async () => (await new Queue(clusterQueueName('dead-letter'), { connection: run.redis, prefix: run.prefix }).count()) === bad.length, 'all refused jobs dead-lettered');
     process.stdout.write(`failpoint run: ${JSON.stringify({ ...result, deaths })}\n`);
     expect(crashes).toEqual([]);
     expect(deaths).toBeGreaterThanOrEqual(3);

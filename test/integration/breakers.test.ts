@@ -189,8 +189,10 @@ it('survives kill -9 of every process and a flushed Redis while open: same openU
   const db = await createTestDatabase('brkrestart');
   const prefix = uniquePrefix('brkrestart');
   const port = await freePort();
+  // A Redis of its own (flushed below), so plain queue names even on a cluster run.
   const config = writeConfigFile({
     ...testConfigInput(),
+    queues: { ingress: 'ingress', deadLetter: 'dead-letter' },
     downstreams: [
       { name: 'scanner', capacity: 10, breaker: { ...breaker, openMs: 60_000 } },
       { name: 'attestor', capacity: 10 },
@@ -310,15 +312,16 @@ it('with a health check, moves to half-open only once the downstream answers hea
 it('admits exactly the half-open probes across two gate processes', async () => {
   await h.stop();
   await h.start(['observer', 'api']);
-  const file = writeConfigFile({
-    ...testConfigInput(),
-    downstreams: [
-      // The same breaker settings as this file's in-process observer (one deployment, one config).
-      { name: 'scanner', capacity: 10, breaker },
-      { name: 'attestor', capacity: 10 },
-      { name: 'policy', capacity: 10 },
-    ],
-  });
+  const file = writeConfigFile(
+    testConfigInput({
+      downstreams: [
+        // The same breaker settings as this file's in-process observer (one deployment, one config).
+        { name: 'scanner', capacity: 10, breaker },
+        { name: 'attestor', capacity: 10 },
+        { name: 'policy', capacity: 10 },
+      ],
+    }),
+  );
   const env = { REDIS_URL: h.env.redisUrl, DATABASE_URL: h.db.url, TOLLGATE_PREFIX: h.prefix, TOLLGATE_CONFIG: file };
   const gates = [spawnWorker('gate', env), spawnWorker('gate', env)];
   try {

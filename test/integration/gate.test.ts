@@ -7,7 +7,7 @@ import { execJobId } from '../../src/redis/keys';
 import type { DeadLetterData } from '../../src/queues/gate';
 import type { JobLocation } from '../../src/queues/locate';
 import { createHarness, type Harness } from '../support/harness';
-import { waitFor } from '../support/services';
+import { clusterQueueName, waitFor } from '../support/services';
 
 let h: Harness;
 
@@ -99,7 +99,7 @@ it('records every decision so the API tells where a job is and why', async () =>
   expect(okLoc).toMatchObject({
     id: ok.id,
     place: 'exec',
-    queue: 'exec.attestor',
+    queue: clusterQueueName('exec.attestor'),
     jobId: execJobId(ok.id!),
     tenantId: 'initech',
     downstream: 'attestor',

@@ -19,6 +19,14 @@ function dockerRuns(): boolean {
 }
 
 export default async function globalSetup(): Promise<void> {
+  // TOLLGATE_TEST_CLUSTER=1: the run's Redis is a private three-master cluster (one replica each) on
+  // loopback, started here and stopped by global-teardown; Postgres as below.
+  if (process.env.TOLLGATE_TEST_CLUSTER === '1' && !process.env.TOLLGATE_TEST_CLUSTER_NODES) {
+    const { startPrivateCluster } = await import('./private-cluster');
+    const cluster = await startPrivateCluster({ masters: 3, replicas: 1 });
+    process.env.TOLLGATE_TEST_CLUSTER_NODES = cluster.nodesEnv;
+    (globalThis as Record<string, unknown>).__TOLLGATE_CLUSTER__ = cluster;
+  }
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS;
   const pgUrl = process.env.DATABASE_URL || DEFAULT_PG;
   const [redisOk, pgOk] = await Promise.all([redisAnswers(redisUrl), postgresAnswers(pgUrl)]);

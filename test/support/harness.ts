@@ -11,6 +11,7 @@ import { Keys } from '../../src/redis/keys';
 import { startTollgate, type Role, type Tollgate } from '../../src/runtime';
 import {
   cleanupPrefix,
+  clusterQueueName,
   createTestDatabase,
   testConfig,
   testEnv,
@@ -58,7 +59,8 @@ export async function createHarness(
   const queues = new Map<string, Queue>();
   const workers: Worker[] = [];
   const workerConnections: Redis[] = [];
-  const queue = (name: string) => {
+  const queue = (plain: string) => {
+    const name = clusterQueueName(plain);
     let q = queues.get(name);
     if (!q) queues.set(name, (q = new Queue(name, { connection: redis, prefix })));
     return q;
@@ -77,7 +79,7 @@ export async function createHarness(
     worker(name, processor, wopts = {}) {
       const conn = testRedis(env.redisUrl);
       workerConnections.push(conn);
-      const w = new Worker(name, processor, { connection: conn, prefix, concurrency: wopts.concurrency ?? 20 });
+      const w = new Worker(clusterQueueName(name), processor, { connection: conn, prefix, concurrency: wopts.concurrency ?? 20 });
       w.on('error', () => undefined);
       workers.push(w);
       return w;

@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigInput } from '../../src/config/file';
+import { CLUSTER_NODES, REDIS_URL } from './services';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -29,9 +30,11 @@ export function spawnWorker(
   role: 'gate' | 'observer' | 'api' | 'all',
   env: Record<string, string | undefined>,
 ): Child {
+  // On a cluster run, a child meant for the run's Redis gets the cluster's nodes.
+  const onCluster = CLUSTER_NODES && (env.REDIS_URL === undefined || env.REDIS_URL === REDIS_URL) && env.REDIS_CLUSTER_NODES === undefined;
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'workers', `${role}.ts`)], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, LOG_LEVEL: 'warn', ...(onCluster ? { REDIS_CLUSTER_NODES: CLUSTER_NODES!.map((n) => `${n.host}:${n.port}`).join(',') } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];

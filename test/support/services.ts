@@ -3,7 +3,7 @@
  * database of its own, dropped afterwards. Also builds Env and Config objects for tests.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { Client } from 'pg';
 import type { Env } from '../../src/config/env';
 import { parseConfig, type Config, type ConfigInput } from '../../src/config/file';
@@ -17,7 +17,22 @@ export function uniquePrefix(label = 't'): string {
   return `tgtest-${label}-${randomBytes(4).toString('hex')}`;
 }
 
+/**
+ * The Redis Cluster the run uses instead of REDIS_URL, when `TOLLGATE_TEST_CLUSTER=1` (global-setup
+ * starts a private one and sets TOLLGATE_TEST_CLUSTER_NODES): tests written against the harness then
+ * run on it unchanged, their queue names given a hash tag (`clusterQueueName`).
+ */
+export const CLUSTER_NODES: Array<{ host: string; port: number }> | undefined = process.env.TOLLGATE_TEST_CLUSTER_NODES
+  ? process.env.TOLLGATE_TEST_CLUSTER_NODES.split(',').map((a) => ({ host: a.split(':')[0]!, port: Number(a.split(':')[1]) }))
+  : undefined;
+
+/** A queue name as the run's Redis needs it: on a cluster, with a hash tag (`{exec.scanner}`). */
+export function clusterQueueName(name: string): string {
+  return CLUSTER_NODES && !name.includes('{') ? `{${name}}` : name;
+}
+
 export function testRedis(url = REDIS_URL): Redis {
+  if (CLUSTER_NODES && url === REDIS_URL) return new Cluster(CLUSTER_NODES, { redisOptions: { maxRetriesPerRequest: null } }) as unknown as Redis;
   return new Redis(url, { maxRetriesPerRequest: null });
 }
 
@@ -84,12 +99,31 @@ export function testEnv(overrides: Partial<Env> & { prefix: string; databaseUrl:
     metricsPort: undefined,
     shutdownGraceMs: 10_000,
     pgSchema: schemaForPrefix(overrides.prefix),
+    ...(CLUSTER_NODES ? { redisClusterNodes: CLUSTER_NODES } : {}),
     ...overrides,
   };
 }
 
 /** The demo topology with timings short enough for tests. */
 export function testConfigInput(overrides: Partial<ConfigInput> = {}): ConfigInput {
+  const input = baseConfigInput(overrides);
+  return CLUSTER_NODES ? tagQueueNames(input) : input;
+}
+
+/** The config with a hash tag in every queue name (ingress, dead-letter, execution, notifications), as a cluster needs. */
+export function tagQueueNames(input: ConfigInput): ConfigInput {
+  const tag = (name: string) => (name.includes('{') ? name : `{${name}}`);
+  const q = input.queues as { ingress?: string; deadLetter?: string } | undefined;
+  const n = (input.notifier as { queue?: { name?: string } } | undefined)?.queue;
+  return {
+    ...input,
+    queues: { ...q, ingress: tag(q?.ingress ?? 'ingress'), deadLetter: tag(q?.deadLetter ?? 'dead-letter') },
+    downstreams: (input.downstreams as Array<{ name: string; queue?: string }>).map((d) => ({ ...d, queue: tag(d.queue ?? `exec.${d.name}`) })),
+    notifier: { ...input.notifier, queue: { ...n, name: tag(n?.name ?? 'notifications') } },
+  } as ConfigInput;
+}
+
+function baseConfigInput(overrides: Partial<ConfigInput>): ConfigInput {
   return {
     downstreams: [
       { name: 'scanner', capacity: 50 },

@@ -6,17 +6,22 @@
  * Every scenario: `const c = await startCluster('name', { ...config })`, spawn roles with
  * `c.spawn('gate')`, produce with `c.produce(...)`, then `expectConserved(await c.conservation(ids))`
  * and `c.close()` in a finally.
+ *
+ * With `{ redisCluster: true }` the private Redis is a Redis Cluster of three masters with one replica
+ * each (test/support/private-cluster.ts): the children get REDIS_CLUSTER_NODES, every queue name a hash
+ * tag, and the checks read each key on its own slot.
  */
 import { Queue, Worker, type Job, type WorkerOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster as RedisCluster, Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import type { ConfigInput } from '../../../src/config/file';
 import { schemaForPrefix } from '../../../src/db/pg-schema';
 import { execJobId, jobKey, Keys } from '../../../src/redis/keys';
 import { startPrivatePostgres, type PrivatePostgres } from '../../support/private-postgres';
+import { startPrivateCluster, type PrivateCluster } from '../../support/private-cluster';
 import { startPrivateRedis, type PrivateRedis } from '../../support/private-redis';
 import { spawnWorker, writeConfigFile, type Child } from '../../support/processes';
-import { testConfigInput, urlInSchema, waitFor } from '../../support/services';
+import { tagQueueNames, testConfigInput, urlInSchema, waitFor } from '../../support/services';
 
 export const DOWNSTREAMS = ['scanner', 'attestor', 'policy'] as const;
 export type Downstream = (typeof DOWNSTREAMS)[number];
@@ -64,13 +69,20 @@ export interface Conservation {
 }
 
 export interface ClusterOptions {
-  /** Start without Redis/Postgres (for scenarios that start them late). */
-  noServices?: boolean;
+  /** Run on a private Redis Cluster (three masters, one replica each) instead of one redis-server. */
+  redisCluster?: boolean;
 }
 
 export interface Cluster {
   readonly label: string;
+  /** The private redis-server (on a cluster rig: stop() stops the whole cluster, restart() is refused). */
   readonly redis: PrivateRedis;
+  /** The private Redis Cluster, on a cluster rig. */
+  readonly redisCluster?: PrivateCluster;
+  /** Each downstream's execution queue name (hash-tagged on a cluster rig). */
+  execQueue(d: Downstream): string;
+  /** The dead-letter queue's name. */
+  readonly deadLetterQueue: string;
   readonly pg: PrivatePostgres;
   readonly prefix: string;
   /** The cluster's database, its connections inside the deployment's schema (raw SQL reads its tables). */
@@ -105,22 +117,43 @@ export function chaosConfigInput(overrides: Partial<ConfigInput> = {}): ConfigIn
   });
 }
 
-export async function startCluster(label: string, config: ConfigInput = chaosConfigInput()): Promise<Cluster> {
-  const [redis, pg] = await Promise.all([startPrivateRedis(), startPrivatePostgres()]);
+export async function startCluster(label: string, configInput: ConfigInput = chaosConfigInput(), opts: ClusterOptions = {}): Promise<Cluster> {
+  const config = opts.redisCluster ? tagQueueNames(configInput) : configInput;
+  const [redisCluster, single, pg] = await Promise.all([
+    opts.redisCluster ? startPrivateCluster({ masters: 3, replicas: 1 }) : undefined,
+    opts.redisCluster ? undefined : startPrivateRedis(),
+    startPrivatePostgres(),
+  ]);
+  const redis: PrivateRedis = single ?? {
+    url: `redis://${redisCluster!.nodes[0]!.address}`,
+    port: redisCluster!.nodes[0]!.port,
+    stop: () => redisCluster!.stop(),
+    restart: () => Promise.reject(new Error('a cluster rig does not restart its Redis; kill its nodes with redisCluster.kill')),
+  };
+  const clusterNodes = redisCluster?.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
+  const newConn = (): Redis => {
+    const c = clusterNodes
+      ? (new RedisCluster(clusterNodes, { redisOptions: { maxRetriesPerRequest: null }, retryDelayOnClusterDown: 200, retryDelayOnFailover: 200, maxRedirections: 32 }) as unknown as Redis)
+      : new Redis(redis.url, { maxRetriesPerRequest: null });
+    c.on('error', () => undefined);
+    return c;
+  };
   const dbName = `chaos_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}`;
   const prefix = `chaos-${label}-${randomBytes(3).toString('hex')}`;
   const dbUrl = urlInSchema(await pg.createDatabase(dbName), schemaForPrefix(prefix));
   const keys = new Keys(prefix);
   const configFile = writeConfigFile(config);
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  conn.on('error', () => undefined);
+  const conn = newConn();
+  const execNames = new Map((config.downstreams as Array<{ name: string; queue?: string }>).map((d) => [d.name, d.queue ?? `exec.${d.name}`]));
+  const execQueue = (d: Downstream) => execNames.get(d) ?? `exec.${d}`;
+  const deadLetterQueue = (config.queues as { deadLetter?: string } | undefined)?.deadLetter ?? 'dead-letter';
   const ingress = new Queue(config.queues?.ingress ?? 'ingress', { connection: conn, prefix });
   ingress.on('error', () => undefined);
   const children: Child[] = [];
   const trackers: ExecTracker[] = [];
 
   const env = (extra: Record<string, string | undefined> = {}) => ({
-    REDIS_URL: redis.url,
+    ...(clusterNodes ? { REDIS_CLUSTER_NODES: clusterNodes.map((n) => `${n.host}:${n.port}`).join(',') } : { REDIS_URL: redis.url }),
     DATABASE_URL: dbUrl,
     TOLLGATE_PREFIX: prefix,
     TOLLGATE_CONFIG: configFile,
@@ -130,6 +163,9 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
   const cluster: Cluster = {
     label,
     redis,
+    ...(redisCluster ? { redisCluster } : {}),
+    execQueue,
+    deadLetterQueue,
     pg,
     prefix,
     dbUrl,
@@ -156,11 +192,10 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
       };
       const conns: Redis[] = [];
       const workers = (opts.downstreams ?? DOWNSTREAMS).map((d) => {
-        const wconn = new Redis(redis.url, { maxRetriesPerRequest: null });
-        wconn.on('error', () => undefined);
+        const wconn = newConn();
         conns.push(wconn);
         const w = new Worker(
-          `exec.${d}`,
+          execQueue(d),
           async (job) => {
             const tenant = `${d}/${String((job.data as { tenantId?: unknown })?.tenantId)}`;
             runs.set(job.id!, (runs.get(job.id!) ?? 0) + 1);
@@ -248,12 +283,12 @@ export async function startCluster(label: string, config: ConfigInput = chaosCon
  * the execution workers' record of having run it (completed jobs are removed), the dead-letter job.
  */
 async function conservation(c: Cluster, ids: string[], exec: ExecTracker): Promise<Conservation> {
+  // One command per key, not a pipeline: on a cluster rig the keys of one id are in several slots
+  // (ingress, each execution queue, dead-letter, governance), and a pipeline must stay in one.
   const records: Array<Record<string, string>> = [];
   const chunk = 1000;
   for (let i = 0; i < ids.length; i += chunk) {
-    const pipe = c.conn.pipeline();
-    for (const id of ids.slice(i, i + chunk)) pipe.hgetall(c.keys.record(jobKey(id)));
-    records.push(...((await pipe.exec()) ?? []).map(([, r]) => (r ?? {}) as Record<string, string>));
+    records.push(...(await Promise.all(ids.slice(i, i + chunk).map((id) => c.conn.hgetall(c.keys.record(jobKey(id)))))));
   }
   const out: Conservation = {
     jobs: ids.length,
@@ -266,18 +301,18 @@ async function conservation(c: Cluster, ids: string[], exec: ExecTracker): Promi
   };
   for (let i = 0; i < ids.length; i += chunk) {
     const slice = ids.slice(i, i + chunk);
-    const pipe = c.conn.pipeline();
+    const reads: Array<Promise<unknown>> = [];
     for (const [k, id] of slice.entries()) {
       const rec = records[i + k]!;
-      pipe.exists(c.keys.bullJob(c.ingress.name, id));
-      pipe.hget(c.keys.bullJob('dead-letter', execJobId(jobKey(id))), 'data');
-      for (const d of DOWNSTREAMS) pipe.exists(c.keys.bullJob(`exec.${d}`, execJobId(jobKey(id))));
-      if (rec.ds && rec.t && rec.n) pipe.zscore(c.keys.flow(rec.ds, `${rec.t}/${rec.n}`), jobKey(id));
-      else pipe.echo('');
+      reads.push(c.conn.exists(c.keys.bullJob(c.ingress.name, id)));
+      reads.push(c.conn.hget(c.keys.bullJob(c.deadLetterQueue, execJobId(jobKey(id))), 'data'));
+      for (const d of DOWNSTREAMS) reads.push(c.conn.exists(c.keys.bullJob(c.execQueue(d), execJobId(jobKey(id)))));
+      if (rec.ds && rec.t && rec.n) reads.push(c.conn.zscore(c.keys.flow(rec.ds, `${rec.t}/${rec.n}`), jobKey(id)));
+      else reads.push(Promise.resolve(''));
     }
-    const res = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    const res = await Promise.all(reads);
     const per = 2 + DOWNSTREAMS.length + 1;
-    for (const [k, id] of slice.entries()) {
+  for (const [k, id] of slice.entries()) {
       const r = res.slice(k * per, (k + 1) * per);
       const places: Place[] = [];
       if (Number(r[0]) === 1) places.push('ingress');

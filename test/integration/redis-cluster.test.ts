@@ -1,0 +1,95 @@
+/**
+ * tollgate on Redis Cluster as a user starts it (issue 17): a private cluster of three masters with one
+ * replica each on loopback, `npm start`'s process with REDIS_CLUSTER_NODES, hash-tagged queue names,
+ * plain BullMQ producer and worker on cluster connections. Bad cluster settings exit 1 with a message
+ * naming them. (The harness-based gate, quota, policy and breaker tests and the kill -9 test run on a
+ * cluster too: `npm run test:cluster`.)
+ */
+import { Queue, Worker } from 'bullmq';
+import { Cluster } from 'ioredis';
+import { execJobId, Keys } from '../../src/redis/keys';
+import { freePort } from '../support/net';
+import { startPrivateCluster, type PrivateCluster } from '../support/private-cluster';
+import { spawnWorker, writeConfigFile } from '../support/processes';
+import { createTestDatabase, tagQueueNames, testConfigInput, uniquePrefix, waitFor } from '../support/services';
+
+jest.setTimeout(120_000);
+
+let cluster: PrivateCluster;
+beforeAll(async () => {
+  cluster = await startPrivateCluster({ masters: 3, replicas: 1 });
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+const fatalLine = (logs: Array<Record<string, unknown>>) => logs.find((l) => l.level === 'fatal' || l.level === 60);
+
+it('exits 1 naming REDIS_CLUSTER_NODES when an entry is not host:port', async () => {
+  const child = spawnWorker('all', { REDIS_CLUSTER_NODES: '127.0.0.1:7000,not-a-node', TOLLGATE_CONFIG: writeConfigFile(tagQueueNames(testConfigInput())) });
+  expect((await child.exited).code).toBe(1);
+  expect(fatalLine(child.logs)).toMatchObject({ code: 'TG_ERR_ENV', msg: expect.stringMatching(/REDIS_CLUSTER_NODES.*"not-a-node" is not host:port/) });
+});
+
+it('exits 1 naming each queue without a hash tag on a cluster', async () => {
+  const config = { ...testConfigInput(), queues: { ingress: 'ingress', deadLetter: '{dead-letter}' }, downstreams: [{ name: 'scanner', capacity: 5, queue: '{exec.scanner}' }, { name: 'attestor', capacity: 5 }, { name: 'policy', capacity: 5, queue: '{exec.policy}' }] };
+  const child = spawnWorker('all', { REDIS_CLUSTER_NODES: cluster.nodesEnv, TOLLGATE_CONFIG: writeConfigFile(config) });
+  expect((await child.exited).code).toBe(1);
+  const line = fatalLine(child.logs);
+  expect(line).toMatchObject({ code: 'TG_ERR_CONFIG' });
+  expect(String(line?.msg)).toContain('queues.ingress "ingress" (e.g. "{ingress}")');
+  expect(String(line?.msg)).toContain('downstreams[1].queue "exec.attestor"');
+  expect(String(line?.msg)).not.toContain('queues.deadLetter');
+});
+
+it('runs all roles on the cluster: ready, governs, executes, dead-letters, releases capacity', async () => {
+  const prefix = uniquePrefix('rcluster');
+  const db = await createTestDatabase('rcluster');
+  const port = await freePort();
+  const config = tagQueueNames(testConfigInput({ downstreams: [{ name: 'scanner', capacity: 2 }, { name: 'attestor', capacity: 5 }, { name: 'policy', capacity: 5 }] }));
+  const child = spawnWorker('all', { REDIS_CLUSTER_NODES: cluster.nodesEnv, TOLLGATE_CONFIG: writeConfigFile(config), TOLLGATE_PREFIX: prefix, DATABASE_URL: db.url, PORT: String(port) });
+  const conn = () => new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), { redisOptions: { maxRetriesPerRequest: null } });
+  const producerConn = conn();
+  const workerConn = conn();
+  const ingress = new Queue('{ingress}', { connection: producerConn, prefix });
+  let running = 0;
+  let peak = 0;
+  const ran: number[] = [];
+  const worker = new Worker(
+    '{exec.scanner}',
+    async (job) => {
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, 30));
+      running--;
+      ran.push(job.data.i);
+    },
+    { connection: workerConn, prefix, concurrency: 10 },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.status === 200 || undefined, 'ready on the cluster', 30_000, 100);
+    const jobs = await ingress.addBulk(Array.from({ length: 30 }, (_, i) => ({ name: 'scan.image', data: { tenantId: `t${i % 3}`, i }, opts: { attempts: 2 } })));
+    const bad = await ingress.add('scan.image', { i: -1 });
+    await waitFor(() => ran.length === 30 || undefined, '30 jobs executed', 30_000);
+    // The scanner's capacity of 2 held across the cluster's slots; the producer's options survived.
+    expect(peak).toBeLessThanOrEqual(2);
+    const exec = new Queue('{exec.scanner}', { connection: producerConn, prefix });
+    const loc = (await (await fetch(`${base}/api/v1/jobs/${jobs[0]!.id}`)).json()) as Record<string, unknown>;
+    expect(loc).toMatchObject({ place: 'exec', queue: '{exec.scanner}', jobId: execJobId(jobs[0]!.id!) });
+    await exec.close();
+    const dead = await waitFor(async () => (await (await fetch(`${base}/api/v1/dead-letter?reason=missing-tenant`)).json()) as { items: Array<{ ingressJobId: string }> }, 'the dead letter');
+    expect(dead.items.map((d) => d.ingressJobId)).toEqual([bad.id]);
+    // Every slot's capacity released once the jobs finished (the observer reads each stream's slot).
+    const keys = new Keys(prefix);
+    await waitFor(async () => ((await producerConn.zcard(keys.inflight('scanner'))) === 0 && (await producerConn.get(keys.downstream('scanner', 'used'))) === '0') || undefined, 'capacity released', 15_000, 100);
+    expect(child.logs.filter((l) => Number(l.level) >= 50 || String(l.msg ?? l.raw ?? '').includes('CROSSSLOT'))).toEqual([]);
+  } finally {
+    await worker.close();
+    await ingress.close();
+    producerConn.disconnect();
+    workerConn.disconnect();
+    child.kill('SIGKILL');
+    await child.exited;
+    await db.drop();
+  }
+});

@@ -1,0 +1,118 @@
+/**
+ * A Redis Cluster of the test's own: `masters` masters with `replicas` replicas each, every node a
+ * redis-server on a random loopback port (`--cluster-enabled yes`), joined with
+ * `redis-cli --cluster create`, ready once every node reports `cluster_state:ok` and knows every slot.
+ * Nothing on disk survives it (its node files live in a temporary directory removed by `stop()`).
+ * Needs `redis-server` and `redis-cli` on the PATH (the CI machine has both).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from './net';
+import { waitFor } from './services';
+
+const run = promisify(execFile);
+
+export interface ClusterNode {
+  port: number;
+  /** host:port */
+  address: string;
+  proc: ChildProcess;
+}
+
+export interface PrivateCluster {
+  nodes: ClusterNode[];
+  /** `host:port,host:port,…` of every node, as REDIS_CLUSTER_NODES takes it. */
+  nodesEnv: string;
+  /** The node serving `slot` as master now. */
+  masterOf(slot: number): Promise<ClusterNode>;
+  /** kill -9 one node. */
+  kill(node: ClusterNode): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function cli(port: number, ...args: string[]): Promise<string> {
+  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 30_000 });
+  return stdout;
+}
+
+export async function startPrivateCluster(opts: { masters?: number; replicas?: number } = {}): Promise<PrivateCluster> {
+  const masters = opts.masters ?? 3;
+  const replicas = opts.replicas ?? 1;
+  const count = masters * (1 + replicas);
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-cluster-'));
+  const nodes: ClusterNode[] = [];
+  const exits = new Map<ClusterNode, Promise<void>>();
+  try {
+    for (let i = 0; i < count; i++) {
+      const port = await freePort();
+      const nodeDir = join(dir, String(port));
+      mkdirSync(nodeDir);
+      const proc = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--dir', nodeDir],
+        { stdio: 'ignore' },
+      );
+      proc.on('error', () => undefined);
+      const node = { port, address: `127.0.0.1:${port}`, proc };
+      exits.set(node, new Promise<void>((r) => proc.on('exit', () => r())));
+      nodes.push(node);
+    }
+    for (const n of nodes) await waitFor(async () => (await cli(n.port, 'PING').catch(() => '')).trim() === 'PONG' || undefined, `cluster node ${n.port}`);
+    await cli(nodes[0]!.port, '--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', String(replicas), '--cluster-yes');
+    await waitFor(
+      async () => {
+        for (const n of nodes) {
+          const info = await cli(n.port, 'CLUSTER', 'INFO').catch(() => '');
+          if (!info.includes('cluster_state:ok') || !info.includes('cluster_slots_assigned:16384') || !info.includes(`cluster_known_nodes:${count}`)) return undefined;
+        }
+        return true;
+      },
+      'the private cluster to be ok on every node',
+      30_000,
+      100,
+    );
+  } catch (err) {
+    for (const n of nodes) n.proc.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`this test starts a private Redis Cluster and none could be started: ${(err as Error).message}`);
+  }
+  const cluster: PrivateCluster = {
+    nodes,
+    nodesEnv: nodes.map((n) => n.address).join(','),
+    async masterOf(slot) {
+      for (const n of nodes) {
+        if (n.proc.exitCode !== null || n.proc.signalCode !== null) continue;
+        const out = await cli(n.port, 'CLUSTER', 'NODES').catch(() => undefined);
+        if (out === undefined) continue;
+        for (const line of out.split('\n')) {
+          // <id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slot> <slot> ...
+          const f = line.split(' ');
+          if (!f[2]?.includes('master') || f[2].includes('fail')) continue;
+          for (const range of f.slice(8)) {
+            const [a, b] = range.split('-').map(Number);
+            if (slot >= a! && slot <= (b ?? a!)) {
+              const port = Number(f[1]!.split('@')[0]!.split(':')[1]);
+              const found = nodes.find((x) => x.port === port);
+              if (found) return found;
+            }
+          }
+        }
+        break;
+      }
+      throw new Error(`no live master serves slot ${slot}`);
+    },
+    async kill(node) {
+      node.proc.kill('SIGKILL');
+      await exits.get(node);
+    },
+    async stop() {
+      for (const n of nodes) n.proc.kill('SIGKILL');
+      await Promise.all([...exits.values()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return cluster;
+}
