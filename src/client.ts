@@ -13,7 +13,7 @@
  *   const { level, retryAfterMs } = await bp.check('acme', 'scan.image');
  *   if (level !== 'ok') await sleep(retryAfterMs ?? 1000);
  */
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { loadEnv } from './config/env';
 import { loadConfigFile, type Config } from './config/file';
 import { createRouter } from './core/classify';
@@ -42,7 +42,13 @@ export interface BackpressureClient {
 export function createBackpressureClient(opts: { redis?: Redis; redisUrl?: string; prefix?: string; config?: Config } = {}): BackpressureClient {
   const env = opts.redis && opts.prefix && opts.config ? undefined : loadEnv();
   const config = opts.config ?? loadConfigFile(env!.configPath);
-  const redis = opts.redis ?? new Redis(opts.redisUrl ?? env!.redisUrl, { maxRetriesPerRequest: 2 });
+  // REDIS_CLUSTER_NODES (when no client or URL is given): a cluster client, as tollgate's own.
+  const clusterNodes = opts.redis === undefined && opts.redisUrl === undefined ? env?.redisClusterNodes : undefined;
+  const redis =
+    opts.redis ??
+    (clusterNodes
+      ? (new Cluster(clusterNodes, { scaleReads: 'master', redisOptions: { maxRetriesPerRequest: 2 } }) as unknown as Redis)
+      : new Redis(opts.redisUrl ?? env!.redisUrl, { maxRetriesPerRequest: 2 }));
   const owned = opts.redis === undefined;
   const governance = new Governance(redis, new Keys(opts.prefix ?? env!.prefix), 0, config.downstreams.map((d) => d.name));
   const router = createRouter({ rules: config.routing.rules, dataField: config.routing.dataField, downstreams: config.downstreams.map((d) => d.name) });
