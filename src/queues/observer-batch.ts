@@ -67,9 +67,11 @@ export class BatchApplier {
         }
         await failpoints.hit('observer.before-ack');
         const pipe = redis.pipeline();
-        forgetDeduplication(this.deps, pipe, stream.downstream, forget);
+        const releaseHolds = forgetDeduplication(this.deps, pipe, stream.downstream, forget);
         pipe.xack(stream.key, OBSERVER_GROUP, ...ids);
         for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
+        // On a cluster, in ingress's slot (a hold missed here is ended by the sweep).
+        await releaseHolds?.();
       } catch (err) {
         this.tailError ??= err as Error;
       } finally {
@@ -103,12 +105,22 @@ export async function describeEvents(deps: Pick<ObserverDeps, 'redis' | 'keys'>,
   const { redis, keys } = deps;
   const needed = events.filter((e) => e.gen === undefined || e.kind !== 'completed');
   if (needed.length === 0) return;
-  const pipe = redis.pipeline();
+  // Two pipelines, one per slot (the records are governance's, the job hashes the execution queue's),
+  // sent together; their replies merged back in the order read below.
+  const recPipe = redis.pipeline();
+  const jobPipe = redis.pipeline();
   for (const e of needed) {
-    if (e.gen === undefined) pipe.hget(keys.record(e.key), 'bg');
-    if (e.kind !== 'completed') pipe.hmget(keys.bullJob(stream.queue, e.execJobId), 'failedReason', 'stacktrace');
+    if (e.gen === undefined) recPipe.hget(keys.record(e.key), 'bg');
+    if (e.kind !== 'completed') jobPipe.hmget(keys.bullJob(stream.queue, e.execJobId), 'failedReason', 'stacktrace');
   }
-  const res = ((await pipe.exec()) ?? []).map(([, v]) => v);
+  const [recRes, jobRes] = await Promise.all([recPipe.length > 0 ? recPipe.exec() : [], jobPipe.length > 0 ? jobPipe.exec() : []]);
+  const recs = (recRes ?? []).map(([, v]) => v);
+  const jobs = (jobRes ?? []).map(([, v]) => v);
+  const res: unknown[] = [];
+  for (const e of needed) {
+    if (e.gen === undefined) res.push(recs.shift());
+    if (e.kind !== 'completed') res.push(jobs.shift());
+  }
   let i = 0;
   for (const e of needed) {
     if (e.gen === undefined) {

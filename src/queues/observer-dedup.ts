@@ -18,22 +18,32 @@ import type { ObserverDeps } from './observer';
  *
  * The pipeline's connection must have the scripts loaded (scriptsFor): it runs releaseDedup-1.lua.
  */
+/**
+ * On Redis Cluster the ingress holds are in ingress's slot, not the execution queue's, and a pipeline
+ * stays in one slot: the release of the holds is then returned as a call of its own to run after the
+ * pipeline (undefined on a single Redis, where it rides in the pipeline).
+ */
 export function forgetDeduplication(
-  deps: Pick<ObserverDeps, 'topology' | 'config'>,
+  deps: Pick<ObserverDeps, 'topology' | 'config' | 'redis'>,
   pipe: ReturnType<Redis['pipeline']>,
   downstream: string,
   keys: readonly string[],
-): void {
+): (() => Promise<unknown>) | undefined {
   const queue = deps.topology.execQueue(downstream);
   const { gate, scheduler } = deps.config;
   const window = 2 * Math.max(gate.lockDurationMs, scheduler.leaseMs) + 1000;
   for (const key of keys) pipe.pexpire(queue.toKey(`de:${execJobId(key)}`), window, 'LT');
   // Their simple-mode ingress deduplication ids stop holding, in the same round trip (releaseDedup-1.lua;
   // a hold missed here is ended by the sweep).
-  if (keys.length > 0) {
-    const withScripts = pipe as unknown as Record<string, (...args: Array<string | number>) => unknown>;
-    withScripts.tg_releaseDedup!(deps.topology.heldDedupKey, deps.topology.ingress.toKey(''), ...keys);
+  if (keys.length === 0) return undefined;
+  const args = [deps.topology.heldDedupKey, deps.topology.ingress.toKey(''), ...keys];
+  if ((deps.redis as { isCluster?: boolean }).isCluster === true) {
+    const onClient = deps.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<unknown>>;
+    return () => onClient.tg_releaseDedup!(...args);
   }
+  const withScripts = pipe as unknown as Record<string, (...a: Array<string | number>) => unknown>;
+  withScripts.tg_releaseDedup!(...args);
+  return undefined;
 }
 
 /**

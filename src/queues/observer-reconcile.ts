@@ -166,8 +166,9 @@ export class Reconciler {
         });
         if (forget.length > 0) {
           const pipe = redis.pipeline();
-          forgetDeduplication(this.deps, pipe, s.downstream, forget);
+          const releaseHolds = forgetDeduplication(this.deps, pipe, s.downstream, forget);
           await pipe.exec();
+          await releaseHolds?.();
         }
         offset -= n; // released entries left the zset; keep the window aligned
         report.released += n;

@@ -93,16 +93,31 @@ export class Topology {
     return scriptsFor(this.connection).releaseDedup(scriptKeys.releaseDedup(this.keys, this.ingress.name), [this.ingress.toKey(''), ...keys]);
   }
 
-  /** Which of these jobs already exist in their queues (one round trip). */
+  /**
+   * Which of these jobs already exist in their queues: one pipeline per queue (a pipeline stays in one
+   * slot on Redis Cluster, and each queue has its own), sent together.
+   */
   async jobsExist(items: ReadonlyArray<{ queue: Queue; jobId: string }>): Promise<boolean[]> {
     if (items.length === 0) return [];
-    const pipe = this.connection.pipeline();
-    for (const it of items) pipe.exists(it.queue.toKey(it.jobId));
-    const res = (await pipe.exec()) ?? [];
-    return res.map(([err, n]: [Error | null, unknown]) => {
-      if (err) throw err;
-      return n === 1;
+    const byQueue = new Map<Queue, number[]>();
+    items.forEach((it, i) => {
+      const list = byQueue.get(it.queue);
+      if (list) list.push(i);
+      else byQueue.set(it.queue, [i]);
     });
+    const out: boolean[] = items.map(() => false);
+    await Promise.all(
+      [...byQueue].map(async ([queue, at]) => {
+        const pipe = this.connection.pipeline();
+        for (const i of at) pipe.exists(queue.toKey(items[i]!.jobId));
+        const res = (await pipe.exec()) ?? [];
+        res.forEach(([err, n]: [Error | null, unknown], k) => {
+          if (err) throw err;
+          out[at[k]!] = n === 1;
+        });
+      }),
+    );
+    return out;
   }
 
   /**

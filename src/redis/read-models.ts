@@ -2,6 +2,7 @@
  * Read models of governance state for the API, the dashboard, the sync and the observer's samples:
  * period usage, counters, what is in flight, admissions per minute, flow samples and decision records.
  */
+import { scanTargets } from './maintenance';
 import { PERIODS, windowsAt, type Period } from '../core/periods';
 import { pipelineReplies } from './connection';
 import { jobKey } from './keys';
@@ -25,9 +26,11 @@ export class ReadModels extends GovernanceStore {
     const windows = windowsAt(now);
     const prefix = this.keys.quotaStatePattern().slice(0, -1);
     const out: Array<{ quotaId: string; tenantId: string; period: Period; window: number; used: number }> = [];
+    // Every master on a cluster (the governance slot's keys are on one of them; SCAN has no key to route by).
+    for (const node of scanTargets(this.redis)) {
     let cursor = '0';
     do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', this.keys.quotaStatePattern(), 'COUNT', 1000);
+      const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.quotaStatePattern(), 'COUNT', 1000);
       cursor = next;
       if (keys.length === 0) continue;
       const pipe = this.redis.pipeline();
@@ -45,6 +48,7 @@ export class ReadModels extends GovernanceStore {
         });
       });
     } while (cursor !== '0');
+    }
     return out;
   }
 

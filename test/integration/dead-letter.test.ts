@@ -83,7 +83,10 @@ it('pages without repeating or skipping while new dead letters arrive and while 
   const t1 = (await h.api('GET', '/api/v1/dead-letter?reason=invalid-cost&limit=1', { token: ACME })).body;
   expect(t1.items.map(mark)).toEqual(['a2']);
   expect(t1.nextCursor).toMatch(/^s\./);
-  expect(Buffer.from(t1.nextCursor.slice(2), 'base64url').toString('latin1')).not.toMatch(/job|after|ts|[{}]/);
+  const sealed = Buffer.from(t1.nextCursor.slice(2), 'base64url').toString('latin1');
+  expect(sealed).not.toContain('"job"');
+  expect(sealed).not.toContain('"after"');
+  expect(sealed).not.toContain('"ts"');
   const t2 = (await h.api('GET', `/api/v1/dead-letter?reason=invalid-cost&limit=1&cursor=${t1.nextCursor}`, { token: ACME })).body;
   expect(t2.items.map(mark)).toEqual(['a1']);
   // A tampered sealed cursor is refused like any cursor this API did not return.

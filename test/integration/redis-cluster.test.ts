@@ -93,3 +93,91 @@ it('runs all roles on the cluster: ready, governs, executes, dead-letters, relea
     await db.drop();
   }
 });
+
+/**
+ * Queues placed on other masters than the governance slot's (names chosen by their slot), so a
+ * pipeline or script that mixes slots fails here instead of passing by luck of placement: custom job
+ * ids (existence checks in the dead-letter and execution queues), deduplication ids (their holds in
+ * ingress's slot, released with the execution queue's acknowledgements), a breaker downstream whose jobs
+ * fail and retry (the observer reads records and job hashes), the usage snapshot (a SCAN).
+ */
+it('spreads ingress, the execution queues and governance over three masters, and every path still works', async () => {
+  const prefix = uniquePrefix('rspread');
+  const keys = new Keys(prefix);
+  const probe = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })));
+  const masterOfKey = async (key: string) => (await cluster.masterOf(Number(await probe.call('CLUSTER', 'KEYSLOT', key)))).port;
+  const gov = await masterOfKey(keys.throttles());
+  const taken = new Set([gov]);
+  const pick = async (base: string) => {
+    for (let i = 0; i < 200; i++) {
+      const name = `{${base}${i === 0 ? '' : `.${i}`}}`;
+      const m = await masterOfKey(keys.bullKey(name, 'wait'));
+      if (!taken.has(m)) {
+        taken.add(m);
+        return name;
+      }
+    }
+    throw new Error(`no hash tag for ${base} on a free master`);
+  };
+  const ingressName = await pick('ingress');
+  const scannerQueue = await pick('exec.scanner');
+  expect(taken.size).toBe(3);
+  const db = await createTestDatabase('rspread');
+  const port = await freePort();
+  const config = tagQueueNames(
+    testConfigInput({
+      queues: { ingress: ingressName, deadLetter: '{dead-letter}' },
+      downstreams: [
+        { name: 'scanner', capacity: 5, queue: scannerQueue, breaker: { minimumCalls: 1000, consecutiveFailures: 1000 } },
+        { name: 'attestor', capacity: 5 },
+        { name: 'policy', capacity: 5 },
+      ],
+    } as never),
+  );
+  const child = spawnWorker('all', { REDIS_CLUSTER_NODES: cluster.nodesEnv, TOLLGATE_CONFIG: writeConfigFile(config), TOLLGATE_PREFIX: prefix, DATABASE_URL: db.url, PORT: String(port), LOG_LEVEL: 'info' });
+  const producerConn = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), { redisOptions: { maxRetriesPerRequest: null } });
+  const workerConn = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), { redisOptions: { maxRetriesPerRequest: null } });
+  const ingress = new Queue(ingressName, { connection: producerConn, prefix });
+  const attempts = new Map<string, number>();
+  const worker = new Worker(
+    scannerQueue,
+    async (job) => {
+      const n = (attempts.get(job.data.k) ?? 0) + 1;
+      attempts.set(job.data.k, n);
+      if (job.data.failFirst && n === 1) throw new Error('scanner hiccup');
+    },
+    { connection: workerConn, prefix, concurrency: 5 },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.status === 200 || undefined, 'ready on the cluster', 30_000, 100);
+    await ingress.addBulk([
+      ...Array.from({ length: 10 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'acme', k: `custom-${i}` }, opts: { jobId: `custom-${i}` } })),
+      ...Array.from({ length: 10 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'acme', k: `dedup-${i}` }, opts: { deduplication: { id: `d-${i}` } } })),
+      ...Array.from({ length: 10 }, (_, i) => ({ name: 'scan.image', data: { tenantId: 'globex', k: `retry-${i}`, failFirst: true }, opts: { attempts: 2, backoff: { type: 'fixed', delay: 10 } } })),
+    ]);
+    await waitFor(() => attempts.size === 30 && [...attempts].filter(([k]) => k.startsWith('retry-')).every(([, n]) => n === 2) || undefined, 'every job run (retries twice)', 30_000);
+    // The observer acknowledged every event (a failed tail leaves them pending) and the holds ended.
+    await waitFor(async () => {
+      const pending = (await producerConn.xpending(keys.events(scannerQueue), 'tollgate-observer')) as [number, ...unknown[]];
+      const holds = await producerConn.hlen(keys.ingressHeldDedup(ingressName));
+      return (Number(pending[0]) === 0 && holds === 0) || undefined;
+    }, 'events acknowledged and deduplication holds ended', 15_000, 100);
+    // The same deduplication id is free again once its job ended; the same custom id is the same job.
+    const again = await ingress.add('scan.image', { tenantId: 'acme', k: 'dedup-0-again' }, { deduplication: { id: 'd-0' } });
+    await waitFor(() => attempts.has('dedup-0-again') || undefined, 'a job reusing an ended deduplication id runs');
+    expect(again.id).toBeDefined();
+    const problems = child.logs.filter((l) => Number(l.level) >= 40 && !/Redis lacks the quota/.test(String(l.msg)));
+    expect(problems.map((l) => `${String(l.msg)} ${String(l.err ?? '')}`)).toEqual([]);
+  } finally {
+    await worker.close();
+    await ingress.close();
+    producerConn.disconnect();
+    workerConn.disconnect();
+    probe.disconnect();
+    child.kill('SIGKILL');
+    await child.exited;
+    await db.drop();
+  }
+});
+
