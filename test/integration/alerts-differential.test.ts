@@ -6,7 +6,6 @@
  * per event. It also races two connections on one crossing.
  */
 import { fieldsOf } from '../../src/core/fields';
-import { Redis } from 'ioredis';
 import { alertKey, step, type CrossingState } from '../../src/core/alerts';
 import { Keys } from '../../src/redis/keys';
 import { scriptsFor } from '../../src/redis/scripts';
@@ -149,7 +148,7 @@ it('agrees with step on 300 random rounds over 5 keys (hysteresis, sustained con
 it('opens one alert, and resolves it once, when two processes evaluate the same crossing at once', async () => {
   const k = new Keys(`${prefix}:c`);
   const KEYS: [string, string, string] = [k.alertsOpen(), k.alertsSince(), k.alertEvents()];
-  const other = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const other = testRedis(REDIS_URL);
   try {
     const a = scriptsFor(redis);
     const b = scriptsFor(other);

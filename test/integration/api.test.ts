@@ -4,7 +4,7 @@
  */
 import { parseApiTokens } from '../../src/config/tokens';
 import { createHarness, type Harness } from '../support/harness';
-import { waitFor } from '../support/services';
+import { clusterQueueName, waitFor } from '../support/services';
 
 const TOKENS = 'ops:ops-secret-0123456789:admin,dash:dash-secret-0123456789:read,acme:acme-secret-0123456789:tenant:acme';
 
@@ -52,8 +52,8 @@ describe('without tokens (loopback only, read-only)', () => {
       const scanner = body.exec.find((e: { downstream: string }) => e.downstream === 'scanner');
       return scanner.counts.completed === 1 && body.deadLetter.counts.waiting === 1 ? body : undefined;
     }, 'counts to show both jobs');
-    expect(q.ingress).toMatchObject({ queue: 'ingress', counts: { waiting: 0, active: 0 } });
-    expect(q.exec.map((e: { queue: string }) => e.queue)).toEqual(['exec.scanner', 'exec.attestor', 'exec.policy']);
+    expect(q.ingress).toMatchObject({ queue: clusterQueueName('ingress'), counts: { waiting: 0, active: 0 } });
+    expect(q.exec.map((e: { queue: string }) => e.queue)).toEqual(['exec.scanner', 'exec.attestor', 'exec.policy'].map(clusterQueueName));
     await open.closeWorkers();
   });
 

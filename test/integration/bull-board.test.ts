@@ -5,7 +5,7 @@
  */
 import { parseApiTokens } from '../../src/config/tokens';
 import { createHarness, type Harness } from '../support/harness';
-import { waitFor } from '../support/services';
+import { clusterQueueName, waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
 
@@ -47,9 +47,9 @@ it('lists every tollgate queue with its jobs, read-only', async () => {
   const res = await get('/queues/api/queues?activeQueue=dead-letter&status=waiting&page=1', basic(READER));
   expect(res.status).toBe(200);
   const body = (await res.json()) as { queues: Array<{ name: string; readOnlyMode: boolean; counts: Record<string, number>; jobs: unknown[] }> };
-  expect(body.queues.map((q) => q.name).sort()).toEqual(['dead-letter', 'exec.attestor', 'exec.policy', 'exec.scanner', 'ingress']);
+  expect(body.queues.map((q) => q.name).sort()).toEqual(['dead-letter', 'exec.attestor', 'exec.policy', 'exec.scanner', 'ingress'].map(clusterQueueName));
   expect(body.queues.every((q) => q.readOnlyMode)).toBe(true);
-  expect(body.queues.find((q) => q.name === 'dead-letter')!.counts.waiting).toBe(1);
+  expect(body.queues.find((q) => q.name === clusterQueueName('dead-letter'))!.counts.waiting).toBe(1);
   // A change through it is refused, even with an admin token: changes go through the audited API.
   const clean = await get('/queues/api/queues/dead-letter/clean/waiting', `Bearer ${ADMIN}`, 'PUT');
   expect(clean.status).toBeGreaterThanOrEqual(400);

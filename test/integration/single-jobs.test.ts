@@ -147,7 +147,7 @@ describe('job ids BullMQ refuses downstream', () => {
     // A job whose stored options make BullMQ refuse the execution add (a size limit below its data):
     // written the way a producer on another client or version could leave it in ingress.
     const poison = await h.ingress.add('scan.image', { tenantId: 'poisoner', blob: 'x'.repeat(200) }, { delay: 60_000 });
-    const key = `${h.prefix}:ingress:${poison.id}`;
+    const key = `${h.prefix}:${h.config.queues.ingress}:${poison.id}`;
     const opts = JSON.parse((await h.redis.hget(key, 'opts'))!);
     await h.redis.hset(key, 'opts', JSON.stringify({ ...opts, sizeLimit: 10 }));
     await poison.promote();

@@ -12,7 +12,7 @@ import { Queue, Worker } from 'bullmq';
 import { BullMQOtel } from 'bullmq-otel';
 import { parseApiTokens } from '../../src/config/tokens';
 import { createHarness, type Harness } from '../support/harness';
-import { testRedis, waitFor } from '../support/services';
+import { clusterQueueName, testRedis, waitFor } from '../support/services';
 
 jest.setTimeout(60_000);
 
@@ -35,7 +35,7 @@ beforeAll(async () => {
     return r;
   };
   producer = new Queue(h.config.queues.ingress, { connection: c(), prefix: h.prefix, telemetry: new BullMQOtel({ tracerName: 'producer' }) });
-  worker = new Worker('exec.scanner', async (job) => ({ mark: job.data.mark }), { connection: c(), prefix: h.prefix, telemetry: new BullMQOtel({ tracerName: 'worker' }) });
+  worker = new Worker(clusterQueueName('exec.scanner'), async (job) => ({ mark: job.data.mark }), { connection: c(), prefix: h.prefix, telemetry: new BullMQOtel({ tracerName: 'worker' }) });
 });
 afterAll(async () => {
   await worker.close();

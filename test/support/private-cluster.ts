@@ -28,6 +28,14 @@ export interface PrivateCluster {
   nodesEnv: string;
   /** The node serving `slot` as master now. */
   masterOf(slot: number): Promise<ClusterNode>;
+  /** The replica of a master (undefined if it has none). */
+  replicaOf(master: ClusterNode): Promise<ClusterNode | undefined>;
+  /** A node's INFO replication, as key → value. */
+  replication(node: ClusterNode): Promise<Record<string, string>>;
+  /** CLUSTER NODES as a live node sees it (for a report). */
+  view(): Promise<string>;
+  /** Makes a replica master of its master's slots without the master's agreement (CLUSTER FAILOVER TAKEOVER). */
+  takeover(replica: ClusterNode): Promise<void>;
   /** kill -9 one node. */
   kill(node: ClusterNode): Promise<void>;
   stop(): Promise<void>;
@@ -52,7 +60,15 @@ export async function startPrivateCluster(opts: { masters?: number; replicas?: n
       mkdirSync(nodeDir);
       const proc = spawn(
         'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--dir', nodeDir],
+        [
+          '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000',
+          // A replica may take over however long its link was down (the default refuses one whose data is
+          // older than 10 node timeouts: on a loaded test machine that can leave a slot without a master).
+          '--cluster-replica-validity-factor', '0',
+          // Replicas sync straight from the master's memory, without waiting for more replicas.
+          '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0',
+          '--save', '', '--appendonly', 'no', '--dir', nodeDir,
+        ],
         { stdio: 'ignore' },
       );
       proc.on('error', () => undefined);
@@ -103,6 +119,29 @@ export async function startPrivateCluster(opts: { masters?: number; replicas?: n
         break;
       }
       throw new Error(`no live master serves slot ${slot}`);
+    },
+    async replicaOf(master) {
+      const out = await cli(master.port, 'CLUSTER', 'NODES');
+      const lines = out.split('\n').map((l) => l.split(' '));
+      const id = lines.find((f) => f[2]?.includes('myself'))?.[0];
+      const replica = lines.find((f) => f[2]?.includes('slave') && f[3] === id);
+      const port = replica ? Number(replica[1]!.split('@')[0]!.split(':')[1]) : undefined;
+      return nodes.find((n) => n.port === port);
+    },
+    async replication(node) {
+      const out = await cli(node.port, 'INFO', 'replication');
+      return Object.fromEntries(out.split(/\r?\n/).filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+    },
+    async view() {
+      for (const n of nodes) {
+        if (n.proc.exitCode !== null || n.proc.signalCode !== null) continue;
+        const out = await cli(n.port, 'CLUSTER', 'NODES').catch(() => undefined);
+        if (out !== undefined) return out;
+      }
+      return '(no live node answers)';
+    },
+    async takeover(replica) {
+      await cli(replica.port, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
     },
     async kill(node) {
       node.proc.kill('SIGKILL');
