@@ -45,17 +45,10 @@ async function main(): Promise<void> {
   const newConn = () => new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: null } });
   const prefix = newPrefix();
   const keys = new Keys(prefix);
-  const probe = newConn();
-  const masterOfKey = async (key: string) => (await cluster.masterOf(Number(await probe.call('CLUSTER', 'KEYSLOT', key)))).port;
-  const govMaster = await masterOfKey(keys.throttles());
-  // A hash tag for `base` whose slot is on a master that `ok` accepts.
+  const govMaster = (await cluster.masterOfKey(keys.throttles())).port;
   const place = async (base: string, ok: (master: number) => boolean) => {
-    for (let i = 0; i < 500; i++) {
-      const queue = `{${base}${i === 0 ? '' : `.${i}`}}`;
-      const master = await masterOfKey(keys.bullKey(queue, 'wait'));
-      if (ok(master)) return { queue, master };
-    }
-    throw new Error(`bench: no hash tag for ${base} on a suitable master`);
+    const { queue, master } = await cluster.queueTagOn(base, (q) => keys.bullKey(q, 'wait'), (m) => ok(m.port));
+    return { queue, master: master.port };
   };
   // Ingress on a master without governance; the execution queues together on the third.
   const { queue: ingressQueue, master: ingressMaster } = await place('ingress', (m) => m !== govMaster);
@@ -123,7 +116,7 @@ async function main(): Promise<void> {
     await Promise.all(workers.map((w) => w.close()));
     await ingress.close();
     await tollgate.stop();
-    for (const c of [...workerConns, producerConn, probe]) c.disconnect();
+    for (const c of [...workerConns, producerConn]) c.disconnect();
     await cluster.stop();
   }
 }

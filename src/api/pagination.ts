@@ -26,7 +26,12 @@ export function decodeCursor(cursor: string | undefined): number | undefined {
   } catch {
     /* fall through */
   }
-  throw new TollgateError('TG_ERR_VALIDATION', 'invalid query: query.cursor: not a cursor this API returned', [
+  throw invalidCursor();
+}
+
+/** The error of a cursor this API did not return (malformed, tampered with, out of range). */
+export function invalidCursor(): TollgateError {
+  return new TollgateError('TG_ERR_VALIDATION', 'invalid query: query.cursor: not a cursor this API returned', [
     { field: 'query.cursor', message: 'not a cursor this API returned' },
   ]);
 }

@@ -338,14 +338,13 @@ export class Definitions {
    * if rebuilt.
    */
   async repairMirror(): Promise<boolean> {
-    if (await this.mirrorCurrent(this.db)) return false;
+    if ((await this.mirrorState(this.db)).current) return false;
     // Under the mirror lock, with every read taken after it: a change that committed and mirrored
     // itself before is in these reads; one mirroring after waits for this rebuild, then writes over it.
     const rebuilt = await this.db.transaction(async (tx) => {
       await lockResource(tx, 'mirror', '');
-      const redisVersion = await this.governance.mirror.version();
-      if (await this.mirrorCurrent(tx)) return undefined; // another process rebuilt it meanwhile
-      const pgVersion = await currentVersion(tx);
+      const { pgVersion, redisVersion, current } = await this.mirrorState(tx);
+      if (current) return undefined; // another process rebuilt it meanwhile
       const quotaRows = await allQuotas(tx);
       const throttleRows = await allThrottles(tx);
       const effective = await this.effectivePolicies(tx);
@@ -369,10 +368,10 @@ export class Definitions {
     return true;
   }
 
-  /** Redis holds the mirror at Postgres's version. */
-  private async mirrorCurrent(db: Tx): Promise<boolean> {
+  /** The definitions versions in Postgres and in Redis; current when Redis holds the mirror at Postgres's. */
+  private async mirrorState(db: Tx): Promise<{ pgVersion: number; redisVersion: number; current: boolean }> {
     const [pgVersion, redisVersion, present] = await Promise.all([currentVersion(db), this.governance.mirror.version(), this.governance.mirror.exists()]);
-    return pgVersion === redisVersion && present;
+    return { pgVersion, redisVersion, current: pgVersion === redisVersion && present };
   }
 
   private operatorFields(op: Operator) {

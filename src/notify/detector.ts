@@ -313,11 +313,10 @@ export class AlertDetector {
       });
     }
 
-    const due = obs;
     let changed = 0;
-    for (let i = 0; i < due.length; i += CHUNK) {
+    for (let i = 0; i < obs.length; i += CHUNK) {
       const args: Array<string | number> = [now, ALERT_STREAM_MAXLEN];
-      for (const o of due.slice(i, i + CHUNK)) args.push(o.key, o.hot ? '1' : '0', o.cool ? '1' : '0', o.sustainMs, JSON.stringify(o.payload));
+      for (const o of obs.slice(i, i + CHUNK)) args.push(o.key, o.hot ? '1' : '0', o.cool ? '1' : '0', o.sustainMs, JSON.stringify(o.payload));
       const out = await scriptsFor(redis).evaluateAlerts(scriptKeys.evaluateAlerts(keys), args);
       changed += out.length / 3;
     }

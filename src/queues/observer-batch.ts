@@ -106,7 +106,7 @@ export async function describeEvents(deps: Pick<ObserverDeps, 'redis' | 'keys'>,
   const needed = events.filter((e) => e.gen === undefined || e.kind !== 'completed');
   if (needed.length === 0) return;
   // Two pipelines, one per slot (the records are governance's, the job hashes the execution queue's),
-  // sent together; their replies merged back in the order read below.
+  // sent together.
   const recPipe = redis.pipeline();
   const jobPipe = redis.pipeline();
   for (const e of needed) {
@@ -116,19 +116,15 @@ export async function describeEvents(deps: Pick<ObserverDeps, 'redis' | 'keys'>,
   const [recRes, jobRes] = await Promise.all([recPipe.length > 0 ? recPipe.exec() : [], jobPipe.length > 0 ? jobPipe.exec() : []]);
   const recs = (recRes ?? []).map(([, v]) => v);
   const jobs = (jobRes ?? []).map(([, v]) => v);
-  const res: unknown[] = [];
-  for (const e of needed) {
-    if (e.gen === undefined) res.push(recs.shift());
-    if (e.kind !== 'completed') res.push(jobs.shift());
-  }
-  let i = 0;
+  let r = 0;
+  let j = 0;
   for (const e of needed) {
     if (e.gen === undefined) {
-      const gen = res[i++] as string | null;
+      const gen = recs[r++] as string | null;
       if (gen !== null) e.gen = Number(gen);
     }
     if (e.kind !== 'completed') {
-      const [reason, stack] = (res[i++] ?? []) as Array<string | null>;
+      const [reason, stack] = (jobs[j++] ?? []) as Array<string | null>;
       e.errorText = errorText(reason ?? e.failedReason, stack ?? undefined);
     }
   }

@@ -4,6 +4,7 @@
  * deduplication holds ended, in the release's round trip; a sweep ends the holds that were missed.
  */
 import type { Redis } from 'ioredis';
+import { isClusterClient } from '../redis/connection';
 import { execJobId } from '../redis/keys';
 import { endHoldsOfEnded } from './dedup-holds';
 import type { ObserverDeps } from './observer';
@@ -17,10 +18,8 @@ import type { ObserverDeps } from './observer';
  * once let such a late add run the job twice (seen in the kill -9 suite).
  *
  * The pipeline's connection must have the scripts loaded (scriptsFor): it runs releaseDedup-1.lua.
- */
-/**
  * On Redis Cluster the ingress holds are in ingress's slot, not the execution queue's, and a pipeline
- * stays in one slot: the release of the holds is then returned as a call of its own to run after the
+ * stays in one slot: the release of the holds is then returned as a call of its own, to run after the
  * pipeline (undefined on a single Redis, where it rides in the pipeline).
  */
 export function forgetDeduplication(
@@ -37,7 +36,7 @@ export function forgetDeduplication(
   // a hold missed here is ended by the sweep).
   if (keys.length === 0) return undefined;
   const args = [deps.topology.heldDedupKey, deps.topology.ingress.toKey(''), ...keys];
-  if ((deps.redis as { isCluster?: boolean }).isCluster === true) {
+  if (isClusterClient(deps.redis)) {
     const onClient = deps.redis as unknown as Record<string, (...a: Array<string | number>) => Promise<unknown>>;
     return () => onClient.tg_releaseDedup!(...args);
   }

@@ -19,6 +19,7 @@ import type { Config } from '../config/file';
 import type { Failpoints } from '../failpoints';
 import type { Metrics } from '../observability/metrics';
 import type { Governance } from '../redis/governance';
+import { isClusterClient } from '../redis/connection';
 import type { Keys } from '../redis/keys';
 import { scriptKeys } from '../redis/script-keys';
 import { scriptsFor } from '../redis/scripts';
@@ -86,8 +87,7 @@ export class Observer {
     await this.ensureGroups();
     this.running = true;
     // One XREADGROUP for every stream on a single Redis; one per stream (slot) on a cluster.
-    const cluster = (this.deps.blockingRedis as { isCluster?: boolean }).isCluster === true;
-    const groups = cluster ? this.streams.map((s) => [s]) : [this.streams];
+    const groups = isClusterClient(this.deps.blockingRedis) ? this.streams.map((s) => [s]) : [this.streams];
     groups.forEach((streams, i) => {
       let conn = this.deps.blockingRedis;
       if (i > 0) {

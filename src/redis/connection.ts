@@ -20,13 +20,17 @@ export function isCluster(target: RedisTarget): boolean {
   return (target.redisClusterNodes?.length ?? 0) > 0;
 }
 
+/** Whether a client (typed `Redis`, see createRedis) is an ioredis Cluster. */
+export function isClusterClient(redis: Redis): boolean {
+  return (redis as unknown as { isCluster?: boolean }).isCluster === true;
+}
+
 /**
  * A client of the target. On a cluster it is an ioredis `Cluster`, typed as `Redis`: tollgate uses
  * only what both share (commands, pipelines and MULTI within one slot, scripts defined with
  * defineCommand, pub/sub), and BullMQ takes either as its connection.
  */
-export function createRedis(target: RedisTarget | string, profile: RedisProfile, log: Logger, name: string): Redis {
-  const t: RedisTarget = typeof target === 'string' ? { redisUrl: target } : target;
+export function createRedis(t: RedisTarget, profile: RedisProfile, log: Logger, name: string): Redis {
   const common: RedisOptions = {
     connectionName: `tollgate:${name}`,
     // Reconnect forever with capped backoff; the outage is logged once per state change below.

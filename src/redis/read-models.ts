@@ -28,26 +28,26 @@ export class ReadModels extends GovernanceStore {
     const out: Array<{ quotaId: string; tenantId: string; period: Period; window: number; used: number }> = [];
     // Every master on a cluster (the governance slot's keys are on one of them; SCAN has no key to route by).
     for (const node of scanTargets(this.redis)) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.quotaStatePattern(), 'COUNT', 1000);
-      cursor = next;
-      if (keys.length === 0) continue;
-      const pipe = this.redis.pipeline();
-      for (const k of keys) pipe.hmget(k, 'hw', 'hn', 'dw', 'dn', 'mw', 'mn');
-      const res = (await pipe.exec()) ?? [];
-      keys.forEach((k, i) => {
-        const rest = k.slice(prefix.length);
-        const colon = rest.indexOf(':');
-        const quotaId = rest.slice(0, colon);
-        const tenantId = rest.slice(colon + 1);
-        const v = (res[i]?.[1] ?? []) as Array<string | null>;
-        PERIODS.forEach((p, j) => {
-          const window = Number(v[j * 2]);
-          if (window === windows[p].start) out.push({ quotaId, tenantId, period: p, window, used: Number(v[j * 2 + 1] ?? 0) });
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', this.keys.quotaStatePattern(), 'COUNT', 1000);
+        cursor = next;
+        if (keys.length === 0) continue;
+        const pipe = this.redis.pipeline();
+        for (const k of keys) pipe.hmget(k, 'hw', 'hn', 'dw', 'dn', 'mw', 'mn');
+        const res = (await pipe.exec()) ?? [];
+        keys.forEach((k, i) => {
+          const rest = k.slice(prefix.length);
+          const colon = rest.indexOf(':');
+          const quotaId = rest.slice(0, colon);
+          const tenantId = rest.slice(colon + 1);
+          const v = (res[i]?.[1] ?? []) as Array<string | null>;
+          PERIODS.forEach((p, j) => {
+            const window = Number(v[j * 2]);
+            if (window === windows[p].start) out.push({ quotaId, tenantId, period: p, window, used: Number(v[j * 2 + 1] ?? 0) });
+          });
         });
-      });
-    } while (cursor !== '0');
+      } while (cursor !== '0');
     }
     return out;
   }

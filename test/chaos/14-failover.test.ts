@@ -28,12 +28,11 @@ it('a master killed -9 under load: its replica takes over, nothing runs twice, e
   c.spawn('gate');
   c.spawn('observer');
   const exec = c.startExec({ concurrency: 100 });
-  const govSlot = Number(await c.conn.call('CLUSTER', 'KEYSLOT', c.keys.throttles()));
+  const govSlot = await cluster.slotOf(c.keys.throttles());
   const victim = await cluster.masterOf(govSlot);
-  const slotsOf = async (q: string) => Number(await c!.conn.call('CLUSTER', 'KEYSLOT', `${q}`));
   const coLocated: string[] = [];
-  for (const d of DOWNSTREAMS) if ((await cluster.masterOf(await slotsOf(c.keys.events(c.execQueue(d))))) === victim) coLocated.push(c.execQueue(d));
-  if ((await cluster.masterOf(await slotsOf(c.keys.bullKey(c.ingress.name, 'wait')))) === victim) coLocated.push(c.ingress.name);
+  for (const d of DOWNSTREAMS) if ((await cluster.masterOfKey(c.keys.events(c.execQueue(d)))) === victim) coLocated.push(c.execQueue(d));
+  if ((await cluster.masterOfKey(c.keys.bullKey(c.ingress.name, 'wait'))) === victim) coLocated.push(c.ingress.name);
 
   const replica = await cluster.replicaOf(victim);
   expect(replica).toBeDefined();

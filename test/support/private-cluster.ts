@@ -28,6 +28,15 @@ export interface PrivateCluster {
   nodesEnv: string;
   /** The node serving `slot` as master now. */
   masterOf(slot: number): Promise<ClusterNode>;
+  /** The hash slot of a key (CLUSTER KEYSLOT). */
+  slotOf(key: string): Promise<number>;
+  /** The node serving a key's slot as master now. */
+  masterOfKey(key: string): Promise<ClusterNode>;
+  /**
+   * A queue name `{base}` or `{base.N}` whose key `keyOf(name)` lands on a master `accept` takes: lets a
+   * test or the benchmark put queues and governance on the masters it wants.
+   */
+  queueTagOn(base: string, keyOf: (queue: string) => string, accept: (master: ClusterNode) => boolean): Promise<{ queue: string; master: ClusterNode }>;
   /** The replica of a master (undefined if it has none). */
   replicaOf(master: ClusterNode): Promise<ClusterNode | undefined>;
   /** A node's INFO replication, as key → value. */
@@ -119,6 +128,20 @@ export async function startPrivateCluster(opts: { masters?: number; replicas?: n
         break;
       }
       throw new Error(`no live master serves slot ${slot}`);
+    },
+    async slotOf(key) {
+      return Number((await cli(nodes[0]!.port, 'CLUSTER', 'KEYSLOT', key)).trim());
+    },
+    async masterOfKey(key) {
+      return cluster.masterOf(await cluster.slotOf(key));
+    },
+    async queueTagOn(base, keyOf, accept) {
+      for (let i = 0; i < 500; i++) {
+        const queue = `{${base}${i === 0 ? '' : `.${i}`}}`;
+        const master = await cluster.masterOfKey(keyOf(queue));
+        if (accept(master)) return { queue, master };
+      }
+      throw new Error(`no hash tag for ${base} on a master that fits`);
     },
     async replicaOf(master) {
       const out = await cli(master.port, 'CLUSTER', 'NODES');

@@ -28,7 +28,12 @@ export const CLUSTER_NODES: Array<{ host: string; port: number }> | undefined = 
 
 /** A queue name as the run's Redis needs it: on a cluster, with a hash tag (`{exec.scanner}`). */
 export function clusterQueueName(name: string): string {
-  return CLUSTER_NODES && !name.includes('{') ? `{${name}}` : name;
+  return CLUSTER_NODES ? withHashTag(name) : name;
+}
+
+/** `name` with a hash tag: itself if it has one, else `{name}`. */
+function withHashTag(name: string): string {
+  return name.includes('{') ? name : `{${name}}`;
 }
 
 export function testRedis(url = REDIS_URL): Redis {
@@ -112,7 +117,7 @@ export function testConfigInput(overrides: Partial<ConfigInput> = {}): ConfigInp
 
 /** The config with a hash tag in every queue name (ingress, dead-letter, execution, notifications), as a cluster needs. */
 export function tagQueueNames(input: ConfigInput): ConfigInput {
-  const tag = (name: string) => (name.includes('{') ? name : `{${name}}`);
+  const tag = withHashTag;
   const q = input.queues as { ingress?: string; deadLetter?: string } | undefined;
   const n = (input.notifier as { queue?: { name?: string } } | undefined)?.queue;
   return {

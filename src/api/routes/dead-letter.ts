@@ -18,7 +18,7 @@ import { isWhole, type DeadLetterData } from '../../queues/dead-letter';
 import { requireGlobalReader } from '../auth';
 import type { ApiContext } from '../context';
 import { operatorOf } from '../operator';
-import { decodeCursor, PageQuery } from '../pagination';
+import { decodeCursor, invalidCursor, PageQuery } from '../pagination';
 import { defineRoute, ErrorBody, type RouteDef } from '../route';
 
 /** Dead-letter jobs looked at per list call, at most: a filter over a huge queue answers in bounded time. */
@@ -71,9 +71,10 @@ function decodeDeadLetterCursor(cursor: string | undefined, key: Buffer): DeadLe
     const v = JSON.parse(text ?? 'null') as { job?: unknown; ts?: unknown };
     if (typeof v.job === 'string' && v.job.length > 0 && v.job.length <= 200 && typeof v.ts === 'number' && Number.isSafeInteger(v.ts) && v.ts >= 0) return { job: v.job, ts: v.ts };
   } catch {
-    /* the shared decoder below names the error */
+    /* not this form: a sealed cursor that does not open is refused, a plain one may be the older form */
   }
-  return { after: decodeCursor(cursor.startsWith('s.') ? '!' : cursor)! };
+  if (cursor.startsWith('s.')) throw invalidCursor();
+  return { after: decodeCursor(cursor)! };
 }
 
 /** Options of the original job that do not carry over to its re-drive. */
