@@ -7,6 +7,8 @@
  */
 import { Queue, Worker } from 'bullmq';
 import { Cluster } from 'ioredis';
+import { createBackpressureClient } from '../../src/client';
+import { parseConfig } from '../../src/config/file';
 import { execJobId, Keys } from '../../src/redis/keys';
 import { freePort } from '../support/net';
 import { startPrivateCluster, type PrivateCluster } from '../support/private-cluster';
@@ -82,6 +84,21 @@ it('runs all roles on the cluster: ready, governs, executes, dead-letters, relea
     // Every slot's capacity released once the jobs finished (the observer reads each stream's slot).
     const keys = new Keys(prefix);
     await waitFor(async () => ((await producerConn.zcard(keys.inflight('scanner'))) === 0 && (await producerConn.get(keys.downstream('scanner', 'used'))) === '0') || undefined, 'capacity released', 15_000, 100);
+    // The producer's backpressure client reads REDIS_CLUSTER_NODES too (REDIS_URL pointed at nothing
+    // meanwhile: a client that ignored the cluster would fail to connect).
+    const saved = { nodes: process.env.REDIS_CLUSTER_NODES, url: process.env.REDIS_URL };
+    process.env.REDIS_CLUSTER_NODES = cluster.nodesEnv;
+    process.env.REDIS_URL = `redis://127.0.0.1:${await freePort()}`;
+    try {
+      const bp = createBackpressureClient({ prefix, config: parseConfig(config) });
+      expect(await bp.check('t0', 'scan.image')).toMatchObject({ level: 'ok', downstream: 'scanner' });
+      await bp.close();
+    } finally {
+      for (const [k, v] of [['REDIS_CLUSTER_NODES', saved.nodes], ['REDIS_URL', saved.url]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
     expect(child.logs.filter((l) => Number(l.level) >= 50 || String(l.msg ?? l.raw ?? '').includes('CROSSSLOT'))).toEqual([]);
   } finally {
     await worker.close();
@@ -104,20 +121,12 @@ it('runs all roles on the cluster: ready, governs, executes, dead-letters, relea
 it('spreads ingress, the execution queues and governance over three masters, and every path still works', async () => {
   const prefix = uniquePrefix('rspread');
   const keys = new Keys(prefix);
-  const probe = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })));
-  const masterOfKey = async (key: string) => (await cluster.masterOf(Number(await probe.call('CLUSTER', 'KEYSLOT', key)))).port;
-  const gov = await masterOfKey(keys.throttles());
+  const gov = (await cluster.masterOfKey(keys.throttles())).port;
   const taken = new Set([gov]);
   const pick = async (base: string) => {
-    for (let i = 0; i < 200; i++) {
-      const name = `{${base}${i === 0 ? '' : `.${i}`}}`;
-      const m = await masterOfKey(keys.bullKey(name, 'wait'));
-      if (!taken.has(m)) {
-        taken.add(m);
-        return name;
-      }
-    }
-    throw new Error(`no hash tag for ${base} on a free master`);
+    const { queue, master } = await cluster.queueTagOn(base, (q) => keys.bullKey(q, 'wait'), (m) => !taken.has(m.port));
+    taken.add(master.port);
+    return queue;
   };
   const ingressName = await pick('ingress');
   const scannerQueue = await pick('exec.scanner');
@@ -174,7 +183,6 @@ it('spreads ingress, the execution queues and governance over three masters, and
     await ingress.close();
     producerConn.disconnect();
     workerConn.disconnect();
-    probe.disconnect();
     child.kill('SIGKILL');
     await child.exited;
     await db.drop();
